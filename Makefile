@@ -1,0 +1,41 @@
+# Front door for the two commands in the README:
+#   make run   install dependencies, build, run on the embedded default config
+#   make test  install dependencies, build with ASan+UBSan, run every test
+# The build itself is CMake; this file only strings the steps together.
+
+JOBS ?= $(shell nproc)
+PYTHON ?= /usr/bin/python3
+
+.PHONY: all build run test unit pytest deps test-deps clean
+
+all: build
+
+deps:
+	scripts/install-deps.sh
+
+test-deps:
+	scripts/install-deps.sh --test
+
+build: deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFULMAR_TESTS=OFF
+	cmake --build build -j$(JOBS)
+
+run: build
+	scripts/run-default.sh
+
+build-asan/fulmar: test-deps FORCE
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFULMAR_SANITIZE=ON
+	cmake --build build-asan -j$(JOBS)
+
+unit: build-asan/fulmar
+	cd build-asan && ctest --output-on-failure
+
+pytest: build-asan/fulmar
+	FULMAR_BIN=$(CURDIR)/build-asan/fulmar $(PYTHON) -m pytest -q tests/
+
+test: unit pytest
+
+clean:
+	rm -rf build build-asan
+
+FORCE:

@@ -1,0 +1,44 @@
+/*
+ * main: dispatches `fulmar SUBCOMMAND ...`.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static void usage(FILE *out)
+{
+	fputs("usage: fulmar serve [--config FILE]\n"
+	      "       fulmar check-config [--config FILE]\n"
+	      "       fulmar queue list [--config FILE]\n"
+	      "       fulmar version\n"
+	      "Without --config, the embedded default configuration is used\n"
+	      "(listening on 127.0.0.1:2525, mail for example.test under ./var).\n",
+	      out);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "serve") == 0)
+		return cmd_serve(argc - 1, argv + 1);
+	if (strcmp(cmd, "check-config") == 0)
+		return cmd_check_config(argc - 1, argv + 1);
+	if (strcmp(cmd, "queue") == 0)
+		return cmd_queue(argc - 1, argv + 1);
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("fulmar %s\n", FULMAR_VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "fulmar: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,665 @@
+/*
+ * config: loads and validates the configuration (config.h). The scalar
+ * settings are one table (group, name, type, default, bounds); the lists
+ * (listeners, domains with their mailboxes and aliases) have their own
+ * checks below. Every problem is reported as file:line; loading goes on
+ * after an error so one run of check-config shows them all.
+ */
+#include "config/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "proto/smtp_addr.h"
+
+enum setting_type { T_STRING, T_COUNT, T_SECONDS, T_LOGLEVEL };
+
+struct setting {
+	const char *group;
+	const char *name;
+	enum setting_type type;
+	size_t offset;
+	const char *def_string; /* T_STRING, T_LOGLEVEL */
+	double def_number;      /* T_COUNT, T_SECONDS */
+	double min, max;
+	bool is_path;
+};
+
+#define OFF(field) offsetof(struct config, field)
+
+static const struct setting settings[] = {
+	{ "server", "hostname", T_STRING, OFF(hostname), NULL, 0, 0, 0, false },
+	{ "server", "user", T_STRING, OFF(user), NULL, 0, 0, 0, false },
+	{ "server", "state_dir", T_STRING, OFF(state_dir), "var/spool", 0, 0, 0, true },
+	{ "server", "log_file", T_STRING, OFF(log_file), NULL, 0, 0, 0, true },
+	{ "server", "log_level", T_LOGLEVEL, OFF(log_level), "info", 0, 0, 0, false },
+	{ "limits", "command_line", T_COUNT, OFF(limits.command_line), NULL, 512, 512, 65536, false },
+	{ "limits", "text_line", T_COUNT, OFF(limits.text_line), NULL, 1000, 1000, 1048576, false },
+	{ "limits", "message_size", T_COUNT, OFF(limits.message_size), NULL, 36700160, 1024, 4294967296.0, false },
+	{ "limits", "recipients", T_COUNT, OFF(limits.recipients), NULL, 1000, 1, 100000, false },
+	{ "limits", "errors", T_COUNT, OFF(limits.errors), NULL, 20, 1, 1000, false },
+	{ "limits", "connections", T_COUNT, OFF(limits.connections), NULL, 10000, 1, 1000000, false },
+	{ "limits", "connections_per_ip", T_COUNT, OFF(limits.connections_per_ip), NULL, 50, 1, 1000000, false },
+	{ "timeouts", "command", T_SECONDS, OFF(timeouts.command), NULL, 300, 0.01, 86400, false },
+	{ "timeouts", "data", T_SECONDS, OFF(timeouts.data), NULL, 300, 0.01, 86400, false },
+	{ "timeouts", "session", T_SECONDS, OFF(timeouts.session), NULL, 3600, 0.01, 604800, false },
+	{ "timeouts", "shutdown", T_SECONDS, OFF(timeouts.shutdown), NULL, 30, 0, 3600, false },
+	{ "local", "recipient_delimiter", T_STRING, OFF(recipient_delimiter), "+", 0, 0, 0, false },
+};
+
+/* Groups and the list settings handled outside the table. */
+static const char *const top_level[] = { "server", "limits", "timeouts", "local",
+					 "listeners" };
+
+struct loader {
+	const char *source;
+	struct config_errors *errs;
+	struct config *cfg;
+	char cwd[PATH_MAX];
+};
+
+static void add_error(struct loader *ld, const config_setting_t *s,
+		      const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void add_error(struct loader *ld, const config_setting_t *s,
+		      const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	const char *file = s ? config_setting_source_file(s) : NULL;
+	unsigned line = s ? config_setting_source_line(s) : 0;
+	char full[1024];
+	snprintf(full, sizeof(full), "%s:%u: %s", file ? file : ld->source, line, msg);
+	struct config_errors *e = ld->errs;
+	e->items = xrealloc(e->items, (e->count + 1) * sizeof(char *));
+	e->items[e->count++] = xstrdup(full);
+}
+
+void config_errors_free(struct config_errors *errs)
+{
+	for (size_t i = 0; i < errs->count; i++)
+		free(errs->items[i]);
+	free(errs->items);
+	errs->items = NULL;
+	errs->count = 0;
+}
+
+static char *lower_dup(const char *s)
+{
+	char *p = xstrdup(s);
+	for (char *q = p; *q; q++)
+		*q = (char)tolower((unsigned char)*q);
+	return p;
+}
+
+static char *absolute_path(struct loader *ld, const char *p)
+{
+	if (p[0] == '/')
+		return xstrdup(p);
+	size_t n = strlen(ld->cwd) + 1 + strlen(p) + 1;
+	char *out = xmalloc(n);
+	snprintf(out, n, "%s/%s", ld->cwd, p);
+	return out;
+}
+
+static bool is_number(const config_setting_t *s)
+{
+	int t = config_setting_type(s);
+	return t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64 || t == CONFIG_TYPE_FLOAT;
+}
+
+static double number_of(const config_setting_t *s)
+{
+	if (config_setting_type(s) == CONFIG_TYPE_FLOAT)
+		return config_setting_get_float(s);
+	return (double)config_setting_get_int64(s);
+}
+
+static void apply_default(struct loader *ld, const struct setting *st)
+{
+	char *base = (char *)ld->cfg;
+	switch (st->type) {
+	case T_STRING:
+		*(char **)(base + st->offset) =
+			st->def_string == NULL ? NULL
+			: st->is_path	       ? absolute_path(ld, st->def_string)
+					       : xstrdup(st->def_string);
+		break;
+	case T_LOGLEVEL:
+		*(int *)(base + st->offset) = log_level_parse(st->def_string);
+		break;
+	case T_COUNT:
+		*(uint64_t *)(base + st->offset) = (uint64_t)st->def_number;
+		break;
+	case T_SECONDS:
+		*(double *)(base + st->offset) = st->def_number;
+		break;
+	}
+}
+
+static void apply_setting(struct loader *ld, const struct setting *st,
+			  const config_setting_t *s)
+{
+	char *base = (char *)ld->cfg;
+	const char *str;
+	switch (st->type) {
+	case T_STRING:
+		if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+			add_error(ld, s, "%s.%s must be a string", st->group, st->name);
+			return;
+		}
+		str = config_setting_get_string(s);
+		free(*(char **)(base + st->offset));
+		*(char **)(base + st->offset) =
+			st->is_path ? absolute_path(ld, str) : xstrdup(str);
+		return;
+	case T_LOGLEVEL:
+		str = config_setting_type(s) == CONFIG_TYPE_STRING
+			      ? config_setting_get_string(s) : "";
+		if (log_level_parse(str) < 0) {
+			add_error(ld, s, "%s.%s must be debug, info, warning or error",
+				  st->group, st->name);
+			return;
+		}
+		*(int *)(base + st->offset) = log_level_parse(str);
+		return;
+	case T_COUNT:
+	case T_SECONDS:
+		if (!is_number(s)) {
+			add_error(ld, s, "%s.%s must be a number", st->group, st->name);
+			return;
+		}
+		double v = number_of(s);
+		if (v < st->min || v > st->max ||
+		    (st->type == T_COUNT && v != (double)(uint64_t)v)) {
+			add_error(ld, s, "%s.%s must be %s between %g and %g", st->group,
+				  st->name, st->type == T_COUNT ? "an integer" : "a number",
+				  st->min, st->max);
+			return;
+		}
+		if (st->type == T_COUNT)
+			*(uint64_t *)(base + st->offset) = (uint64_t)v;
+		else
+			*(double *)(base + st->offset) = v;
+		return;
+	}
+}
+
+static const struct setting *find_setting(const char *group, const char *name)
+{
+	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
+		if (strcmp(settings[i].group, group) == 0 &&
+		    strcmp(settings[i].name, name) == 0)
+			return &settings[i];
+	return NULL;
+}
+
+static bool is_list_member(const char *group, const char *name)
+{
+	return strcmp(group, "local") == 0 && strcmp(name, "domains") == 0;
+}
+
+static void load_scalars(struct loader *ld, const config_setting_t *root)
+{
+	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
+		apply_default(ld, &settings[i]);
+
+	int n = config_setting_length(root);
+	for (int i = 0; i < n; i++) {
+		config_setting_t *g = config_setting_get_elem(root, (unsigned)i);
+		const char *gname = config_setting_name(g);
+		bool known = false;
+		for (size_t k = 0; k < sizeof(top_level) / sizeof(top_level[0]); k++)
+			known |= strcmp(gname, top_level[k]) == 0;
+		if (!known) {
+			add_error(ld, g, "unknown setting '%s'", gname);
+			continue;
+		}
+		if (strcmp(gname, "listeners") == 0)
+			continue;
+		if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
+			add_error(ld, g, "'%s' must be a group { ... }", gname);
+			continue;
+		}
+		int m = config_setting_length(g);
+		for (int j = 0; j < m; j++) {
+			config_setting_t *s = config_setting_get_elem(g, (unsigned)j);
+			const char *sname = config_setting_name(s);
+			const struct setting *st = find_setting(gname, sname);
+			if (st)
+				apply_setting(ld, st, s);
+			else if (!is_list_member(gname, sname))
+				add_error(ld, s, "unknown setting '%s.%s'", gname, sname);
+		}
+	}
+	struct config *cfg = ld->cfg;
+	if (cfg->hostname == NULL) {
+		char host[256];
+		if (gethostname(host, sizeof(host)) != 0)
+			strlcpy_safe(host, "localhost", sizeof(host));
+		host[sizeof(host) - 1] = '\0';
+		cfg->hostname = xstrdup(host);
+	} else if (!smtp_addr_domain_valid(cfg->hostname, strlen(cfg->hostname), false)) {
+		const config_setting_t *srv = config_setting_get_member(root, "server");
+		add_error(ld, srv ? config_setting_get_member(srv, "hostname") : NULL,
+			  "server.hostname '%s' is not a valid domain name", cfg->hostname);
+	}
+	for (const char *d = cfg->recipient_delimiter; *d; d++)
+		if (!ispunct((unsigned char)*d) || *d == '@' || *d == '"' || *d == '\\')
+			add_error(ld, NULL,
+				  "local.recipient_delimiter may hold only punctuation "
+				  "other than @, \" and \\");
+}
+
+static const char *member_string(struct loader *ld, const config_setting_t *item,
+				 const char *name, bool required)
+{
+	config_setting_t *m = config_setting_get_member(item, name);
+	if (m == NULL) {
+		if (required)
+			add_error(ld, item, "missing '%s'", name);
+		return NULL;
+	}
+	if (config_setting_type(m) != CONFIG_TYPE_STRING) {
+		add_error(ld, m, "'%s' must be a string", name);
+		return NULL;
+	}
+	return config_setting_get_string(m);
+}
+
+static void check_members(struct loader *ld, const config_setting_t *item,
+			  const char *const *allowed, const char *what)
+{
+	if (config_setting_type(item) != CONFIG_TYPE_GROUP) {
+		add_error(ld, item, "each %s must be a group { ... }", what);
+		return;
+	}
+	int n = config_setting_length(item);
+	for (int i = 0; i < n; i++) {
+		config_setting_t *m = config_setting_get_elem(item, (unsigned)i);
+		bool ok = false;
+		for (const char *const *a = allowed; *a; a++)
+			ok |= strcmp(*a, config_setting_name(m)) == 0;
+		if (!ok)
+			add_error(ld, m, "unknown setting '%s' in %s",
+				  config_setting_name(m), what);
+	}
+}
+
+static void load_listeners(struct loader *ld, const config_setting_t *root)
+{
+	config_setting_t *list = config_setting_get_member(root, "listeners");
+	if (list == NULL) {
+		add_error(ld, NULL, "no listeners: add listeners = ( { address = ...; "
+				    "port = ...; role = \"mx\"; } );");
+		return;
+	}
+	if (!config_setting_is_list(list)) {
+		add_error(ld, list, "listeners must be a list ( ... )");
+		return;
+	}
+	static const char *const allowed[] = { "address", "port", "role", NULL };
+	struct config *cfg = ld->cfg;
+	int n = config_setting_length(list);
+	cfg->listeners = xcalloc((size_t)n, sizeof(*cfg->listeners));
+	for (int i = 0; i < n; i++) {
+		config_setting_t *item = config_setting_get_elem(list, (unsigned)i);
+		check_members(ld, item, allowed, "listener");
+		if (config_setting_type(item) != CONFIG_TYPE_GROUP)
+			continue;
+		const char *addr = member_string(ld, item, "address", true);
+		const char *role = member_string(ld, item, "role", false);
+		config_setting_t *port = config_setting_get_member(item, "port");
+		long long p = -1;
+		if (port == NULL)
+			add_error(ld, item, "missing 'port'");
+		else if (config_setting_type(port) != CONFIG_TYPE_INT &&
+			 config_setting_type(port) != CONFIG_TYPE_INT64)
+			add_error(ld, port, "'port' must be an integer");
+		else if ((p = config_setting_get_int64(port)) < 0 || p > 65535)
+			add_error(ld, port, "'port' must be between 0 and 65535");
+		if (role && strcmp(role, "mx") != 0)
+			add_error(ld, config_setting_get_member(item, "role"),
+				  "unknown role '%s' (this version knows: mx)", role);
+		if (addr == NULL || p < 0 || p > 65535)
+			continue;
+		struct cfg_listener *l = &cfg->listeners[cfg->nlisteners++];
+		l->address = xstrdup(addr);
+		l->port = (int)p;
+		l->role = ROLE_MX;
+		l->line = (int)config_setting_source_line(item);
+	}
+}
+
+/* "alice" -> "alice@domain"; "x@Other.Test" -> "x@other.test". */
+static char *qualify(const char *target, const char *domain)
+{
+	const char *at = strrchr(target, '@');
+	if (at == NULL) {
+		size_t n = strlen(target) + 1 + strlen(domain) + 1;
+		char *out = xmalloc(n);
+		snprintf(out, n, "%s@%s", target, domain);
+		for (char *q = out; *q && *q != '@'; q++)
+			*q = (char)tolower((unsigned char)*q);
+		return out;
+	}
+	return lower_dup(target);
+}
+
+static bool valid_local_part(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > SMTP_ADDR_LOCAL_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c <= ' ' || c == '@' || c == '"' || c == '\\' || c == '<' ||
+		    c == '>' || c == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+static bool valid_address(const char *a)
+{
+	const char *at = strrchr(a, '@');
+	if (at == NULL)
+		return false;
+	char local[SMTP_ADDR_LOCAL_MAX + 1];
+	size_t ln = (size_t)(at - a);
+	if (ln == 0 || ln > SMTP_ADDR_LOCAL_MAX)
+		return false;
+	memcpy(local, a, ln);
+	local[ln] = '\0';
+	return valid_local_part(local) &&
+	       smtp_addr_domain_valid(at + 1, strlen(at + 1), true);
+}
+
+static void load_mailboxes(struct loader *ld, const config_setting_t *list,
+			   const char *domain)
+{
+	static const char *const allowed[] = { "user", "maildir", NULL };
+	struct config *cfg = ld->cfg;
+	int n = config_setting_length(list);
+	for (int i = 0; i < n; i++) {
+		config_setting_t *item = config_setting_get_elem(list, (unsigned)i);
+		check_members(ld, item, allowed, "mailbox");
+		if (config_setting_type(item) != CONFIG_TYPE_GROUP)
+			continue;
+		const char *user = member_string(ld, item, "user", true);
+		const char *maildir = member_string(ld, item, "maildir", true);
+		if (user == NULL || maildir == NULL)
+			continue;
+		if (!valid_local_part(user) || strchr(user, '@')) {
+			add_error(ld, item, "mailbox user '%s' is not a valid local part", user);
+			continue;
+		}
+		if (maildir[0] == '\0') {
+			add_error(ld, item, "mailbox maildir must not be empty");
+			continue;
+		}
+		char *addr = qualify(user, domain);
+		if (config_find_mailbox(cfg, addr) || config_find_alias(cfg, addr)) {
+			add_error(ld, item, "'%s' is defined twice", addr);
+			free(addr);
+			continue;
+		}
+		cfg->mailboxes = xrealloc(cfg->mailboxes,
+					  (cfg->nmailboxes + 1) * sizeof(*cfg->mailboxes));
+		cfg->mailboxes[cfg->nmailboxes].address = addr;
+		cfg->mailboxes[cfg->nmailboxes].maildir = absolute_path(ld, maildir);
+		cfg->nmailboxes++;
+	}
+}
+
+static void load_aliases(struct loader *ld, const config_setting_t *list,
+			 const char *domain)
+{
+	static const char *const allowed[] = { "name", "to", NULL };
+	struct config *cfg = ld->cfg;
+	int n = config_setting_length(list);
+	for (int i = 0; i < n; i++) {
+		config_setting_t *item = config_setting_get_elem(list, (unsigned)i);
+		check_members(ld, item, allowed, "alias");
+		if (config_setting_type(item) != CONFIG_TYPE_GROUP)
+			continue;
+		const char *name = member_string(ld, item, "name", true);
+		config_setting_t *to = config_setting_get_member(item, "to");
+		if (to == NULL) {
+			add_error(ld, item, "missing 'to'");
+			continue;
+		}
+		if (name == NULL)
+			continue;
+		if (!valid_local_part(name)) {
+			add_error(ld, item, "alias name '%s' is not a valid local part", name);
+			continue;
+		}
+		int nt = config_setting_type(to) == CONFIG_TYPE_STRING ? 1
+			 : (config_setting_is_array(to) || config_setting_is_list(to))
+				 ? config_setting_length(to)
+				 : -1;
+		if (nt <= 0) {
+			add_error(ld, to, "'to' must be a string or a non-empty array of strings");
+			continue;
+		}
+		char *addr = qualify(name, domain);
+		if (config_find_mailbox(cfg, addr) || config_find_alias(cfg, addr)) {
+			add_error(ld, item, "'%s' is defined twice", addr);
+			free(addr);
+			continue;
+		}
+		struct cfg_alias a = { .address = addr,
+				       .targets = xcalloc((size_t)nt, sizeof(char *)) };
+		for (int k = 0; k < nt; k++) {
+			const config_setting_t *e =
+				config_setting_type(to) == CONFIG_TYPE_STRING
+					? to : config_setting_get_elem(to, (unsigned)k);
+			if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+				add_error(ld, e, "alias targets must be strings");
+				continue;
+			}
+			char *t = qualify(config_setting_get_string(e), domain);
+			if (!valid_address(t)) {
+				add_error(ld, e, "alias target '%s' is not a valid address", t);
+				free(t);
+				continue;
+			}
+			a.targets[a.ntargets++] = t;
+		}
+		cfg->aliases = xrealloc(cfg->aliases, (cfg->naliases + 1) * sizeof(a));
+		cfg->aliases[cfg->naliases++] = a;
+	}
+}
+
+static void load_domains(struct loader *ld, const config_setting_t *root)
+{
+	config_setting_t *local = config_setting_get_member(root, "local");
+	config_setting_t *list = local ? config_setting_get_member(local, "domains") : NULL;
+	if (list == NULL)
+		return; /* no local domains: a valid if useless server */
+	if (!config_setting_is_list(list)) {
+		add_error(ld, list, "local.domains must be a list ( ... )");
+		return;
+	}
+	static const char *const allowed[] = { "name", "mailboxes", "aliases",
+					       "catch_all", NULL };
+	struct config *cfg = ld->cfg;
+	int n = config_setting_length(list);
+	cfg->domains = xcalloc((size_t)n, sizeof(*cfg->domains));
+	for (int i = 0; i < n; i++) {
+		config_setting_t *item = config_setting_get_elem(list, (unsigned)i);
+		check_members(ld, item, allowed, "domain");
+		if (config_setting_type(item) != CONFIG_TYPE_GROUP)
+			continue;
+		const char *name = member_string(ld, item, "name", true);
+		if (name == NULL)
+			continue;
+		if (!smtp_addr_domain_valid(name, strlen(name), true)) {
+			add_error(ld, item, "'%s' is not a valid domain name", name);
+			continue;
+		}
+		char *lname = lower_dup(name);
+		if (config_find_domain(cfg, lname)) {
+			add_error(ld, item, "domain '%s' is defined twice", lname);
+			free(lname);
+			continue;
+		}
+		struct cfg_domain *d = &cfg->domains[cfg->ndomains++];
+		d->name = lname;
+		const char *catch_all = member_string(ld, item, "catch_all", false);
+		if (catch_all) {
+			d->catch_all = qualify(catch_all, lname);
+			if (!valid_address(d->catch_all))
+				add_error(ld, config_setting_get_member(item, "catch_all"),
+					  "catch_all '%s' is not a valid address", catch_all);
+		}
+		config_setting_t *mb = config_setting_get_member(item, "mailboxes");
+		if (mb && !config_setting_is_list(mb))
+			add_error(ld, mb, "mailboxes must be a list ( ... )");
+		else if (mb)
+			load_mailboxes(ld, mb, lname);
+		config_setting_t *al = config_setting_get_member(item, "aliases");
+		if (al && !config_setting_is_list(al))
+			add_error(ld, al, "aliases must be a list ( ... )");
+		else if (al)
+			load_aliases(ld, al, lname);
+	}
+}
+
+static struct config *load(config_t *lc, const char *source,
+			   struct config_errors *errs, bool read_ok)
+{
+	struct loader ld = { .source = source, .errs = errs };
+	if (!read_ok) {
+		const char *file = config_error_file(lc);
+		char full[1024];
+		snprintf(full, sizeof(full), "%s:%d: %s", file ? file : source,
+			 config_error_line(lc), config_error_text(lc));
+		errs->items = xrealloc(errs->items, (errs->count + 1) * sizeof(char *));
+		errs->items[errs->count++] = xstrdup(full);
+		return NULL;
+	}
+	if (getcwd(ld.cwd, sizeof(ld.cwd)) == NULL)
+		strlcpy_safe(ld.cwd, "/", sizeof(ld.cwd));
+	ld.cfg = xcalloc(1, sizeof(struct config));
+	ld.cfg->refs = 1;
+	ld.cfg->source = xstrdup(source);
+	size_t before = errs->count;
+	config_setting_t *root = config_root_setting(lc);
+	load_scalars(&ld, root);
+	load_listeners(&ld, root);
+	load_domains(&ld, root);
+	if (errs->count != before) {
+		config_unref(ld.cfg);
+		return NULL;
+	}
+	return ld.cfg;
+}
+
+struct config *config_load_file(const char *path, struct config_errors *errs)
+{
+	config_t lc;
+	config_init(&lc);
+	bool ok = config_read_file(&lc, path) == CONFIG_TRUE;
+	if (!ok && config_error_type(&lc) == CONFIG_ERR_FILE_IO) {
+		char full[1024];
+		snprintf(full, sizeof(full), "%s:0: cannot read: %s", path,
+			 strerror_safe(errno));
+		errs->items = xrealloc(errs->items, (errs->count + 1) * sizeof(char *));
+		errs->items[errs->count++] = xstrdup(full);
+		config_destroy(&lc);
+		return NULL;
+	}
+	struct config *cfg = load(&lc, path, errs, ok);
+	config_destroy(&lc);
+	return cfg;
+}
+
+struct config *config_load_default(struct config_errors *errs)
+{
+	config_t lc;
+	config_init(&lc);
+	bool ok = config_read_string(&lc, config_default_text) == CONFIG_TRUE;
+	struct config *cfg = load(&lc, "(default)", errs, ok);
+	config_destroy(&lc);
+	return cfg;
+}
+
+struct config *config_ref(struct config *cfg)
+{
+	cfg->refs++;
+	return cfg;
+}
+
+void config_unref(struct config *cfg)
+{
+	if (cfg == NULL || --cfg->refs > 0)
+		return;
+	free(cfg->source);
+	free(cfg->hostname);
+	free(cfg->user);
+	free(cfg->state_dir);
+	free(cfg->log_file);
+	free(cfg->recipient_delimiter);
+	for (size_t i = 0; i < cfg->nlisteners; i++)
+		free(cfg->listeners[i].address);
+	free(cfg->listeners);
+	for (size_t i = 0; i < cfg->ndomains; i++) {
+		free(cfg->domains[i].name);
+		free(cfg->domains[i].catch_all);
+	}
+	free(cfg->domains);
+	for (size_t i = 0; i < cfg->nmailboxes; i++) {
+		free(cfg->mailboxes[i].address);
+		free(cfg->mailboxes[i].maildir);
+	}
+	free(cfg->mailboxes);
+	for (size_t i = 0; i < cfg->naliases; i++) {
+		for (size_t k = 0; k < cfg->aliases[i].ntargets; k++)
+			free(cfg->aliases[i].targets[k]);
+		free(cfg->aliases[i].targets);
+		free(cfg->aliases[i].address);
+	}
+	free(cfg->aliases);
+	free(cfg);
+}
+
+const struct cfg_domain *config_find_domain(const struct config *cfg,
+					    const char *domain)
+{
+	for (size_t i = 0; i < cfg->ndomains; i++)
+		if (strcmp(cfg->domains[i].name, domain) == 0)
+			return &cfg->domains[i];
+	return NULL;
+}
+
+const struct cfg_mailbox *config_find_mailbox(const struct config *cfg,
+					      const char *address)
+{
+	for (size_t i = 0; i < cfg->nmailboxes; i++)
+		if (strcmp(cfg->mailboxes[i].address, address) == 0)
+			return &cfg->mailboxes[i];
+	return NULL;
+}
+
+const struct cfg_alias *config_find_alias(const struct config *cfg,
+					  const char *address)
+{
+	for (size_t i = 0; i < cfg->naliases; i++)
+		if (strcmp(cfg->aliases[i].address, address) == 0)
+			return &cfg->aliases[i];
+	return NULL;
+}

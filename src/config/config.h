@@ -1,0 +1,106 @@
+/*
+ * config: Fulmar's configuration, loaded from a libconfig file (or the
+ * embedded default) and validated against one table of settings.
+ *
+ * Ownership: config_load_* return a new struct config with one reference;
+ * config_ref/config_unref share it (the loop thread only). A reload builds
+ * a new struct and swaps it in as current; sessions that hold the old one
+ * keep it alive until they end. Nothing in a struct config changes after
+ * it is loaded.
+ */
+#ifndef FULMAR_CONFIG_H
+#define FULMAR_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum listener_role { ROLE_MX = 0 };
+
+struct cfg_listener {
+	char *address;
+	int port;
+	enum listener_role role;
+	int line;
+};
+
+struct cfg_mailbox {
+	char *address; /* "user@domain", lower case */
+	char *maildir; /* absolute path */
+};
+
+struct cfg_alias {
+	char *address; /* "name@domain", lower case */
+	char **targets; /* full addresses, lower case domain */
+	size_t ntargets;
+};
+
+struct cfg_domain {
+	char *name; /* lower case */
+	char *catch_all; /* full address or NULL */
+};
+
+struct config_limits {
+	uint64_t command_line;
+	uint64_t text_line;
+	uint64_t message_size;
+	uint64_t recipients;
+	uint64_t errors;
+	uint64_t connections;
+	uint64_t connections_per_ip;
+};
+
+struct config_timeouts {
+	double command;
+	double data;
+	double session;
+	double shutdown;
+};
+
+struct config {
+	int refs;
+	char *source; /* file name, or "(default)" */
+	char *hostname;
+	char *user; /* may be NULL */
+	char *state_dir; /* absolute */
+	char *log_file; /* absolute or NULL */
+	int log_level;
+	struct config_limits limits;
+	struct config_timeouts timeouts;
+	char *recipient_delimiter; /* set of characters, may be "" */
+	struct cfg_listener *listeners;
+	size_t nlisteners;
+	struct cfg_domain *domains;
+	size_t ndomains;
+	struct cfg_mailbox *mailboxes;
+	size_t nmailboxes;
+	struct cfg_alias *aliases;
+	size_t naliases;
+};
+
+/* Error list filled by the loaders: each entry "file:line: message". */
+struct config_errors {
+	char **items;
+	size_t count;
+};
+
+void config_errors_free(struct config_errors *errs);
+
+/* NULL on error, with every problem found in errs. */
+struct config *config_load_file(const char *path, struct config_errors *errs);
+struct config *config_load_default(struct config_errors *errs);
+/* The embedded default configuration's text. */
+extern const char config_default_text[];
+
+struct config *config_ref(struct config *cfg);
+void config_unref(struct config *cfg);
+
+/* Lookups (exact, lower-case input). NULL when absent. */
+const struct cfg_domain *config_find_domain(const struct config *cfg,
+					    const char *domain);
+const struct cfg_mailbox *config_find_mailbox(const struct config *cfg,
+					      const char *address);
+const struct cfg_alias *config_find_alias(const struct config *cfg,
+					  const char *address);
+
+#endif

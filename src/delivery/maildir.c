@@ -1,0 +1,205 @@
+/*
+ * maildir: Maildir writer (maildir.h).
+ */
+#include "delivery/maildir.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/fsio.h"
+#include "lib/xalloc.h"
+#include "queue/qfile.h"
+
+int maildir_create(const char *dir)
+{
+	char path[PATH_MAX];
+	if (fsio_mkdirs(dir, 0700, (uid_t)-1, (gid_t)-1) < 0)
+		return -1;
+	static const char *const subs[] = { "tmp", "new", "cur" };
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, subs[i]);
+		if (mkdir(path, 0700) < 0 && errno != EEXIST)
+			return -1;
+	}
+	return 0;
+}
+
+static bool already_delivered(const struct maildir_target *t, bool search_cur)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	snprintf(path, sizeof(path), "%s/new/%s", t->maildir, t->name);
+	if (stat(path, &sb) == 0)
+		return true;
+	if (!search_cur)
+		return false;
+	/* A reader may have moved it to cur/ as NAME or NAME:2,FLAGS. */
+	snprintf(path, sizeof(path), "%s/cur", t->maildir);
+	DIR *d = opendir(path);
+	if (d == NULL)
+		return false;
+	size_t n = strlen(t->name);
+	bool found = false;
+	struct dirent *e;
+	while (!found && (e = readdir(d)) != NULL)
+		found = strncmp(e->d_name, t->name, n) == 0 &&
+			(e->d_name[n] == '\0' || e->d_name[n] == ':');
+	closedir(d);
+	return found;
+}
+
+/* Streams content to every open target, CR LF -> LF. */
+struct copier {
+	struct maildir_target *targets;
+	size_t n;
+	bool pending_cr;
+	char *out;
+};
+
+static void write_to_all(struct copier *c, const char *p, size_t len)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		struct maildir_target *t = &c->targets[i];
+		if (t->fd >= 0 && t->err == 0 && fsio_write_all(t->fd, p, len) < 0)
+			t->err = errno ? errno : EIO;
+	}
+}
+
+static int copy_chunk(void *arg, const char *data, size_t len)
+{
+	struct copier *c = arg;
+	size_t o = 0;
+	size_t i = 0;
+	if (c->pending_cr) {
+		c->pending_cr = false;
+		if (len > 0 && data[0] == '\n') {
+			c->out[o++] = '\n';
+			i = 1;
+		} else {
+			c->out[o++] = '\r';
+		}
+	}
+	for (; i < len; i++) {
+		if (data[i] == '\r') {
+			if (i + 1 == len) {
+				c->pending_cr = true;
+				break;
+			}
+			if (data[i + 1] == '\n')
+				continue; /* drop the CR of CR LF */
+		}
+		c->out[o++] = data[i];
+	}
+	write_to_all(c, c->out, o);
+	return 0;
+}
+
+static void tmp_path(const struct maildir_target *t, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/tmp/%s", t->maildir, t->name);
+}
+
+int maildir_deliver(int qfd, off_t content_off, const char *return_path,
+		    struct maildir_target *targets, size_t n, bool search_cur,
+		    char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	size_t open_count = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct maildir_target *t = &targets[i];
+		t->fd = -1;
+		t->err = 0;
+		t->duplicate = false;
+		if (maildir_create(t->maildir) < 0) {
+			t->err = errno;
+			continue;
+		}
+		if (already_delivered(t, search_cur)) {
+			t->duplicate = true;
+			continue;
+		}
+		tmp_path(t, path, sizeof(path));
+		t->fd = fsio_open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (t->fd < 0) {
+			t->err = errno;
+			continue;
+		}
+		open_count++;
+		char head[2048];
+		int hn = snprintf(head, sizeof(head), "Return-Path: <%s>\nDelivered-To: %s\n",
+				  return_path, t->delivered_to);
+		if (hn < 0 || (size_t)hn >= sizeof(head))
+			t->err = ENAMETOOLONG;
+		else if (fsio_write_all(t->fd, head, (size_t)hn) < 0)
+			t->err = errno;
+	}
+	int rc = 0;
+	if (open_count > 0) {
+		struct copier c = { targets, n, false, xmalloc(QFILE_CHUNK_MAX + 1) };
+		enum qfile_status st = qfile_read_content(qfd, content_off, copy_chunk, &c,
+							  err, errlen);
+		if (c.pending_cr)
+			write_to_all(&c, "\r", 1);
+		free(c.out);
+		if (st != QFILE_OK)
+			rc = -1;
+	}
+	/* Durability of each copy, then publication in new/. */
+	bool published = false;
+	for (size_t i = 0; i < n; i++) {
+		struct maildir_target *t = &targets[i];
+		if (t->fd < 0)
+			continue;
+		if (rc == 0 && t->err == 0 && fsio_fsync(t->fd) < 0)
+			t->err = errno;
+		if (close(t->fd) < 0 && t->err == 0)
+			t->err = errno;
+		t->fd = -1;
+		tmp_path(t, path, sizeof(path));
+		if (rc == 0 && t->err == 0) {
+			char dst[PATH_MAX];
+			snprintf(dst, sizeof(dst), "%s/new/%s", t->maildir, t->name);
+			if (fsio_link(path, dst) < 0) {
+				if (errno == EEXIST)
+					t->duplicate = true;
+				else
+					t->err = errno;
+			}
+			published |= t->err == 0;
+		}
+		unlink(path);
+	}
+	if (rc < 0) {
+		for (size_t i = 0; i < n; i++)
+			if (!targets[i].duplicate && targets[i].err == 0)
+				targets[i].err = EIO;
+		return -1;
+	}
+	/* fsync each new/ we linked into (once per distinct directory). */
+	for (size_t i = 0; published && i < n; i++) {
+		struct maildir_target *t = &targets[i];
+		if (t->err || t->duplicate)
+			continue;
+		bool seen = false;
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = targets[k].err == 0 && !targets[k].duplicate &&
+			       strcmp(targets[k].maildir, t->maildir) == 0;
+		if (seen)
+			continue;
+		snprintf(path, sizeof(path), "%s/new", t->maildir);
+		if (fsio_fsync_dir(path) < 0) {
+			int e = errno;
+			for (size_t k = i; k < n; k++)
+				if (strcmp(targets[k].maildir, t->maildir) == 0 && !targets[k].duplicate)
+					targets[k].err = e;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,50 @@
+/*
+ * maildir: writes one queued message into one or more Maildirs
+ * (https://cr.yp.to/proto/maildir.html): each copy is written in tmp/,
+ * fsynced, linked into new/ under its final name, and new/ is fsynced.
+ * Only then is the copy reported delivered.
+ *
+ * Names are deterministic (the caller derives them from the queue id and
+ * the recipient index), so delivering again after a crash finds the copy
+ * already in new/ (or, for a recovered message, in cur/) instead of
+ * writing a second one: local delivery is exactly-once.
+ *
+ * The stored copy starts with Return-Path: and Delivered-To: headers, then
+ * the message with CR LF line ends turned into LF (Maildir convention).
+ *
+ * Blocking file I/O: called from delivery worker threads only.
+ */
+#ifndef FULMAR_MAILDIR_H
+#define FULMAR_MAILDIR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct maildir_target {
+	/* in */
+	const char *maildir;      /* the Maildir's top directory */
+	const char *delivered_to; /* Delivered-To: value */
+	const char *name;         /* file name in tmp/ and new/ */
+	/* out */
+	int err;                  /* 0 when delivered, else an errno */
+	bool duplicate;           /* the copy was already there */
+	/* private */
+	int fd;
+};
+
+/*
+ * Deliver the content of the queue file open on qfd (content records from
+ * content_off) to every target. search_cur: also look in cur/ for a copy
+ * already delivered (after a crash). Returns 0 when the queue file read
+ * back intact (each target's err tells its own fate), -1 when the queue
+ * file is corrupt or unreadable (err filled; nothing was delivered).
+ */
+int maildir_deliver(int qfd, off_t content_off, const char *return_path,
+		    struct maildir_target *targets, size_t n, bool search_cur,
+		    char *err, size_t errlen);
+
+/* Create dir, dir/tmp, dir/new and dir/cur (mode 0700) as needed. */
+int maildir_create(const char *dir);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * fsio: thin wrappers over the file system calls that durability depends
+ * on (write, fsync, rename, link, unlink, open). Every queue and Maildir
+ * write goes through them, so a test can make any of them fail.
+ *
+ * Fault injection: the environment variable FULMAR_FAULT, read once at
+ * start-up, has the form "OP:N:ERRNO" (for example "fsync:3:EIO" or
+ * "write:1:ENOSPC"): the Nth call of OP and every later one fail with
+ * ERRNO. OP is one of write, fsync, rename, link, open. Unset: no faults.
+ */
+#ifndef FULMAR_FSIO_H
+#define FULMAR_FSIO_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+void fsio_init_faults(void);
+
+/* Writes all of buf, retrying short writes and EINTR. 0 or -1 (errno). */
+int fsio_write_all(int fd, const void *buf, size_t len);
+int fsio_fsync(int fd);
+/* fsync the directory at path. */
+int fsio_fsync_dir(const char *path);
+int fsio_rename(const char *from, const char *to);
+int fsio_link(const char *from, const char *to);
+int fsio_open(const char *path, int flags, mode_t mode);
+/* pread everything asked for unless EOF comes first; returns octets read
+ * or -1. */
+ssize_t fsio_pread_all(int fd, void *buf, size_t len, off_t off);
+
+/* mkdir -p with the given mode; when owner_uid != (uid_t)-1, directories
+ * it creates are chowned to owner_uid:owner_gid. 0 or -1 (errno). */
+int fsio_mkdirs(const char *path, mode_t mode, uid_t owner_uid, gid_t owner_gid);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * log: one line per event, "key=value" fields, written with a single
+ * write(2) so lines from several threads never interleave.
+ *
+ *   2026-11-29T09:00:00.123Z info event=queued id=0A1B... size=5120
+ *
+ * Values that come from the network go through log_str/log_strn, which
+ * quote and escape them: no octet of peer data reaches a format string or
+ * the log file unescaped. Lines are bounded (LOG_LINE_MAX); a field that
+ * does not fit is cut and marked "...".
+ */
+#ifndef FULMAR_LOG_H
+#define FULMAR_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARNING, LOG_ERROR };
+
+#define LOG_LINE_MAX 2048
+
+struct log_line {
+	char buf[LOG_LINE_MAX];
+	size_t len;
+	bool active; /* false when the level is filtered out */
+};
+
+/* Parse "debug", "info", "warning", "error"; -1 when unknown. */
+int log_level_parse(const char *name);
+void log_set_level(enum log_level level);
+/* Also write to this file (appended, created 0640); stderr is kept when
+ * also_stderr. Returns 0, or -1 with errno. Safe to call again (reopen). */
+int log_open_file(const char *path, bool also_stderr);
+void log_close_file(void);
+
+void log_begin(struct log_line *l, enum log_level level, const char *event);
+void log_str(struct log_line *l, const char *key, const char *value);
+void log_strn(struct log_line *l, const char *key, const char *value, size_t n);
+void log_int(struct log_line *l, const char *key, long long value);
+/* A value made by the program itself (numbers, fixed words); never pass
+ * peer data in fmt. */
+void log_fmt(struct log_line *l, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void log_end(struct log_line *l);
+
+/* One-shot line with a single msg= field, for start-up and internal
+ * events whose text the program made itself. */
+void log_msg(enum log_level level, const char *event, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,26 @@
+/*
+ * workpool: a fixed set of threads that run blocking jobs (fsync, Maildir
+ * writes) off the event loop, and hand each finished job back to the loop
+ * thread. No mail knowledge.
+ *
+ * Ownership: the caller owns `arg`; the pool never frees it. work() runs
+ * in a pool thread; done() runs later in the loop thread, once per job, in
+ * completion order. workpool_free() waits for running jobs, runs the
+ * pending done() callbacks, and must be called from the loop thread.
+ */
+#ifndef FULMAR_WORKPOOL_H
+#define FULMAR_WORKPOOL_H
+
+struct event_base;
+struct workpool;
+
+typedef void (*workpool_fn)(void *arg);
+
+struct workpool *workpool_new(struct event_base *base, int nthreads);
+void workpool_submit(struct workpool *pool, workpool_fn work,
+		     workpool_fn done, void *arg);
+/* Jobs submitted and not yet done (their done() not yet run). */
+unsigned workpool_pending(const struct workpool *pool);
+void workpool_free(struct workpool *pool);
+
+#endif

@@ -1,0 +1,532 @@
+/*
+ * qfile: queue file records (qfile.h). Writer used by the SMTP session on
+ * the loop thread; reader used by the queue scan, the delivery workers and
+ * the CLI.
+ */
+#include "queue/qfile.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "lib/fsio.h"
+#include "lib/xalloc.h"
+
+#define QFILE_VERSION "FULMAR1"
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+static void put_u64(unsigned char *p, uint64_t v)
+{
+	put_u32(p, (uint32_t)(v >> 32));
+	put_u32(p + 4, (uint32_t)v);
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+	return (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
+}
+
+/* ---- writer ---- */
+
+void qfile_writer_init(struct qfile_writer *w, int fd)
+{
+	w->fd = fd;
+	w->crc = (uint32_t)crc32(0L, Z_NULL, 0);
+	w->content_len = 0;
+	w->file_len = 0;
+	w->error = 0;
+	w->buflen = 0;
+}
+
+static void raw_write(struct qfile_writer *w, const void *p, size_t n)
+{
+	if (w->error || n == 0)
+		return;
+	if (fsio_write_all(w->fd, p, n) < 0) {
+		w->error = errno ? errno : EIO;
+		return;
+	}
+	w->crc = (uint32_t)crc32(w->crc, p, (uInt)n);
+	w->file_len += n;
+}
+
+static void write_record(struct qfile_writer *w, char type, const void *p, size_t n)
+{
+	unsigned char head[5];
+	head[0] = (unsigned char)type;
+	put_u32(head + 1, (uint32_t)n);
+	raw_write(w, head, sizeof(head));
+	raw_write(w, p, n);
+}
+
+/* Builds a record made of fields in a growable buffer. */
+struct fields {
+	unsigned char *p;
+	size_t len, cap;
+};
+
+static void field_put(struct fields *f, char tag, const void *v, size_t n)
+{
+	if (n > 0xffff)
+		n = 0xffff; /* every field value is bounded far below this */
+	if (f->len + 3 + n > f->cap) {
+		f->cap = (f->len + 3 + n) * 2;
+		f->p = xrealloc(f->p, f->cap);
+	}
+	f->p[f->len] = (unsigned char)tag;
+	f->p[f->len + 1] = (unsigned char)(n >> 8);
+	f->p[f->len + 2] = (unsigned char)n;
+	memcpy(f->p + f->len + 3, v, n);
+	f->len += 3 + n;
+}
+
+static void field_str(struct fields *f, char tag, const char *s)
+{
+	if (s)
+		field_put(f, tag, s, strlen(s));
+}
+
+static void field_u8(struct fields *f, char tag, unsigned v)
+{
+	unsigned char c = (unsigned char)v;
+	field_put(f, tag, &c, 1);
+}
+
+void qfile_write_envelope(struct qfile_writer *w, const struct envelope *env)
+{
+	unsigned char t[8];
+	struct fields f = { 0 };
+
+	write_record(w, 'V', QFILE_VERSION, strlen(QFILE_VERSION));
+	write_record(w, 'I', env->id, strlen(env->id));
+	put_u64(t, (uint64_t)env->arrival_us);
+	write_record(w, 'T', t, 8);
+
+	field_str(&f, 'h', env->helo);
+	field_str(&f, 'a', env->client_addr);
+	field_str(&f, 'p', env->proto);
+	write_record(w, 'C', f.p, f.len);
+
+	write_record(w, 'S', env->sender ? env->sender : "",
+		     env->sender ? strlen(env->sender) : 0);
+
+	f.len = 0;
+	field_u8(&f, 'u', env->smtputf8);
+	field_u8(&f, 'b', (unsigned)env->body);
+	field_u8(&f, 'r', (unsigned)env->ret);
+	field_str(&f, 'e', env->envid);
+	field_str(&f, 'x', env->auth);
+	write_record(w, 'P', f.p, f.len);
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const struct env_rcpt *r = &env->rcpts[i];
+		f.len = 0;
+		field_str(&f, 'a', r->addr);
+		field_str(&f, 'o', r->orig);
+		field_str(&f, 'c', r->orcpt);
+		field_u8(&f, 'n', r->notify);
+		write_record(w, 'R', f.p, f.len);
+	}
+	free(f.p);
+	write_record(w, 'M', NULL, 0);
+}
+
+static void flush_chunk(struct qfile_writer *w)
+{
+	if (w->buflen == 0)
+		return;
+	write_record(w, 'D', w->buf, w->buflen);
+	w->buflen = 0;
+}
+
+void qfile_write_content(struct qfile_writer *w, const char *data, size_t len)
+{
+	w->content_len += len;
+	while (len > 0 && !w->error) {
+		size_t room = QFILE_CHUNK_MAX - w->buflen;
+		size_t n = len < room ? len : room;
+		memcpy(w->buf + w->buflen, data, n);
+		w->buflen += n;
+		data += n;
+		len -= n;
+		if (w->buflen == QFILE_CHUNK_MAX)
+			flush_chunk(w);
+	}
+}
+
+int qfile_write_end(struct qfile_writer *w)
+{
+	flush_chunk(w);
+	unsigned char rec[QFILE_END_SIZE];
+	rec[0] = 'E';
+	put_u32(rec + 1, 12);
+	put_u64(rec + 5, w->content_len);
+	/* The CRC covers everything before the E record. */
+	put_u32(rec + 13, w->crc);
+	if (!w->error && fsio_write_all(w->fd, rec, sizeof(rec)) < 0)
+		w->error = errno ? errno : EIO;
+	w->file_len += sizeof(rec);
+	return w->error ? -1 : 0;
+}
+
+/* ---- reader ---- */
+
+static void set_err(char *err, size_t errlen, const char *msg)
+{
+	if (err && errlen)
+		strlcpy_safe(err, msg, errlen);
+}
+
+/* Iterate the fields of a record payload. */
+struct field_iter {
+	const unsigned char *p;
+	size_t left;
+};
+
+static int field_next(struct field_iter *it, char *tag, const unsigned char **v,
+		      size_t *n)
+{
+	if (it->left == 0)
+		return 0;
+	if (it->left < 3)
+		return -1;
+	size_t len = (size_t)it->p[1] << 8 | it->p[2];
+	if (len > it->left - 3)
+		return -1;
+	*tag = (char)it->p[0];
+	*v = it->p + 3;
+	*n = len;
+	it->p += 3 + len;
+	it->left -= 3 + len;
+	return 1;
+}
+
+/* A string field: no NUL inside, copied. */
+static int field_string(char **dst, const unsigned char *v, size_t n)
+{
+	if (memchr(v, '\0', n))
+		return -1;
+	free(*dst);
+	*dst = xstrndup((const char *)v, n);
+	return 0;
+}
+
+static int parse_client(struct envelope *env, const unsigned char *p, size_t n)
+{
+	struct field_iter it = { p, n };
+	char tag;
+	const unsigned char *v;
+	size_t len;
+	int rc;
+	while ((rc = field_next(&it, &tag, &v, &len)) > 0) {
+		char **dst = tag == 'h' ? &env->helo : tag == 'a' ? &env->client_addr
+				     : tag == 'p' ? &env->proto : NULL;
+		if (dst && field_string(dst, v, len) < 0)
+			return -1;
+	}
+	return rc;
+}
+
+static int parse_params(struct envelope *env, const unsigned char *p, size_t n)
+{
+	struct field_iter it = { p, n };
+	char tag;
+	const unsigned char *v;
+	size_t len;
+	int rc;
+	while ((rc = field_next(&it, &tag, &v, &len)) > 0) {
+		if ((tag == 'u' || tag == 'b' || tag == 'r') && len != 1)
+			return -1;
+		if (tag == 'u')
+			env->smtputf8 = v[0] != 0;
+		else if (tag == 'b')
+			env->body = v[0];
+		else if (tag == 'r')
+			env->ret = v[0];
+		else if (tag == 'e' && field_string(&env->envid, v, len) < 0)
+			return -1;
+		else if (tag == 'x' && field_string(&env->auth, v, len) < 0)
+			return -1;
+	}
+	return rc;
+}
+
+static int parse_rcpt(struct envelope *env, const unsigned char *p, size_t n)
+{
+	struct field_iter it = { p, n };
+	char tag;
+	const unsigned char *v;
+	size_t len;
+	int rc;
+	char *addr = NULL, *orig = NULL, *orcpt = NULL;
+	unsigned notify = 0;
+	while ((rc = field_next(&it, &tag, &v, &len)) > 0) {
+		if (tag == 'a')
+			rc = field_string(&addr, v, len);
+		else if (tag == 'o')
+			rc = field_string(&orig, v, len);
+		else if (tag == 'c')
+			rc = field_string(&orcpt, v, len);
+		else if (tag == 'n') {
+			if (len != 1)
+				rc = -1;
+			else
+				notify = v[0];
+		}
+		if (rc < 0)
+			break;
+	}
+	if (rc == 0 && addr && addr[0])
+		envelope_add_rcpt(env, addr, orig, orcpt, notify);
+	else
+		rc = -1;
+	free(addr);
+	free(orig);
+	free(orcpt);
+	return rc;
+}
+
+/* Buffered sequential reader over a file descriptor. */
+struct rbuf {
+	int fd;
+	off_t off;       /* file offset of buf[pos] */
+	unsigned char buf[65536 + 64];
+	size_t pos, len;
+};
+
+static enum qfile_status rbuf_read(struct rbuf *b, void *dst, size_t n)
+{
+	unsigned char *d = dst;
+	while (n > 0) {
+		if (b->pos == b->len) {
+			ssize_t r = fsio_pread_all(b->fd, b->buf, sizeof(b->buf), b->off);
+			if (r < 0)
+				return QFILE_IO;
+			if (r == 0)
+				return QFILE_CORRUPT;
+			b->pos = 0;
+			b->len = (size_t)r;
+		}
+		size_t c = b->len - b->pos < n ? b->len - b->pos : n;
+		memcpy(d, b->buf + b->pos, c);
+		b->pos += c;
+		b->off += (off_t)c;
+		d += c;
+		n -= c;
+	}
+	return QFILE_OK;
+}
+
+static enum qfile_status check_tail(int fd, off_t *size, uint64_t *content_len,
+				    uint32_t *crc, char *err, size_t errlen)
+{
+	off_t end = lseek(fd, 0, SEEK_END);
+	if (end < 0)
+		return QFILE_IO;
+	unsigned char rec[QFILE_END_SIZE];
+	if (end < (off_t)QFILE_END_SIZE) {
+		set_err(err, errlen, "file too short");
+		return QFILE_CORRUPT;
+	}
+	ssize_t r = fsio_pread_all(fd, rec, sizeof(rec), end - QFILE_END_SIZE);
+	if (r < 0)
+		return QFILE_IO;
+	if (r != QFILE_END_SIZE || rec[0] != 'E' || get_u32(rec + 1) != 12) {
+		set_err(err, errlen, "no end record (truncated file)");
+		return QFILE_CORRUPT;
+	}
+	*size = end;
+	*content_len = get_u64(rec + 5);
+	*crc = get_u32(rec + 13);
+	return QFILE_OK;
+}
+
+enum qfile_status qfile_read_envelope(int fd, struct envelope *env,
+				      off_t *content_off, char *err, size_t errlen)
+{
+	off_t size;
+	uint64_t clen;
+	uint32_t crc;
+	enum qfile_status st = check_tail(fd, &size, &clen, &crc, err, errlen);
+	if (st != QFILE_OK)
+		return st;
+	env->content_size = clen;
+
+	struct rbuf *b = xmalloc(sizeof(*b));
+	b->fd = fd;
+	b->off = 0;
+	b->pos = b->len = 0;
+	unsigned char *payload = NULL;
+	size_t total = 0;
+	int index = 0;
+	bool have_id = false, have_time = false, have_sender = false;
+	st = QFILE_CORRUPT;
+	for (;; index++) {
+		unsigned char head[5];
+		enum qfile_status rs = rbuf_read(b, head, 5);
+		if (rs != QFILE_OK) {
+			st = rs;
+			set_err(err, errlen, "truncated envelope");
+			break;
+		}
+		char type = (char)head[0];
+		uint32_t n = get_u32(head + 1);
+		total += 5 + n;
+		if (total > QFILE_HEADER_MAX || (off_t)total > size - QFILE_END_SIZE) {
+			set_err(err, errlen, "envelope record too long");
+			break;
+		}
+		free(payload);
+		payload = xmalloc(n + 1);
+		if ((rs = rbuf_read(b, payload, n)) != QFILE_OK) {
+			st = rs;
+			set_err(err, errlen, "truncated envelope record");
+			break;
+		}
+		int rc = 0;
+		if (index == 0) {
+			if (type != 'V' || n != strlen(QFILE_VERSION) ||
+			    memcmp(payload, QFILE_VERSION, n) != 0) {
+				set_err(err, errlen, "unknown queue file version");
+				break;
+			}
+			continue;
+		}
+		switch (type) {
+		case 'I':
+			if (n != QUEUE_ID_LEN || memchr(payload, '\0', n))
+				rc = -1;
+			else {
+				memcpy(env->id, payload, n);
+				env->id[n] = '\0';
+				have_id = true;
+			}
+			break;
+		case 'T':
+			if (n != 8)
+				rc = -1;
+			else {
+				env->arrival_us = (int64_t)get_u64(payload);
+				have_time = true;
+			}
+			break;
+		case 'C':
+			rc = parse_client(env, payload, n);
+			break;
+		case 'S':
+			rc = field_string(&env->sender, payload, n);
+			have_sender = rc == 0;
+			break;
+		case 'P':
+			rc = parse_params(env, payload, n);
+			break;
+		case 'R':
+			rc = parse_rcpt(env, payload, n);
+			break;
+		case 'M':
+			if (n != 0 || !have_id || !have_time || !have_sender ||
+			    env->nrcpts == 0) {
+				set_err(err, errlen, "incomplete envelope");
+				goto out;
+			}
+			*content_off = b->off;
+			st = QFILE_OK;
+			goto out;
+		default:
+			rc = -1;
+			break;
+		}
+		if (rc < 0) {
+			char msg[64];
+			snprintf(msg, sizeof(msg), "malformed record '%c'",
+				 type >= 0x21 && type < 0x7f ? type : '?');
+			set_err(err, errlen, msg);
+			break;
+		}
+	}
+out:
+	free(payload);
+	free(b);
+	return st;
+}
+
+enum qfile_status qfile_read_content(int fd, off_t content_off,
+				     qfile_content_fn fn, void *arg,
+				     char *err, size_t errlen)
+{
+	off_t size;
+	uint64_t clen;
+	uint32_t want_crc;
+	enum qfile_status st = check_tail(fd, &size, &clen, &want_crc, err, errlen);
+	if (st != QFILE_OK)
+		return st;
+	struct rbuf *b = xmalloc(sizeof(*b));
+	b->fd = fd;
+	b->off = 0;
+	b->pos = b->len = 0;
+	uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
+	off_t data_end = size - QFILE_END_SIZE;
+	uint64_t seen = 0;
+	bool stopped = false;
+	st = QFILE_OK;
+
+	/* The envelope part: only checksummed. */
+	while (b->off < content_off && st == QFILE_OK) {
+		unsigned char tmp[4096];
+		size_t n = (size_t)(content_off - b->off) < sizeof(tmp)
+				   ? (size_t)(content_off - b->off) : sizeof(tmp);
+		st = rbuf_read(b, tmp, n);
+		if (st == QFILE_OK)
+			crc = (uint32_t)crc32(crc, tmp, (uInt)n);
+	}
+	unsigned char *chunk = xmalloc(QFILE_CHUNK_MAX);
+	while (st == QFILE_OK && b->off < data_end) {
+		unsigned char head[5];
+		if (data_end - b->off < 5 || (st = rbuf_read(b, head, 5)) != QFILE_OK) {
+			st = st == QFILE_OK ? QFILE_CORRUPT : st;
+			set_err(err, errlen, "truncated content record");
+			break;
+		}
+		uint32_t n = get_u32(head + 1);
+		if (head[0] != 'D' || n == 0 || n > QFILE_CHUNK_MAX ||
+		    (off_t)n > data_end - b->off) {
+			st = QFILE_CORRUPT;
+			set_err(err, errlen, "malformed content record");
+			break;
+		}
+		if ((st = rbuf_read(b, chunk, n)) != QFILE_OK)
+			break;
+		crc = (uint32_t)crc32(crc, head, 5);
+		crc = (uint32_t)crc32(crc, chunk, n);
+		seen += n;
+		if (!stopped && fn(arg, (const char *)chunk, n) < 0)
+			stopped = true;
+	}
+	free(chunk);
+	free(b);
+	if (st == QFILE_OK && (crc != want_crc || seen != clen)) {
+		st = QFILE_CORRUPT;
+		set_err(err, errlen, crc != want_crc ? "checksum mismatch"
+						     : "content length mismatch");
+	}
+	if (st == QFILE_OK && stopped) {
+		st = QFILE_IO;
+		set_err(err, errlen, "content consumer failed");
+	}
+	return st;
+}

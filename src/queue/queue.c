@@ -1,0 +1,675 @@
+/*
+ * queue: directories, queue ids, the commit pipeline (group commit), the
+ * per-recipient journal, and recovery at start-up (queue.h).
+ */
+#include "queue/queue.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "lib/fsio.h"
+#include "lib/log.h"
+#include "lib/workpool.h"
+#include "lib/xalloc.h"
+
+#define COMMIT_THREADS 8
+
+struct commit_job;
+
+struct queue {
+	struct event_base *base;
+	char root[PATH_MAX];
+	char incoming[PATH_MAX];
+	char active[PATH_MAX];
+	char journal[PATH_MAX];
+	char corrupt[PATH_MAX];
+	struct workpool *pool;
+	queue_ready_fn ready;
+	void *ready_arg;
+	struct qmsg *msgs; /* doubly linked list of committed messages */
+	size_t nmsgs;
+	/* group commit: renamed files waiting for the directory fsync */
+	struct commit_job *dirsync_wait;
+	bool dirsync_busy;
+	unsigned in_flight;
+	uint32_t id_seq;
+};
+
+struct queue_txn {
+	struct queue *q;
+	struct envelope env;
+	char path[PATH_MAX];
+	off_t content_off;
+	struct qfile_writer w; /* last: large */
+};
+
+struct commit_job {
+	struct commit_job *next;
+	struct queue *q;
+	struct queue_txn *txn;
+	queue_commit_fn fn;
+	void *arg;
+	int err;
+	struct commit_job *batch; /* dirsync jobs: the list it covers */
+};
+
+/* ---- set-up ---- */
+
+static int make_dir(const char *path)
+{
+	if (mkdir(path, 0700) == 0 || errno == EEXIST)
+		return 0;
+	return -1;
+}
+
+struct queue *queue_open(struct event_base *base, const char *state_dir,
+			 char *err, size_t errlen)
+{
+	struct queue *q = xcalloc(1, sizeof(*q));
+	q->base = base;
+	snprintf(q->root, sizeof(q->root), "%s/queue", state_dir);
+	snprintf(q->incoming, sizeof(q->incoming), "%s/incoming", q->root);
+	snprintf(q->active, sizeof(q->active), "%s/active", q->root);
+	snprintf(q->journal, sizeof(q->journal), "%s/journal", q->root);
+	snprintf(q->corrupt, sizeof(q->corrupt), "%s/corrupt", q->root);
+	const char *dirs[] = { q->root, q->incoming, q->active, q->journal, q->corrupt };
+	if (fsio_mkdirs(state_dir, 0755, (uid_t)-1, (gid_t)-1) < 0) {
+		snprintf(err, errlen, "cannot create %s: %s", state_dir,
+			 strerror_safe(errno));
+		free(q);
+		return NULL;
+	}
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		if (make_dir(dirs[i]) < 0 || access(dirs[i], R_OK | W_OK | X_OK) < 0) {
+			snprintf(err, errlen, "cannot use %s: %s", dirs[i],
+				 strerror_safe(errno));
+			free(q);
+			return NULL;
+		}
+	}
+	q->pool = workpool_new(base, COMMIT_THREADS);
+	return q;
+}
+
+void queue_set_ready_hook(struct queue *q, queue_ready_fn fn, void *arg)
+{
+	q->ready = fn;
+	q->ready_arg = arg;
+}
+
+void queue_msg_path(const struct queue *q, const char *id, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", q->active, id);
+}
+
+size_t queue_count(const struct queue *q)
+{
+	return q->nmsgs;
+}
+
+unsigned queue_commits_in_flight(const struct queue *q)
+{
+	return q->in_flight;
+}
+
+/* ---- queue ids ---- */
+
+/* 16 upper-case hex digits: seconds (8), microseconds (5), sequence (3).
+ * Sortable by arrival; uniqueness is enforced by O_EXCL at creation. */
+static void new_id(struct queue *q, char id[QUEUE_ID_LEN + 1], int64_t *now_us)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	*now_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+	q->id_seq = (q->id_seq + 1) & 0xfff;
+	snprintf(id, QUEUE_ID_LEN + 1, "%08lX%05lX%03X",
+		 (unsigned long)tv.tv_sec & 0xffffffffUL, (unsigned long)tv.tv_usec,
+		 (unsigned)q->id_seq);
+}
+
+static bool valid_id(const char *s)
+{
+	if (strlen(s) != QUEUE_ID_LEN)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'F')))
+			return false;
+	return true;
+}
+
+/* ---- receiving ---- */
+
+struct queue_txn *queue_txn_begin(struct queue *q, struct envelope *env,
+				  char *err, size_t errlen)
+{
+	struct queue_txn *t = xmalloc(sizeof(*t));
+	t->q = q;
+	envelope_init(&t->env);
+	int fd = -1;
+	for (int tries = 0; tries < 100 && fd < 0; tries++) {
+		new_id(q, t->env.id, &t->env.arrival_us);
+		snprintf(t->path, sizeof(t->path), "%s/%s", q->incoming, t->env.id);
+		fd = fsio_open(t->path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		if (fd < 0 && errno != EEXIST)
+			break;
+	}
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot create queue file: %s", strerror_safe(errno));
+		free(t);
+		return NULL;
+	}
+	/* Take over the transaction; leave the client fields as copies. */
+	t->env.sender = env->sender;
+	t->env.smtputf8 = env->smtputf8;
+	t->env.body = env->body;
+	t->env.ret = env->ret;
+	t->env.envid = env->envid;
+	t->env.auth = env->auth;
+	t->env.rcpts = env->rcpts;
+	t->env.nrcpts = env->nrcpts;
+	t->env.cap = env->cap;
+	env->sender = env->envid = env->auth = NULL;
+	env->rcpts = NULL;
+	env->nrcpts = env->cap = 0;
+	envelope_reset(env);
+	envelope_set(&t->env.helo, env->helo);
+	envelope_set(&t->env.client_addr, env->client_addr);
+	envelope_set(&t->env.proto, env->proto);
+
+	qfile_writer_init(&t->w, fd);
+	qfile_write_envelope(&t->w, &t->env);
+	t->content_off = (off_t)t->w.file_len;
+	if (t->w.error) {
+		snprintf(err, errlen, "cannot write queue file: %s",
+			 strerror_safe(t->w.error));
+		queue_txn_abort(t);
+		return NULL;
+	}
+	return t;
+}
+
+const char *queue_txn_id(const struct queue_txn *t)
+{
+	return t->env.id;
+}
+
+void queue_txn_write(struct queue_txn *t, const char *data, size_t len)
+{
+	qfile_write_content(&t->w, data, len);
+}
+
+static void txn_free(struct queue_txn *t)
+{
+	envelope_free(&t->env);
+	free(t);
+}
+
+void queue_txn_abort(struct queue_txn *t)
+{
+	if (t->w.fd >= 0)
+		close(t->w.fd);
+	unlink(t->path);
+	txn_free(t);
+}
+
+/* ---- commit pipeline ---- */
+
+/* Worker: end record, fsync, close, rename into active/. */
+static void commit_file_work(void *arg)
+{
+	struct commit_job *job = arg;
+	struct queue_txn *t = job->txn;
+	char dst[PATH_MAX];
+	if (qfile_write_end(&t->w) < 0)
+		job->err = t->w.error;
+	else if (fsio_fsync(t->w.fd) < 0)
+		job->err = errno;
+	if (close(t->w.fd) < 0 && job->err == 0)
+		job->err = errno;
+	t->w.fd = -1;
+	if (job->err == 0) {
+		snprintf(dst, sizeof(dst), "%s/%s", job->q->active, t->env.id);
+		if (fsio_rename(t->path, dst) < 0)
+			job->err = errno;
+	}
+	if (job->err)
+		unlink(t->path);
+}
+
+/* Worker: one directory fsync for a whole batch of renames. */
+static void dirsync_work(void *arg)
+{
+	struct commit_job *d = arg;
+	if (fsio_fsync_dir(d->q->active) < 0)
+		d->err = errno;
+}
+
+static void start_dirsync(struct queue *q);
+
+static void finish_commit(struct commit_job *job, int err)
+{
+	struct queue *q = job->q;
+	struct queue_txn *t = job->txn;
+	q->in_flight--;
+	if (err == 0) {
+		struct qmsg *m = xcalloc(1, sizeof(*m));
+		m->env = t->env; /* moves the envelope */
+		envelope_init(&t->env);
+		m->env.content_size = t->w.content_len;
+		m->content_off = t->content_off;
+		m->next = q->msgs;
+		if (q->msgs)
+			q->msgs->prev = m;
+		q->msgs = m;
+		q->nmsgs++;
+		job->fn(job->arg, 0, m->env.id);
+		if (q->ready)
+			q->ready(q->ready_arg, m);
+	} else {
+		job->fn(job->arg, err, t->env.id);
+	}
+	txn_free(t);
+	free(job);
+}
+
+static void dirsync_done(void *arg)
+{
+	struct commit_job *d = arg;
+	struct queue *q = d->q;
+	struct commit_job *j = d->batch;
+	int err = d->err;
+	if (err) {
+		/* The renames may not be durable: take them back so a crash
+		 * cannot resurrect a message we are about to refuse. */
+		for (struct commit_job *k = j; k; k = k->next) {
+			char dst[PATH_MAX];
+			snprintf(dst, sizeof(dst), "%s/%s", q->active, k->txn->env.id);
+			unlink(dst);
+		}
+		log_msg(LOG_ERROR, "queue_fsync_failed", "fsync of %s: %s", q->active,
+			strerror_safe(err));
+	}
+	free(d);
+	q->dirsync_busy = false;
+	while (j) {
+		struct commit_job *next = j->next;
+		finish_commit(j, err);
+		j = next;
+	}
+	if (q->dirsync_wait)
+		start_dirsync(q);
+}
+
+static void start_dirsync(struct queue *q)
+{
+	struct commit_job *d = xcalloc(1, sizeof(*d));
+	d->q = q;
+	d->batch = q->dirsync_wait;
+	q->dirsync_wait = NULL;
+	q->dirsync_busy = true;
+	workpool_submit(q->pool, dirsync_work, dirsync_done, d);
+}
+
+static void commit_file_done(void *arg)
+{
+	struct commit_job *job = arg;
+	struct queue *q = job->q;
+	if (job->err) {
+		log_msg(LOG_ERROR, "queue_write_failed", "queue file %s: %s",
+			job->txn->env.id, strerror_safe(job->err));
+		finish_commit(job, job->err);
+		return;
+	}
+	job->next = q->dirsync_wait;
+	q->dirsync_wait = job;
+	if (!q->dirsync_busy)
+		start_dirsync(q);
+}
+
+void queue_txn_commit(struct queue_txn *t, queue_commit_fn fn, void *arg)
+{
+	struct commit_job *job = xcalloc(1, sizeof(*job));
+	job->q = t->q;
+	job->txn = t;
+	job->fn = fn;
+	job->arg = arg;
+	t->q->in_flight++;
+	t->env.content_size = t->w.content_len;
+	workpool_submit(t->q->pool, commit_file_work, commit_file_done, job);
+}
+
+/* ---- journal ---- */
+
+/*
+ * A journal record: type octet ('D' delivered, 'F' failed, 'W' deferred),
+ * 2-octet big-endian payload length, payload, CRC-32 of all that (4
+ * octets). Payload: recipient index (4), attempts (4), next attempt (8),
+ * then the error text. Reading stops at the first bad record: a torn
+ * write at the end is simply not applied.
+ */
+static size_t journal_encode(unsigned char *out, size_t cap, char type,
+			     uint32_t idx, uint32_t attempts, int64_t next,
+			     const char *text)
+{
+	size_t tlen = text ? strlen(text) : 0;
+	if (tlen > 1000)
+		tlen = 1000;
+	size_t plen = 16 + tlen;
+	if (3 + plen + 4 > cap)
+		return 0;
+	unsigned char *p = out;
+	p[0] = (unsigned char)type;
+	p[1] = (unsigned char)(plen >> 8);
+	p[2] = (unsigned char)plen;
+	unsigned char *v = p + 3;
+	for (int i = 0; i < 4; i++)
+		v[i] = (unsigned char)(idx >> (24 - 8 * i));
+	for (int i = 0; i < 4; i++)
+		v[4 + i] = (unsigned char)(attempts >> (24 - 8 * i));
+	for (int i = 0; i < 8; i++)
+		v[8 + i] = (unsigned char)((uint64_t)next >> (56 - 8 * i));
+	if (tlen)
+		memcpy(v + 16, text, tlen);
+	uint32_t crc = (uint32_t)crc32(0L, p, (uInt)(3 + plen));
+	unsigned char *c = p + 3 + plen;
+	c[0] = (unsigned char)(crc >> 24);
+	c[1] = (unsigned char)(crc >> 16);
+	c[2] = (unsigned char)(crc >> 8);
+	c[3] = (unsigned char)crc;
+	return 3 + plen + 4;
+}
+
+static void apply_journal(const char *path, struct envelope *env)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	unsigned char head[3];
+	unsigned char body[1024 + 16 + 4];
+	for (;;) {
+		if (read(fd, head, 3) != 3)
+			break;
+		size_t plen = (size_t)head[1] << 8 | head[2];
+		if (plen < 16 || plen > 1016)
+			break;
+		if (read(fd, body, plen + 4) != (ssize_t)(plen + 4))
+			break;
+		uint32_t crc = (uint32_t)crc32(0L, head, 3);
+		crc = (uint32_t)crc32(crc, body, (uInt)plen);
+		uint32_t want = (uint32_t)body[plen] << 24 | (uint32_t)body[plen + 1] << 16 |
+				(uint32_t)body[plen + 2] << 8 | body[plen + 3];
+		if (crc != want)
+			break;
+		uint32_t idx = (uint32_t)body[0] << 24 | (uint32_t)body[1] << 16 |
+			       (uint32_t)body[2] << 8 | body[3];
+		uint32_t attempts = (uint32_t)body[4] << 24 | (uint32_t)body[5] << 16 |
+				    (uint32_t)body[6] << 8 | body[7];
+		int64_t next = 0;
+		for (int i = 0; i < 8; i++)
+			next = (int64_t)((uint64_t)next << 8 | body[8 + i]);
+		if (idx >= env->nrcpts)
+			break;
+		struct env_rcpt *r = &env->rcpts[idx];
+		r->state = head[0] == 'D' ? RCPT_DELIVERED
+			   : head[0] == 'F' ? RCPT_FAILED : RCPT_DEFERRED;
+		r->attempts = attempts;
+		r->next_attempt = next;
+		free(r->last_error);
+		r->last_error = plen > 16 ? xstrndup((const char *)body + 16, plen - 16) : NULL;
+		if (r->last_error && memchr(body + 16, '\0', plen - 16)) {
+			free(r->last_error);
+			r->last_error = NULL;
+		}
+	}
+	close(fd);
+}
+
+void queue_rcpt_update(struct queue *q, struct qmsg *msg, size_t idx,
+		       enum rcpt_state state, int64_t next_attempt,
+		       const char *error)
+{
+	struct env_rcpt *r = &msg->env.rcpts[idx];
+	r->state = state;
+	r->attempts++;
+	r->next_attempt = next_attempt;
+	envelope_set(&r->last_error, error);
+	char type = state == RCPT_DELIVERED ? 'D' : state == RCPT_FAILED ? 'F' : 'W';
+	unsigned char rec[1100];
+	size_t n = journal_encode(rec, sizeof(rec), type, (uint32_t)idx, r->attempts,
+				  next_attempt, error);
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", q->journal, msg->env.id);
+	int fd = fsio_open(path, O_WRONLY | O_APPEND | O_CREAT, 0600);
+	if (fd < 0 || fsio_write_all(fd, rec, n) < 0)
+		log_msg(LOG_WARNING, "journal_write_failed", "id=%s: %s", msg->env.id,
+			strerror_safe(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+static void msg_free(struct qmsg *m)
+{
+	if (m->retry)
+		event_free(m->retry);
+	envelope_free(&m->env);
+	free(m);
+}
+
+void queue_msg_release(struct queue *q, struct qmsg *msg)
+{
+	if (!envelope_done(&msg->env))
+		return;
+	char path[PATH_MAX];
+	struct log_line l;
+	/* Message first, journal second: a crash in between leaves a
+	 * journal without a message, which recovery removes. */
+	queue_msg_path(q, msg->env.id, path, sizeof(path));
+	if (unlink(path) < 0 && errno != ENOENT)
+		log_msg(LOG_ERROR, "queue_unlink_failed", "%s: %s", path,
+			strerror_safe(errno));
+	snprintf(path, sizeof(path), "%s/%s", q->journal, msg->env.id);
+	unlink(path);
+	log_begin(&l, LOG_INFO, "removed");
+	log_str(&l, "id", msg->env.id);
+	log_end(&l);
+	if (msg->prev)
+		msg->prev->next = msg->next;
+	else
+		q->msgs = msg->next;
+	if (msg->next)
+		msg->next->prev = msg->prev;
+	q->nmsgs--;
+	msg_free(msg);
+}
+
+/* ---- recovery ---- */
+
+static void quarantine(struct queue *q, const char *id, const char *why);
+
+void queue_msg_quarantine(struct queue *q, struct qmsg *msg, const char *why)
+{
+	quarantine(q, msg->env.id, why);
+	if (msg->prev)
+		msg->prev->next = msg->next;
+	else
+		q->msgs = msg->next;
+	if (msg->next)
+		msg->next->prev = msg->prev;
+	q->nmsgs--;
+	msg_free(msg);
+}
+
+static void quarantine(struct queue *q, const char *id, const char *why)
+{
+	char from[PATH_MAX], to[PATH_MAX];
+	snprintf(from, sizeof(from), "%s/%s", q->active, id);
+	snprintf(to, sizeof(to), "%s/%s", q->corrupt, id);
+	struct log_line l;
+	log_begin(&l, LOG_ERROR, "quarantined");
+	log_str(&l, "id", id);
+	log_str(&l, "reason", why);
+	log_end(&l);
+	if (rename(from, to) < 0)
+		unlink(from);
+	snprintf(from, sizeof(from), "%s/%s", q->journal, id);
+	snprintf(to, sizeof(to), "%s/%s.journal", q->corrupt, id);
+	rename(from, to);
+}
+
+/* Read one active file with its journal. 0, or -1 with err set. */
+static int load_one(const char *active_dir, const char *journal_dir,
+		    const char *id, struct envelope *env, off_t *content_off,
+		    char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", active_dir, id);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "open: %s", strerror_safe(errno));
+		return -1;
+	}
+	enum qfile_status st = qfile_read_envelope(fd, env, content_off, err, errlen);
+	close(fd);
+	if (st != QFILE_OK)
+		return -1;
+	if (strcmp(env->id, id) != 0) {
+		snprintf(err, errlen, "queue id does not match the file name");
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/%s", journal_dir, id);
+	apply_journal(path, env);
+	return 0;
+}
+
+static void clean_incoming(struct queue *q)
+{
+	DIR *d = opendir(q->incoming);
+	if (d == NULL)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "%s/%s", q->incoming, e->d_name);
+		unlink(path);
+		log_msg(LOG_INFO, "incoming_discarded",
+			"%s was never acknowledged; removed", e->d_name);
+	}
+	closedir(d);
+}
+
+void queue_recover(struct queue *q)
+{
+	clean_incoming(q);
+	DIR *d = opendir(q->active);
+	if (d == NULL)
+		return;
+	struct dirent *e;
+	size_t loaded = 0;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (!valid_id(e->d_name)) {
+			quarantine(q, e->d_name, "not a queue file name");
+			continue;
+		}
+		struct qmsg *m = xcalloc(1, sizeof(*m));
+		envelope_init(&m->env);
+		char err[128] = "";
+		if (load_one(q->active, q->journal, e->d_name, &m->env, &m->content_off,
+			     err, sizeof(err)) < 0) {
+			quarantine(q, e->d_name, err);
+			msg_free(m);
+			continue;
+		}
+		m->recovered = true;
+		m->next = q->msgs;
+		if (q->msgs)
+			q->msgs->prev = m;
+		q->msgs = m;
+		q->nmsgs++;
+		loaded++;
+	}
+	closedir(d);
+	/* Journals whose message is gone. */
+	d = opendir(q->journal);
+	while (d && (e = readdir(d)) != NULL) {
+		char path[PATH_MAX];
+		struct stat sb;
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", q->active, e->d_name);
+		if (stat(path, &sb) < 0 && errno == ENOENT) {
+			snprintf(path, sizeof(path), "%s/%s", q->journal, e->d_name);
+			unlink(path);
+		}
+	}
+	if (d)
+		closedir(d);
+	log_msg(LOG_INFO, "queue_recovered", "%zu messages in the queue", loaded);
+	for (struct qmsg *m = q->msgs, *next; m; m = next) {
+		next = m->next;
+		if (q->ready)
+			q->ready(q->ready_arg, m);
+	}
+}
+
+void queue_close(struct queue *q)
+{
+	if (q == NULL)
+		return;
+	/* Let every commit in flight finish (their callbacks run here). */
+	while (q->in_flight > 0)
+		event_base_loop(q->base, EVLOOP_ONCE);
+	workpool_free(q->pool);
+	for (struct qmsg *m = q->msgs, *next; m; m = next) {
+		next = m->next;
+		msg_free(m);
+	}
+	free(q);
+}
+
+/* ---- offline listing ---- */
+
+long queue_list_dir(const char *state_dir, queue_list_fn fn, void *arg,
+		    char *err, size_t errlen)
+{
+	char active[PATH_MAX], journal[PATH_MAX];
+	snprintf(active, sizeof(active), "%s/queue/active", state_dir);
+	snprintf(journal, sizeof(journal), "%s/queue/journal", state_dir);
+	DIR *d = opendir(active);
+	if (d == NULL) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "%s: %s", active, strerror_safe(errno));
+		return -1;
+	}
+	struct dirent *e;
+	long count = 0;
+	while ((e = readdir(d)) != NULL) {
+		if (!valid_id(e->d_name))
+			continue;
+		struct envelope env;
+		envelope_init(&env);
+		off_t off;
+		char why[128];
+		if (load_one(active, journal, e->d_name, &env, &off, why, sizeof(why)) == 0) {
+			fn(arg, &env);
+			count++;
+		}
+		envelope_free(&env);
+	}
+	closedir(d);
+	return count;
+}

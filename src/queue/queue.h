@@ -1,0 +1,111 @@
+/*
+ * queue: the durable message queue. It owns the queue directories under
+ * state_dir/queue and every message in them:
+ *
+ *   incoming/ID   being received; never acknowledged; deleted at start-up
+ *   active/ID     committed: fsynced, renamed here, directory fsynced,
+ *                 and only then acknowledged with 250 (see docs/queue.md)
+ *   journal/ID    per-recipient state changes of active/ID, appended
+ *   corrupt/ID    files that failed validation, moved aside, never read
+ *
+ * Commit is asynchronous and grouped: the file fsyncs run on worker
+ * threads, and one directory fsync covers every rename done since the
+ * previous one (group commit). The caller's callback runs on the loop
+ * thread once the message is durable (or failed).
+ *
+ * Ownership: struct queue and every struct qmsg belong to the queue; the
+ * delivery engine borrows a qmsg between queue handing it over
+ * (on_ready) and queue_msg_release(). Loop thread only, except the
+ * functions documented as safe for workers.
+ */
+#ifndef FULMAR_QUEUE_H
+#define FULMAR_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "queue/envelope.h"
+#include "queue/qfile.h"
+
+struct event_base;
+struct queue;
+
+/* A committed message, in memory. */
+struct qmsg {
+	struct envelope env;
+	off_t content_off;      /* where the content records start */
+	bool recovered;         /* loaded from disk at start-up */
+	bool busy;              /* a delivery attempt is running */
+	struct event *retry;    /* the delivery engine's timer, or NULL */
+	void *engine;           /* the delivery engine that schedules it */
+	bool waiting_logged;    /* "waiting for outbound" already logged */
+	struct qmsg *prev, *next;
+};
+
+/* A message being received. */
+struct queue_txn;
+
+/* The delivery engine's hook: a message is ready to be scheduled. */
+typedef void (*queue_ready_fn)(void *arg, struct qmsg *msg);
+/* Commit result: err is 0 when the message is durable, else an errno. */
+typedef void (*queue_commit_fn)(void *arg, int err, const char *id);
+
+struct queue *queue_open(struct event_base *base, const char *state_dir,
+			 char *err, size_t errlen);
+void queue_set_ready_hook(struct queue *q, queue_ready_fn fn, void *arg);
+/* Load every message of active/ (at start-up); corrupt ones go aside. */
+void queue_recover(struct queue *q);
+/* Wait for commits in flight, then free everything. */
+void queue_close(struct queue *q);
+
+/* Path of the active file of a message (for the delivery workers). */
+void queue_msg_path(const struct queue *q, const char *id, char *buf, size_t len);
+
+/*
+ * Start a message. Takes over the transaction part of env (sender,
+ * parameters, recipients; env is reset and reusable afterwards), assigns
+ * the queue id and arrival time, creates incoming/ID and writes the
+ * envelope. NULL with err filled on failure (nothing left behind).
+ */
+struct queue_txn *queue_txn_begin(struct queue *q, struct envelope *env,
+				  char *err, size_t errlen);
+const char *queue_txn_id(const struct queue_txn *t);
+/* Message content octets, in order. */
+void queue_txn_write(struct queue_txn *t, const char *data, size_t len);
+/* Make the message durable; fn runs later (loop thread), always once.
+ * The txn is consumed. */
+void queue_txn_commit(struct queue_txn *t, queue_commit_fn fn, void *arg);
+/* Drop the message (error before commit). The txn is consumed. */
+void queue_txn_abort(struct queue_txn *t);
+
+/*
+ * Record a recipient's new state in the journal and in memory. error may
+ * be NULL. next_attempt is unix seconds (RCPT_DEFERRED only).
+ */
+void queue_rcpt_update(struct queue *q, struct qmsg *msg, size_t idx,
+		       enum rcpt_state state, int64_t next_attempt,
+		       const char *error);
+/* The delivery engine is done with msg for now: when every recipient is
+ * final, the message leaves the queue and msg is freed. */
+void queue_msg_release(struct queue *q, struct qmsg *msg);
+
+/* The message's file failed validation: move it to corrupt/, log why,
+ * and free msg. */
+void queue_msg_quarantine(struct queue *q, struct qmsg *msg, const char *why);
+
+/* Counts, for logs and tests. */
+size_t queue_count(const struct queue *q);
+unsigned queue_commits_in_flight(const struct queue *q);
+
+/*
+ * Offline reading, for the CLI: list the messages of state_dir's queue.
+ * fn is called once per message with its envelope (journal applied) and
+ * may not keep it. Returns the number of messages, or -1 (err filled).
+ */
+typedef void (*queue_list_fn)(void *arg, const struct envelope *env);
+long queue_list_dir(const char *state_dir, queue_list_fn fn, void *arg,
+		    char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,33 @@
+/*
+ * received: Received: header formatting (received.h).
+ */
+#include "smtp/received.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void received_date(char *buf, size_t len, time_t when)
+{
+	struct tm tm;
+	gmtime_r(&when, &tm);
+	strftime(buf, len, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+}
+
+size_t received_format(char *buf, size_t len, const struct received_info *ri)
+{
+	char date[64];
+	char rcpt[600] = "";
+	received_date(date, sizeof(date), ri->when);
+	if (ri->rcpt)
+		snprintf(rcpt, sizeof(rcpt), "\r\n\tfor <%s>", ri->rcpt);
+	int n = snprintf(buf, len,
+			 "Received: from %s (%s [%s])\r\n"
+			 "\tby %s (Fulmar) with %s id %s%s;\r\n"
+			 "\t%s\r\n",
+			 ri->helo && ri->helo[0] ? ri->helo : "unknown",
+			 ri->rdns ? ri->rdns : "unknown", ri->ip, ri->host, ri->proto,
+			 ri->id, rcpt, date);
+	if (n < 0 || (size_t)n >= len)
+		return 0;
+	return (size_t)n;
+}

@@ -1,0 +1,33 @@
+/*
+ * received: builds the Received: trace header (RFC 5321 4.4) that the
+ * server prepends to every message it accepts. Pure: formats into a
+ * caller buffer. Lines end in CR LF, folded with a tab.
+ *
+ *   Received: from HELO (RDNS [IP])
+ *   	by HOST (Fulmar) with PROTO id QUEUEID
+ *   	for <RCPT>; Sun, 29 Nov 2026 09:00:00 +0000
+ */
+#ifndef FULMAR_RECEIVED_H
+#define FULMAR_RECEIVED_H
+
+#include <stddef.h>
+#include <time.h>
+
+struct received_info {
+	const char *helo;   /* client's EHLO/HELO argument */
+	const char *rdns;   /* verified reverse DNS name, or NULL: "unknown" */
+	const char *ip;     /* client address */
+	const char *host;   /* our host name */
+	const char *proto;  /* ESMTP, SMTP, UTF8SMTP ... */
+	const char *id;     /* queue id */
+	const char *rcpt;   /* the one recipient, or NULL */
+	time_t when;
+};
+
+/* Returns the length written (excluding NUL), or 0 if buf is too small. */
+size_t received_format(char *buf, size_t len, const struct received_info *ri);
+
+/* RFC 5322 date-time in UTC: "Sun, 29 Nov 2026 09:00:00 +0000". */
+void received_date(char *buf, size_t len, time_t when);
+
+#endif

@@ -1,0 +1,38 @@
+/*
+ * recipient: decides what a RCPT TO address means here. Pure function
+ * over the configuration: local mailbox, alias (expanded, recursively),
+ * address extension ("user+tag"), per-domain catch-all; anything outside
+ * the local domains is relaying, refused to unauthenticated clients; the
+ * classic relay tricks (user%host@local, "user@host"@local, host!user@local,
+ * address literals) are refused too.
+ */
+#ifndef FULMAR_RECIPIENT_H
+#define FULMAR_RECIPIENT_H
+
+#include <stddef.h>
+
+#include "config/config.h"
+#include "proto/smtp_addr.h"
+
+enum rcpt_verdict {
+	RCPT_ACCEPT = 0,      /* finals holds the final addresses */
+	RCPT_UNKNOWN_USER,    /* 550 5.1.1 */
+	RCPT_RELAY_DENIED,    /* 554 5.7.1 */
+};
+
+#define RCPT_EXPANSION_MAX 1000 /* final addresses from one RCPT */
+#define RCPT_ALIAS_DEPTH 10
+
+/* Final addresses: heap strings owned by the list. */
+struct rcpt_finals {
+	char **items;
+	size_t n;
+};
+
+void rcpt_finals_free(struct rcpt_finals *f);
+
+enum rcpt_verdict recipient_resolve(const struct config *cfg,
+				    const struct smtp_addr *addr,
+				    struct rcpt_finals *finals);
+
+#endif

@@ -1,0 +1,276 @@
+/*
+ * smtp_server: listeners, admission and the session set (smtp_server.h).
+ */
+#include "smtp/smtp_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "lib/countmap.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "smtp/smtp_session.h"
+
+#define LISTEN_BACKLOG 4096
+
+struct listener {
+	struct evconnlistener *l;
+	char name[128];
+};
+
+struct smtp_server {
+	struct event_base *base;
+	struct config *cfg;
+	struct queue *queue;
+	struct listener *listeners;
+	size_t nlisteners;
+	struct smtp_session *sessions; /* list head */
+	size_t nsessions;
+	struct countmap *per_ip;
+	uint64_t next_sid;
+	bool stopping;
+	struct event *stop_deadline;
+	void (*stop_done)(void *);
+	void *stop_arg;
+};
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
+		      struct sockaddr *sa, int salen, void *arg);
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	(void)l;
+	struct listener *li = arg;
+	log_msg(LOG_WARNING, "accept_failed", "%s: %s", li->name,
+		strerror_safe(EVUTIL_SOCKET_ERROR()));
+}
+
+static int bind_one(const struct cfg_listener *cl, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_PASSIVE,
+				  .ai_socktype = SOCK_STREAM };
+	struct addrinfo *ai = NULL;
+	char port[16];
+	snprintf(port, sizeof(port), "%d", cl->port);
+	int rc = getaddrinfo(cl->address, port, &hints, &ai);
+	if (rc != 0) {
+		snprintf(err, errlen, "listener %s:%d: %s", cl->address, cl->port,
+			 gai_strerror(rc));
+		return -1;
+	}
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (fd >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (ai->ai_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	}
+	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
+	    listen(fd, LISTEN_BACKLOG) < 0) {
+		snprintf(err, errlen, "cannot listen on %s port %d: %s", cl->address,
+			 cl->port, strerror_safe(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return -1;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+struct smtp_server *smtp_server_bind(struct event_base *base, struct config *cfg,
+				     char *err, size_t errlen)
+{
+	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
+	srv->base = base;
+	srv->cfg = config_ref(cfg);
+	srv->per_ip = countmap_new(4096);
+	srv->listeners = xcalloc(cfg->nlisteners ? cfg->nlisteners : 1,
+				 sizeof(struct listener));
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		const struct cfg_listener *cl = &cfg->listeners[i];
+		int fd = bind_one(cl, err, errlen);
+		if (fd < 0) {
+			smtp_server_free(srv);
+			return NULL;
+		}
+		struct listener *li = &srv->listeners[srv->nlisteners++];
+		snprintf(li->name, sizeof(li->name), "%s:%d", cl->address, cl->port);
+		li->l = evconnlistener_new(base, on_accept, srv,
+					   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_DISABLED, -1, fd);
+		if (li->l == NULL) {
+			close(fd);
+			snprintf(err, errlen, "cannot set up listener %s", li->name);
+			srv->nlisteners--;
+			smtp_server_free(srv);
+			return NULL;
+		}
+		evconnlistener_set_error_cb(li->l, on_accept_error);
+	}
+	return srv;
+}
+
+void smtp_server_start(struct smtp_server *srv, struct queue *q)
+{
+	srv->queue = q;
+	for (size_t i = 0; i < srv->nlisteners; i++) {
+		evconnlistener_enable(srv->listeners[i].l);
+		log_msg(LOG_INFO, "listening", "%s role=mx", srv->listeners[i].name);
+	}
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
+		      struct sockaddr *sa, int salen, void *arg)
+{
+	(void)l;
+	struct smtp_server *srv = arg;
+	const char *reject = NULL;
+	char ip[INET6_ADDRSTRLEN] = "?";
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)sa;
+		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
+			inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], ip, sizeof(ip));
+		else
+			inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+	} else if (sa->sa_family == AF_INET) {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+			  ip, sizeof(ip));
+	}
+	if (srv->nsessions >= srv->cfg->limits.connections)
+		reject = "421 4.3.2 Too many connections, try again later";
+	else if ((uint64_t)countmap_get(srv->per_ip, ip) >=
+		 srv->cfg->limits.connections_per_ip)
+		reject = "421 4.7.0 Too many connections from your address, try again later";
+	struct smtp_session *s = smtp_session_new(srv, srv->cfg, fd, sa,
+						  (socklen_t)salen, ++srv->next_sid, reject);
+	if (s == NULL)
+		return;
+	/* A session rejected at once may already be closed and freed. */
+	(void)s;
+}
+
+/* Called by smtp_session_new (through register) and by close. */
+void smtp_server_session_closed(struct smtp_server *srv, struct smtp_session *s)
+{
+	struct smtp_session_links *lk = smtp_session_links(s);
+	if (lk->prev)
+		smtp_session_links(lk->prev)->next = lk->next;
+	else if (srv->sessions == s)
+		srv->sessions = lk->next;
+	else
+		return; /* never registered */
+	if (lk->next)
+		smtp_session_links(lk->next)->prev = lk->prev;
+	lk->prev = lk->next = NULL;
+	srv->nsessions--;
+	countmap_add(srv->per_ip, smtp_session_client(s), -1);
+	if (srv->stopping && srv->nsessions == 0 && srv->stop_done) {
+		void (*done)(void *) = srv->stop_done;
+		srv->stop_done = NULL;
+		done(srv->stop_arg);
+	}
+}
+
+void smtp_server_session_register(struct smtp_server *srv, struct smtp_session *s)
+{
+	struct smtp_session_links *lk = smtp_session_links(s);
+	lk->prev = NULL;
+	lk->next = srv->sessions;
+	if (srv->sessions)
+		smtp_session_links(srv->sessions)->prev = s;
+	srv->sessions = s;
+	srv->nsessions++;
+	countmap_add(srv->per_ip, smtp_session_client(s), 1);
+}
+
+struct event_base *smtp_server_base(const struct smtp_server *srv)
+{
+	return srv->base;
+}
+
+struct queue *smtp_server_queue(const struct smtp_server *srv)
+{
+	return srv->queue;
+}
+
+void smtp_server_set_config(struct smtp_server *srv, struct config *cfg)
+{
+	config_unref(srv->cfg);
+	srv->cfg = config_ref(cfg);
+}
+
+struct config *smtp_server_config(const struct smtp_server *srv)
+{
+	return srv->cfg;
+}
+
+bool smtp_server_stopping(const struct smtp_server *srv)
+{
+	return srv->stopping;
+}
+
+size_t smtp_server_sessions(const struct smtp_server *srv)
+{
+	return srv->nsessions;
+}
+
+static void on_stop_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct smtp_server *srv = arg;
+	log_msg(LOG_INFO, "shutdown_deadline", "%zu sessions still open; closing them",
+		srv->nsessions);
+	for (struct smtp_session *s = srv->sessions, *next; s; s = next) {
+		next = smtp_session_links(s)->next;
+		smtp_session_abort(s);
+	}
+}
+
+void smtp_server_shutdown(struct smtp_server *srv, void (*done)(void *), void *arg)
+{
+	srv->stopping = true;
+	srv->stop_done = done;
+	srv->stop_arg = arg;
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		evconnlistener_disable(srv->listeners[i].l);
+	if (srv->nsessions == 0) {
+		srv->stop_done = NULL;
+		done(arg);
+		return;
+	}
+	for (struct smtp_session *s = srv->sessions, *next; s; s = next) {
+		next = smtp_session_links(s)->next;
+		smtp_session_shutdown(s);
+	}
+	if (srv->nsessions > 0) {
+		double t = srv->cfg->timeouts.shutdown;
+		struct timeval tv = { (time_t)t, (suseconds_t)((t - (double)(time_t)t) * 1e6) };
+		srv->stop_deadline = evtimer_new(srv->base, on_stop_deadline, srv);
+		evtimer_add(srv->stop_deadline, &tv);
+	}
+}
+
+void smtp_server_free(struct smtp_server *srv)
+{
+	if (srv == NULL)
+		return;
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		evconnlistener_free(srv->listeners[i].l);
+	free(srv->listeners);
+	if (srv->stop_deadline)
+		event_free(srv->stop_deadline);
+	countmap_free(srv->per_ip);
+	config_unref(srv->cfg);
+	free(srv);
+}

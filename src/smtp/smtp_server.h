@@ -1,0 +1,46 @@
+/*
+ * smtp_server: the listening sockets, connection admission (limits in
+ * total and per client address), the set of live sessions, and the
+ * server-wide operations on them: configuration reload and graceful
+ * shutdown.
+ *
+ * Ownership: the server owns its listeners and every session; it borrows
+ * the event base and the queue, and holds a reference to the current
+ * configuration. Loop thread only.
+ */
+#ifndef FULMAR_SMTP_SERVER_H
+#define FULMAR_SMTP_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct event_base;
+struct config;
+struct queue;
+struct smtp_server;
+struct smtp_session;
+
+/* Bind every listener of cfg (before privileges are dropped). NULL with
+ * err filled when one cannot be bound. */
+struct smtp_server *smtp_server_bind(struct event_base *base, struct config *cfg,
+				     char *err, size_t errlen);
+/* Start accepting, delivering messages into q. */
+void smtp_server_start(struct smtp_server *srv, struct queue *q);
+/* The configuration new sessions and recipient lookups use. */
+void smtp_server_set_config(struct smtp_server *srv, struct config *cfg);
+struct config *smtp_server_config(const struct smtp_server *srv);
+/* Stop accepting; idle sessions get 421 now, the others when their
+ * transaction ends or the shutdown deadline passes. done() is called
+ * once no session is left. */
+void smtp_server_shutdown(struct smtp_server *srv, void (*done)(void *), void *arg);
+bool smtp_server_stopping(const struct smtp_server *srv);
+size_t smtp_server_sessions(const struct smtp_server *srv);
+void smtp_server_free(struct smtp_server *srv);
+
+/* For sessions: */
+struct event_base *smtp_server_base(const struct smtp_server *srv);
+struct queue *smtp_server_queue(const struct smtp_server *srv);
+void smtp_server_session_register(struct smtp_server *srv, struct smtp_session *s);
+void smtp_server_session_closed(struct smtp_server *srv, struct smtp_session *s);
+
+#endif

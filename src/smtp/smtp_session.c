@@ -1,0 +1,977 @@
+/*
+ * smtp_session: the SMTP server state machine (smtp_session.h).
+ *
+ * States:  INIT --EHLO/HELO--> READY --MAIL--> MAIL --RCPT--> RCPT
+ *          RCPT --DATA--> DATA --end--> COMMIT --fsync--> READY
+ *          RCPT --BDAT--> BDAT_CHUNK --octets--> BDAT (--BDAT--> BDAT_CHUNK)
+ *          BDAT_CHUNK --LAST--> COMMIT
+ *          any --QUIT/timeout/errors--> CLOSING
+ * Every change goes through set_state(), which logs it at debug level.
+ */
+#include "smtp/smtp_session.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "proto/data_reader.h"
+#include "proto/smtp_addr.h"
+#include "proto/smtp_cmd.h"
+#include "queue/envelope.h"
+#include "queue/queue.h"
+#include "smtp/received.h"
+#include "smtp/recipient.h"
+#include "smtp/smtp_server.h"
+
+#define OUTPUT_PAUSE (256u * 1024)  /* stop reading while this much is unsent */
+#define INPUT_HIGH (256u * 1024)    /* libevent stops reading past this */
+#define CLOSE_FLUSH_SECONDS 10      /* time to flush a last reply */
+
+enum state {
+	S_INIT = 0,   /* greeted, no EHLO/HELO yet */
+	S_READY,      /* EHLO/HELO done, no transaction */
+	S_MAIL,       /* MAIL accepted */
+	S_RCPT,       /* at least one RCPT accepted */
+	S_DATA,       /* reading DATA content */
+	S_BDAT,       /* between BDAT chunks */
+	S_BDAT_CHUNK, /* reading a BDAT chunk's octets */
+	S_COMMIT,     /* waiting for the queue to make the message durable */
+	S_CLOSING,    /* last reply sent; closing once it is flushed */
+	S_COUNT
+};
+
+static const char *const state_names[S_COUNT] = {
+	"init", "ready", "mail", "rcpt", "data", "bdat", "bdat_chunk", "commit", "closing"
+};
+
+struct smtp_session {
+	struct smtp_session_links links;
+	struct smtp_server *srv;
+	struct config *cfg; /* reference: limits of this session */
+	struct bufferevent *bev;
+	struct event *deadline;
+	uint64_t sid;
+	char client[INET6_ADDRSTRLEN];
+	int client_port;
+	enum state state;
+	bool esmtp;
+	bool skip_line;      /* discarding the rest of an over-long command */
+	bool paused;         /* not processing input (commit in flight) */
+	bool detached;       /* connection gone, commit in flight */
+	bool deadline_hit;   /* session deadline passed during a commit */
+	unsigned errors;
+	unsigned messages;
+	unsigned rcpt_cmds;  /* RCPT commands accepted in this transaction */
+	char first_rcpt[SMTP_ADDR_PATH_MAX + 1];
+	uint64_t discard;    /* octets of a refused BDAT chunk still to skip */
+	/* transaction */
+	struct envelope env;
+	struct queue_txn *txn;
+	struct data_reader dr;
+	uint64_t bdat_left;
+	bool bdat_last;
+	bool bdat_started;
+	/* what the "queued" log line needs once the commit returns */
+	char *log_from;
+	size_t log_nrcpt;
+	uint64_t log_size;
+};
+
+struct smtp_session_links *smtp_session_links(struct smtp_session *s)
+{
+	return &s->links;
+}
+
+const char *smtp_session_client(const struct smtp_session *s)
+{
+	return s->client;
+}
+
+static void process(struct smtp_session *s);
+static void close_now(struct smtp_session *s);
+
+/* ---- replies ---- */
+
+static void reply(struct smtp_session *s, const char *line)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	evbuffer_add(out, line, strlen(line));
+	evbuffer_add(out, "\r\n", 2);
+}
+
+static void replyf(struct smtp_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void replyf(struct smtp_session *s, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	reply(s, buf);
+}
+
+static void set_state(struct smtp_session *s, enum state next)
+{
+	if (s->state == next)
+		return;
+	struct log_line l;
+	log_begin(&l, LOG_DEBUG, "state");
+	log_int(&l, "sid", (long long)s->sid);
+	log_str(&l, "from", state_names[s->state]);
+	log_str(&l, "to", state_names[next]);
+	log_end(&l);
+	s->state = next;
+}
+
+/* Close after the output is flushed, with a bounded wait. */
+static void close_after_flush(struct smtp_session *s)
+{
+	if (s->state == S_CLOSING)
+		return;
+	set_state(s, S_CLOSING);
+	bufferevent_disable(s->bev, EV_READ);
+	struct timeval tv = { CLOSE_FLUSH_SECONDS, 0 };
+	bufferevent_set_timeouts(s->bev, NULL, &tv);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		close_now(s);
+}
+
+static void log_reject(struct smtp_session *s, const char *what, const char *line)
+{
+	struct log_line l;
+	log_begin(&l, LOG_INFO, "reject");
+	log_int(&l, "sid", (long long)s->sid);
+	log_str(&l, "client", s->client);
+	log_str(&l, "cmd", what);
+	log_str(&l, "reply", line);
+	log_end(&l);
+}
+
+/* A refused command: reply, log, count; 421 once there are too many. */
+static void reply_error(struct smtp_session *s, const char *what, const char *line)
+{
+	reply(s, line);
+	log_reject(s, what, line);
+	if (++s->errors >= s->cfg->limits.errors) {
+		reply(s, "421 4.7.0 Too many errors, closing connection");
+		log_reject(s, what, "421 4.7.0 too many errors");
+		close_after_flush(s);
+	}
+}
+
+/* ---- transaction ---- */
+
+static void txn_reset(struct smtp_session *s)
+{
+	if (s->txn) {
+		queue_txn_abort(s->txn);
+		s->txn = NULL;
+	}
+	envelope_reset(&s->env);
+	s->rcpt_cmds = 0;
+	s->first_rcpt[0] = '\0';
+	s->bdat_left = 0;
+	s->bdat_last = false;
+	s->bdat_started = false;
+}
+
+static void back_to_ready(struct smtp_session *s)
+{
+	txn_reset(s);
+	set_state(s, s->esmtp || s->env.helo ? S_READY : S_INIT);
+	struct timeval tv = { (time_t)s->cfg->timeouts.command,
+			      (suseconds_t)((s->cfg->timeouts.command -
+					     (double)(time_t)s->cfg->timeouts.command) * 1e6) };
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+static void set_read_timeout(struct smtp_session *s, double seconds)
+{
+	struct timeval tv = { (time_t)seconds,
+			      (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6) };
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+static int sink(void *arg, const char *buf, size_t len)
+{
+	struct smtp_session *s = arg;
+	queue_txn_write(s->txn, buf, len);
+	return 0;
+}
+
+/* Create the queue file and write our Received: header. */
+static bool open_txn(struct smtp_session *s)
+{
+	char err[256];
+	const char *proto = !s->esmtp ? "SMTP" : s->env.smtputf8 ? "UTF8SMTP" : "ESMTP";
+	envelope_set(&s->env.proto, proto);
+	size_t nrcpt = s->env.nrcpts;
+	char *from = xstrdup(s->env.sender ? s->env.sender : "");
+	s->txn = queue_txn_begin(smtp_server_queue(s->srv), &s->env, err, sizeof(err));
+	if (s->txn == NULL) {
+		log_msg(LOG_ERROR, "queue_error", "sid=%llu: %s",
+			(unsigned long long)s->sid, err);
+		free(from);
+		return false;
+	}
+	free(s->log_from);
+	s->log_from = from;
+	s->log_nrcpt = nrcpt;
+	char hdr[2048];
+	struct received_info ri = {
+		.helo = s->env.helo, .rdns = NULL, .ip = s->client,
+		.host = s->cfg->hostname, .proto = proto, .id = queue_txn_id(s->txn),
+		.rcpt = s->rcpt_cmds == 1 ? s->first_rcpt : NULL, .when = time(NULL),
+	};
+	size_t n = received_format(hdr, sizeof(hdr), &ri);
+	queue_txn_write(s->txn, hdr, n);
+	return true;
+}
+
+static void on_committed(void *arg, int err, const char *id)
+{
+	struct smtp_session *s = arg;
+	struct log_line l;
+	if (err == 0) {
+		log_begin(&l, LOG_INFO, "queued");
+		log_str(&l, "id", id);
+		log_int(&l, "sid", (long long)s->sid);
+		log_str(&l, "client", s->client);
+		log_str(&l, "from", s->log_from);
+		log_int(&l, "nrcpt", (long long)s->log_nrcpt);
+		log_int(&l, "size", (long long)s->log_size);
+		log_end(&l);
+	}
+	if (s->detached) {
+		free(s->log_from);
+		envelope_free(&s->env);
+		config_unref(s->cfg);
+		free(s);
+		return;
+	}
+	if (err == 0) {
+		s->messages++;
+		replyf(s, "250 2.0.0 Ok: queued as %s", id);
+	} else {
+		reply(s, "451 4.3.0 Error: queue file write error, try again later");
+		log_reject(s, "DATA", "451 4.3.0 queue write error");
+	}
+	s->paused = false;
+	back_to_ready(s);
+	if (s->deadline_hit) {
+		reply(s, "421 4.4.2 Session time limit exceeded, closing connection");
+		close_after_flush(s);
+		return;
+	}
+	bufferevent_enable(s->bev, EV_READ);
+	process(s);
+}
+
+static void commit(struct smtp_session *s)
+{
+	s->log_size = data_reader_size(&s->dr);
+	set_state(s, S_COMMIT);
+	s->paused = true;
+	bufferevent_disable(s->bev, EV_READ);
+	struct queue_txn *t = s->txn;
+	s->txn = NULL;
+	queue_txn_commit(t, on_committed, s);
+}
+
+/* The content ended (DATA's dot, or the LAST chunk): check and commit. */
+static void content_done(struct smtp_session *s, const char *what, enum data_error e)
+{
+	switch (e) {
+	case DATA_ERR_NONE:
+		commit(s);
+		return;
+	case DATA_ERR_BARE_LF:
+	case DATA_ERR_BARE_CR:
+		reply_error(s, what, "554 5.5.2 Message rejected: bare CR or LF in message "
+				     "content (lines must end with CR LF)");
+		break;
+	case DATA_ERR_LINE_TOO_LONG:
+		replyf(s, "554 5.6.0 Message rejected: a line is longer than %llu octets",
+		       (unsigned long long)s->cfg->limits.text_line);
+		log_reject(s, what, "554 5.6.0 line too long");
+		s->errors++;
+		break;
+	case DATA_ERR_TOO_BIG:
+		reply_error(s, what, "552 5.3.4 Message size exceeds fixed maximum message size");
+		break;
+	case DATA_ERR_SINK:
+		reply_error(s, what, "451 4.3.0 Error: queue file write error, try again later");
+		break;
+	}
+	if (s->state != S_CLOSING)
+		back_to_ready(s);
+	else
+		txn_reset(s);
+}
+
+/* ---- command handlers ---- */
+
+static void cmd_helo(struct smtp_session *s, const char *arg, size_t len, bool esmtp)
+{
+	if (len == 0 || memchr(arg, ' ', len) || len > 255) {
+		reply_error(s, esmtp ? "EHLO" : "HELO",
+			    len > 255 ? "501 5.5.4 Host name too long"
+				      : "501 5.5.4 Syntax: EHLO hostname");
+		return;
+	}
+	txn_reset(s);
+	char *helo = xstrndup(arg, len);
+	envelope_set(&s->env.helo, helo);
+	free(helo);
+	s->esmtp = esmtp;
+	set_state(s, S_READY);
+	if (!esmtp) {
+		replyf(s, "250 %s", s->cfg->hostname);
+		return;
+	}
+	replyf(s, "250-%s", s->cfg->hostname);
+	reply(s, "250-PIPELINING");
+	replyf(s, "250-SIZE %llu", (unsigned long long)s->cfg->limits.message_size);
+	reply(s, "250-8BITMIME");
+	reply(s, "250-ENHANCEDSTATUSCODES");
+	reply(s, "250-SMTPUTF8");
+	reply(s, "250-CHUNKING");
+	reply(s, "250 DSN");
+}
+
+static void cmd_ehlo(struct smtp_session *s, const char *arg, size_t len)
+{
+	cmd_helo(s, arg, len, true);
+}
+
+static void cmd_helo_only(struct smtp_session *s, const char *arg, size_t len)
+{
+	cmd_helo(s, arg, len, false);
+}
+
+static const char *param_reply(enum smtp_param_status st)
+{
+	switch (st) {
+	case SMTP_PARAM_SYNTAX:
+		return "501 5.5.4";
+	case SMTP_PARAM_UNKNOWN:
+		return "555 5.5.4";
+	case SMTP_PARAM_SIZE_LIMIT:
+		return "552 5.3.4";
+	case SMTP_PARAM_OK:
+		break;
+	}
+	return "250 2.0.0";
+}
+
+static void cmd_mail(struct smtp_session *s, const char *arg, size_t len)
+{
+	long off = smtp_cmd_path_offset(arg, len, "FROM:");
+	if (off < 0) {
+		reply_error(s, "MAIL", "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return;
+	}
+	struct smtp_addr addr;
+	size_t used;
+	enum smtp_addr_status as = smtp_addr_parse(arg + off, len - (size_t)off, true,
+						   true, &addr, &used);
+	if (as == SMTP_ADDR_SYNTAX || as == SMTP_ADDR_TOO_LONG) {
+		reply_error(s, "MAIL", "501 5.1.7 Bad sender address syntax");
+		return;
+	}
+	const char *rest = arg + off + used;
+	size_t rest_len = len - (size_t)off - used;
+	if (rest_len > 0 && rest[0] != ' ') {
+		reply_error(s, "MAIL", "501 5.5.4 Syntax: MAIL FROM:<address> [parameters]");
+		return;
+	}
+	struct smtp_mail_params mp;
+	char why[128] = "";
+	if (rest_len > 0 && !s->esmtp) {
+		reply_error(s, "MAIL", "555 5.5.4 Parameters need EHLO");
+		return;
+	}
+	enum smtp_param_status ps = smtp_mail_params_parse(
+		rest, rest_len, s->cfg->limits.message_size, &mp, why, sizeof(why));
+	if (ps != SMTP_PARAM_OK) {
+		char line[256];
+		if (ps == SMTP_PARAM_SIZE_LIMIT)
+			snprintf(line, sizeof(line), "552 5.3.4 Message size exceeds fixed "
+						     "maximum message size");
+		else
+			snprintf(line, sizeof(line), "%s %s", param_reply(ps),
+				 why[0] ? why : "Invalid parameter");
+		reply_error(s, "MAIL", line);
+		return;
+	}
+	if (addr.has_utf8 && !mp.smtputf8) {
+		reply_error(s, "MAIL", "553 5.6.7 UTF-8 addresses need the SMTPUTF8 parameter");
+		return;
+	}
+	txn_reset(s);
+	envelope_set(&s->env.sender, addr.is_null ? "" : addr.text);
+	s->env.smtputf8 = mp.smtputf8;
+	s->env.body = mp.body;
+	s->env.ret = mp.ret;
+	envelope_set(&s->env.envid, mp.has_envid ? mp.envid : NULL);
+	envelope_set(&s->env.auth, mp.has_auth ? mp.auth : NULL);
+	set_state(s, S_MAIL);
+	reply(s, "250 2.1.0 Ok");
+}
+
+/* "<postmaster>" without a domain (RFC 5321 4.1.1.3). */
+static bool is_bare_postmaster(const char *p, size_t len)
+{
+	return len >= 12 && strncasecmp(p, "<postmaster>", 12) == 0;
+}
+
+static void cmd_rcpt(struct smtp_session *s, const char *arg, size_t len)
+{
+	long off = smtp_cmd_path_offset(arg, len, "TO:");
+	if (off < 0) {
+		reply_error(s, "RCPT", "501 5.5.4 Syntax: RCPT TO:<address>");
+		return;
+	}
+	if (s->rcpt_cmds >= s->cfg->limits.recipients) {
+		reply_error(s, "RCPT", "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	struct smtp_addr addr;
+	size_t used;
+	struct config *cur = smtp_server_config(s->srv);
+	enum smtp_addr_status as = smtp_addr_parse(arg + off, len - (size_t)off, false,
+						   true, &addr, &used);
+	if (as != SMTP_ADDR_OK && is_bare_postmaster(arg + off, len - (size_t)off) &&
+	    cur->ndomains > 0) {
+		memset(&addr, 0, sizeof(addr));
+		strlcpy_safe(addr.local, "postmaster", sizeof(addr.local));
+		strlcpy_safe(addr.domain, cur->domains[0].name, sizeof(addr.domain));
+		snprintf(addr.text, sizeof(addr.text), "postmaster@%s", addr.domain);
+		used = 12;
+		as = SMTP_ADDR_OK;
+	}
+	if (as != SMTP_ADDR_OK) {
+		reply_error(s, "RCPT", as == SMTP_ADDR_NULL_DENIED
+				       ? "501 5.1.3 Null recipient address not allowed"
+				       : "501 5.1.3 Bad recipient address syntax");
+		return;
+	}
+	if (addr.has_utf8 && !s->env.smtputf8) {
+		reply_error(s, "RCPT", "553 5.6.7 UTF-8 addresses need SMTPUTF8 on MAIL");
+		return;
+	}
+	const char *rest = arg + off + used;
+	size_t rest_len = len - (size_t)off - used;
+	if (rest_len > 0 && (rest[0] != ' ' || !s->esmtp)) {
+		reply_error(s, "RCPT", rest[0] != ' '
+				       ? "501 5.5.4 Syntax: RCPT TO:<address> [parameters]"
+				       : "555 5.5.4 Parameters need EHLO");
+		return;
+	}
+	struct smtp_rcpt_params rp;
+	char why[128] = "";
+	enum smtp_param_status ps = smtp_rcpt_params_parse(rest, rest_len, s->env.smtputf8,
+							   &rp, why, sizeof(why));
+	if (ps != SMTP_PARAM_OK) {
+		char line[256];
+		snprintf(line, sizeof(line), "%s %s", param_reply(ps),
+			 why[0] ? why : "Invalid parameter");
+		reply_error(s, "RCPT", line);
+		return;
+	}
+	struct rcpt_finals finals = { 0 };
+	switch (recipient_resolve(cur, &addr, &finals)) {
+	case RCPT_RELAY_DENIED:
+		reply_error(s, "RCPT", "554 5.7.1 Relay access denied");
+		return;
+	case RCPT_UNKNOWN_USER:
+		reply_error(s, "RCPT", "550 5.1.1 User unknown in local recipient table");
+		return;
+	case RCPT_ACCEPT:
+		break;
+	}
+	size_t hard_cap = s->cfg->limits.recipients * 2 + RCPT_EXPANSION_MAX;
+	if (s->env.nrcpts + finals.n > hard_cap) {
+		rcpt_finals_free(&finals);
+		reply_error(s, "RCPT", "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	for (size_t i = 0; i < finals.n; i++)
+		if (envelope_find_rcpt(&s->env, finals.items[i]) < 0)
+			envelope_add_rcpt(&s->env, finals.items[i], addr.text,
+					  rp.has_orcpt ? rp.orcpt : NULL, rp.notify);
+	rcpt_finals_free(&finals);
+	if (s->rcpt_cmds++ == 0)
+		strlcpy_safe(s->first_rcpt, addr.text, sizeof(s->first_rcpt));
+	set_state(s, S_RCPT);
+	reply(s, "250 2.1.5 Ok");
+}
+
+static void cmd_data(struct smtp_session *s, const char *arg, size_t len)
+{
+	(void)arg;
+	if (len > 0) {
+		reply_error(s, "DATA", "501 5.5.4 Syntax: DATA (no arguments)");
+		return;
+	}
+	if (!open_txn(s)) {
+		reply_error(s, "DATA", "451 4.3.0 Error: cannot create queue file, try again later");
+		back_to_ready(s);
+		return;
+	}
+	data_reader_init(&s->dr, true, s->cfg->limits.text_line, s->cfg->limits.message_size);
+	set_state(s, S_DATA);
+	set_read_timeout(s, s->cfg->timeouts.data);
+	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+static void cmd_bdat(struct smtp_session *s, const char *arg, size_t len)
+{
+	uint64_t size;
+	bool last;
+	if (!smtp_bdat_parse(arg, len, &size, &last)) {
+		reply_error(s, "BDAT", "501 5.5.4 Syntax: BDAT chunk-size [LAST]");
+		return;
+	}
+	if (s->state != S_RCPT && s->state != S_BDAT) {
+		/* Refused, but its octets follow: skip them to stay in step. */
+		s->discard = size;
+		reply_error(s, "BDAT", s->state == S_MAIL ? "503 5.5.1 Error: need RCPT command"
+				       : "503 5.5.1 Error: need MAIL and RCPT commands");
+		return;
+	}
+	if (s->state == S_RCPT) {
+		if (!open_txn(s)) {
+			s->discard = size;
+			reply_error(s, "BDAT", "451 4.3.0 Error: cannot create queue file, "
+					       "try again later");
+			back_to_ready(s);
+			return;
+		}
+		data_reader_init(&s->dr, false, s->cfg->limits.text_line,
+				 s->cfg->limits.message_size);
+	}
+	s->bdat_left = size;
+	s->bdat_last = last;
+	set_state(s, S_BDAT_CHUNK);
+	set_read_timeout(s, s->cfg->timeouts.data);
+}
+
+static void bdat_chunk_done(struct smtp_session *s, uint64_t size)
+{
+	if (s->dr.error != DATA_ERR_NONE) {
+		content_done(s, "BDAT", s->dr.error);
+		return;
+	}
+	if (s->bdat_last) {
+		content_done(s, "BDAT", data_reader_finish(&s->dr));
+		return;
+	}
+	set_state(s, S_BDAT);
+	set_read_timeout(s, s->cfg->timeouts.command);
+	replyf(s, "250 2.0.0 %llu octets received", (unsigned long long)size);
+}
+
+static void cmd_rset(struct smtp_session *s, const char *arg, size_t len)
+{
+	(void)arg;
+	(void)len;
+	back_to_ready(s);
+	reply(s, "250 2.0.0 Ok");
+}
+
+static void cmd_noop(struct smtp_session *s, const char *arg, size_t len)
+{
+	(void)arg;
+	(void)len;
+	reply(s, "250 2.0.0 Ok");
+}
+
+static void cmd_quit(struct smtp_session *s, const char *arg, size_t len)
+{
+	(void)arg;
+	(void)len;
+	reply(s, "221 2.0.0 Bye");
+	txn_reset(s);
+	close_after_flush(s);
+}
+
+static void cmd_help(struct smtp_session *s, const char *arg, size_t len)
+{
+	(void)arg;
+	(void)len;
+	reply(s, "214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY");
+	reply(s, "214 2.0.0 See RFC 5321");
+}
+
+static void cmd_vrfy(struct smtp_session *s, const char *arg, size_t len)
+{
+	(void)arg;
+	if (len == 0) {
+		reply_error(s, "VRFY", "501 5.5.4 Syntax: VRFY address");
+		return;
+	}
+	reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+static void cmd_not_implemented(struct smtp_session *s, const char *arg, size_t len)
+{
+	(void)arg;
+	(void)len;
+	reply_error(s, "?", "502 5.5.1 Error: command not implemented");
+}
+
+/* ---- the command table ---- */
+
+#define IN(st) (1u << (st))
+#define ANY_IDLE (IN(S_INIT) | IN(S_READY) | IN(S_MAIL) | IN(S_RCPT) | IN(S_BDAT))
+
+struct command {
+	enum smtp_verb verb;
+	unsigned states; /* where it is allowed */
+	void (*handler)(struct smtp_session *s, const char *arg, size_t len);
+};
+
+static const struct command commands[] = {
+	{ SMTP_VERB_EHLO, ANY_IDLE, cmd_ehlo },
+	{ SMTP_VERB_HELO, ANY_IDLE, cmd_helo_only },
+	{ SMTP_VERB_MAIL, IN(S_READY), cmd_mail },
+	{ SMTP_VERB_RCPT, IN(S_MAIL) | IN(S_RCPT), cmd_rcpt },
+	{ SMTP_VERB_DATA, IN(S_RCPT), cmd_data },
+	{ SMTP_VERB_BDAT, ANY_IDLE, cmd_bdat }, /* checks its state itself */
+	{ SMTP_VERB_RSET, ANY_IDLE, cmd_rset },
+	{ SMTP_VERB_NOOP, ANY_IDLE, cmd_noop },
+	{ SMTP_VERB_QUIT, ANY_IDLE, cmd_quit },
+	{ SMTP_VERB_HELP, ANY_IDLE, cmd_help },
+	{ SMTP_VERB_VRFY, ANY_IDLE, cmd_vrfy },
+	{ SMTP_VERB_EXPN, ANY_IDLE, cmd_not_implemented },
+	{ SMTP_VERB_STARTTLS, ANY_IDLE, cmd_not_implemented },
+	{ SMTP_VERB_AUTH, ANY_IDLE, cmd_not_implemented },
+};
+
+static const char *sequence_error(const struct smtp_session *s, enum smtp_verb verb)
+{
+	if (s->state == S_INIT)
+		return "503 5.5.1 Error: send HELO/EHLO first";
+	switch (verb) {
+	case SMTP_VERB_MAIL:
+		return s->state == S_BDAT ? "503 5.5.1 Error: BDAT transfer in progress"
+					  : "503 5.5.1 Error: nested MAIL command";
+	case SMTP_VERB_RCPT:
+		return s->state == S_BDAT ? "503 5.5.1 Error: BDAT transfer in progress"
+					  : "503 5.5.1 Error: need MAIL command";
+	case SMTP_VERB_DATA:
+		return s->state == S_BDAT  ? "503 5.5.1 Error: DATA not allowed after BDAT"
+		       : s->state == S_MAIL ? "503 5.5.1 Error: need RCPT command"
+					    : "503 5.5.1 Error: need MAIL command";
+	default:
+		return "503 5.5.1 Error: bad sequence of commands";
+	}
+}
+
+static void handle_line(struct smtp_session *s, const char *line, size_t len)
+{
+	struct smtp_cmd cmd;
+	bool bad = false;
+	smtp_cmd_parse(line, len, &cmd, &bad);
+	if (bad) {
+		reply_error(s, "?", "500 5.5.2 Error: bad character in command");
+		return;
+	}
+	if (cmd.verb == SMTP_VERB_UNKNOWN) {
+		reply_error(s, "?", "500 5.5.2 Error: command not recognized");
+		return;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		const struct command *c = &commands[i];
+		if (c->verb != cmd.verb)
+			continue;
+		if (!(c->states & IN(s->state))) {
+			reply_error(s, smtp_cmd_verb_name(cmd.verb),
+				    sequence_error(s, cmd.verb));
+			return;
+		}
+		c->handler(s, cmd.arg, cmd.arg_len);
+		return;
+	}
+	reply_error(s, "?", "502 5.5.1 Error: command not implemented");
+}
+
+/* ---- input ---- */
+
+/* Feed available input to the content reader. True when progress. */
+static bool feed_content(struct smtp_session *s, struct evbuffer *in)
+{
+	struct evbuffer_iovec v[16];
+	int n = evbuffer_peek(in, -1, NULL, v, 16);
+	size_t used = 0;
+	bool done = false;
+	bool bdat = s->state == S_BDAT_CHUNK;
+	for (int i = 0; i < n && !done; i++) {
+		size_t len = v[i].iov_len;
+		if (bdat && len > s->bdat_left - used)
+			len = (size_t)(s->bdat_left - used);
+		used += data_reader_feed(&s->dr, v[i].iov_base, len, sink, s, &done);
+		if (bdat && used == s->bdat_left)
+			break;
+	}
+	evbuffer_drain(in, used);
+	if (bdat) {
+		uint64_t chunk = s->bdat_left;
+		s->bdat_left -= used;
+		if (s->bdat_left == 0) {
+			bdat_chunk_done(s, chunk);
+			return true;
+		}
+		return used > 0;
+	}
+	if (done)
+		content_done(s, "DATA", s->dr.error);
+	return done || used > 0;
+}
+
+static bool read_command(struct smtp_session *s, struct evbuffer *in)
+{
+	size_t limit = s->cfg->limits.command_line;
+	size_t avail = evbuffer_get_length(in);
+	struct evbuffer_ptr p = evbuffer_search(in, "\n", 1, NULL);
+	if (s->skip_line) {
+		if (p.pos < 0) {
+			evbuffer_drain(in, avail);
+			return false;
+		}
+		evbuffer_drain(in, (size_t)p.pos + 1);
+		s->skip_line = false;
+		return true;
+	}
+	if (p.pos < 0) {
+		if (avail >= limit) {
+			evbuffer_drain(in, avail);
+			s->skip_line = true;
+			reply_error(s, "?", "500 5.5.2 Error: line too long");
+		}
+		return false;
+	}
+	size_t n = (size_t)p.pos + 1;
+	if (n > limit) {
+		evbuffer_drain(in, n);
+		reply_error(s, "?", "500 5.5.2 Error: line too long");
+		return true;
+	}
+	char line[65537]; /* limits.command_line is at most 65536 */
+	evbuffer_remove(in, line, n);
+	n--; /* the LF */
+	if (n > 0 && line[n - 1] == '\r')
+		n--;
+	handle_line(s, line, n);
+	return true;
+}
+
+static void process(struct smtp_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	while (s->state != S_CLOSING && !s->paused) {
+		if (smtp_server_stopping(s->srv) &&
+		    (s->state == S_INIT || s->state == S_READY)) {
+			reply(s, "421 4.3.2 Service shutting down, closing connection");
+			close_after_flush(s);
+			return;
+		}
+		if (evbuffer_get_length(out) > OUTPUT_PAUSE)
+			return; /* resumed by the write callback */
+		if (evbuffer_get_length(in) == 0)
+			return;
+		if (s->discard > 0) {
+			size_t n = evbuffer_get_length(in);
+			if (n > s->discard)
+				n = (size_t)s->discard;
+			evbuffer_drain(in, n);
+			s->discard -= n;
+			continue;
+		}
+		bool progress = (s->state == S_DATA || s->state == S_BDAT_CHUNK)
+					? feed_content(s, in)
+					: read_command(s, in);
+		if (!progress)
+			return;
+	}
+}
+
+/* ---- libevent callbacks ---- */
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	process(arg);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+	struct smtp_session *s = arg;
+	(void)bev;
+	if (s->state == S_CLOSING) {
+		close_now(s);
+		return;
+	}
+	process(s); /* output drained: resume reading pipelined input */
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+	(void)bev;
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
+	    s->state != S_CLOSING) {
+		reply(s, "421 4.4.2 Timeout exceeded, closing connection");
+		log_reject(s, "-", "421 4.4.2 timeout");
+		txn_reset(s);
+		close_after_flush(s);
+		return;
+	}
+	close_now(s); /* EOF, error, or a write timeout */
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+	(void)fd;
+	(void)what;
+	if (s->state == S_COMMIT) {
+		s->deadline_hit = true;
+		return;
+	}
+	if (s->state == S_CLOSING)
+		return;
+	reply(s, "421 4.4.2 Session time limit exceeded, closing connection");
+	log_reject(s, "-", "421 4.4.2 session deadline");
+	txn_reset(s);
+	close_after_flush(s);
+}
+
+/* ---- life cycle ---- */
+
+static void close_now(struct smtp_session *s)
+{
+	struct log_line l;
+	log_begin(&l, LOG_INFO, "disconnect");
+	log_int(&l, "sid", (long long)s->sid);
+	log_str(&l, "client", s->client);
+	log_int(&l, "messages", s->messages);
+	log_int(&l, "errors", s->errors);
+	log_end(&l);
+	txn_reset(s);
+	if (s->deadline) {
+		event_free(s->deadline);
+		s->deadline = NULL;
+	}
+	bufferevent_free(s->bev);
+	s->bev = NULL;
+	smtp_server_session_closed(s->srv, s);
+	if (s->state == S_COMMIT) {
+		s->detached = true; /* on_committed frees it */
+		return;
+	}
+	free(s->log_from);
+	envelope_free(&s->env);
+	config_unref(s->cfg);
+	free(s);
+}
+
+struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cfg,
+				      int fd, const struct sockaddr *sa,
+				      socklen_t salen, uint64_t sid,
+				      const char *reject_reply)
+{
+	(void)salen;
+	struct smtp_session *s = xcalloc(1, sizeof(*s));
+	s->srv = srv;
+	s->cfg = config_ref(cfg);
+	s->sid = sid;
+	envelope_init(&s->env);
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)sa;
+		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
+			inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], s->client, sizeof(s->client));
+		else
+			inet_ntop(AF_INET6, &a->sin6_addr, s->client, sizeof(s->client));
+		s->client_port = ntohs(a->sin6_port);
+	} else {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)sa;
+		inet_ntop(AF_INET, &a->sin_addr, s->client, sizeof(s->client));
+		s->client_port = ntohs(a->sin_port);
+	}
+	envelope_set(&s->env.client_addr, s->client);
+	struct event_base *base = smtp_server_base(srv);
+	s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL) {
+		close(fd);
+		envelope_free(&s->env);
+		config_unref(s->cfg);
+		free(s);
+		return NULL;
+	}
+	smtp_server_session_register(srv, s);
+	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH);
+	struct log_line l;
+	log_begin(&l, LOG_INFO, "connect");
+	log_int(&l, "sid", (long long)sid);
+	log_str(&l, "client", s->client);
+	log_int(&l, "port", s->client_port);
+	log_end(&l);
+	if (reject_reply) {
+		reply(s, reject_reply);
+		log_reject(s, "connect", reject_reply);
+		close_after_flush(s);
+		return s;
+	}
+	s->deadline = evtimer_new(base, on_deadline, s);
+	struct timeval tv = { (time_t)cfg->timeouts.session,
+			      (suseconds_t)((cfg->timeouts.session -
+					     (double)(time_t)cfg->timeouts.session) * 1e6) };
+	evtimer_add(s->deadline, &tv);
+	set_read_timeout(s, cfg->timeouts.command);
+	replyf(s, "220 %s ESMTP Fulmar", cfg->hostname);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	return s;
+}
+
+void smtp_session_shutdown(struct smtp_session *s)
+{
+	if (s->state == S_CLOSING || s->paused)
+		return;
+	if (s->state == S_INIT || s->state == S_READY)
+		process(s); /* sends 421 and closes */
+}
+
+void smtp_session_abort(struct smtp_session *s)
+{
+	if (s->state == S_CLOSING)
+		return;
+	if (s->state == S_COMMIT) {
+		s->deadline_hit = true;
+		return;
+	}
+	reply(s, "421 4.3.2 Service shutting down, closing connection");
+	txn_reset(s);
+	close_after_flush(s);
+}
