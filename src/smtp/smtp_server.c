@@ -242,8 +242,11 @@ void smtp_server_shutdown(struct smtp_server *srv, void (*done)(void *), void *a
 	srv->stopping = true;
 	srv->stop_done = done;
 	srv->stop_arg = arg;
+	/* Close the listening sockets: new clients are refused at once
+	 * instead of waiting in the kernel's backlog for a greeting. */
 	for (size_t i = 0; i < srv->nlisteners; i++)
-		evconnlistener_disable(srv->listeners[i].l);
+		evconnlistener_free(srv->listeners[i].l);
+	srv->nlisteners = 0;
 	if (srv->nsessions == 0) {
 		srv->stop_done = NULL;
 		done(arg);

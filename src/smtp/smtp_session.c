@@ -543,6 +543,8 @@ static void cmd_data(struct smtp_session *s, const char *arg, size_t len)
 	reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
+static void bdat_chunk_done(struct smtp_session *s, uint64_t size);
+
 static void cmd_bdat(struct smtp_session *s, const char *arg, size_t len)
 {
 	uint64_t size;
@@ -573,6 +575,8 @@ static void cmd_bdat(struct smtp_session *s, const char *arg, size_t len)
 	s->bdat_last = last;
 	set_state(s, S_BDAT_CHUNK);
 	set_read_timeout(s, s->cfg->timeouts.data);
+	if (size == 0)
+		bdat_chunk_done(s, 0);
 }
 
 static void bdat_chunk_done(struct smtp_session *s, uint64_t size)
