@@ -22,6 +22,7 @@
 #include "queue/queue.h"
 
 #define DELIVERY_THREADS 4
+#define BATCH_MAX 32       /* messages per worker job */
 #define RETRY_FIRST 60     /* seconds before the first local retry */
 #define RETRY_MAX 3600     /* cap of the backoff */
 
@@ -31,10 +32,14 @@ struct delivery {
 	struct config *cfg;
 	struct workpool *pool;
 	char host[256]; /* our host name, made safe for Maildir names */
-	unsigned in_flight;
+	unsigned in_flight;         /* attempts submitted, not yet done */
+	unsigned batches;           /* worker jobs running */
+	struct attempt *wait_head;  /* attempts waiting for a worker */
+	struct attempt *wait_tail;
 };
 
 struct attempt {
+	struct attempt *next;
 	struct delivery *d;
 	struct qmsg *msg;
 	char qpath[PATH_MAX];
@@ -101,9 +106,9 @@ static void attempt_free(struct attempt *a)
 	free(a);
 }
 
-static void attempt_work(void *arg)
+/* Worker: one message's local deliveries, without the directory fsync. */
+static void attempt_run(struct attempt *a)
 {
-	struct attempt *a = arg;
 	int fd = open(a->qpath, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		a->rc = -1;
@@ -114,9 +119,69 @@ static void attempt_work(void *arg)
 		return;
 	}
 	a->rc = maildir_deliver(fd, a->msg->content_off, a->msg->env.sender,
-				a->targets, a->n, a->msg->recovered, a->err,
+				a->targets, a->n, a->msg->recovered, false, a->err,
 				sizeof(a->err));
 	close(fd);
+}
+
+/* A worker job: several messages, then one fsync per Maildir new/. */
+struct batch {
+	struct delivery *d;
+	struct attempt *head;
+};
+
+static void batch_work(void *arg)
+{
+	struct batch *b = arg;
+	size_t total = 0;
+	for (struct attempt *a = b->head; a; a = a->next) {
+		attempt_run(a);
+		total += a->n;
+	}
+	struct maildir_target **all = xcalloc(total ? total : 1, sizeof(*all));
+	size_t k = 0;
+	for (struct attempt *a = b->head; a; a = a->next)
+		for (size_t i = 0; i < a->n; i++)
+			all[k++] = &a->targets[i];
+	maildir_sync_new(all, k);
+	free(all);
+}
+
+static void attempt_done(struct attempt *a);
+static void pump(struct delivery *d);
+
+static void batch_done(void *arg)
+{
+	struct batch *b = arg;
+	struct delivery *d = b->d;
+	d->batches--;
+	for (struct attempt *a = b->head, *next; a; a = next) {
+		next = a->next;
+		attempt_done(a);
+	}
+	free(b);
+	pump(d);
+}
+
+/* Hand waiting attempts to idle workers, up to BATCH_MAX per job. */
+static void pump(struct delivery *d)
+{
+	while (d->wait_head && d->batches < DELIVERY_THREADS) {
+		struct batch *b = xcalloc(1, sizeof(*b));
+		b->d = d;
+		struct attempt **tail = &b->head;
+		for (int n = 0; n < BATCH_MAX && d->wait_head; n++) {
+			struct attempt *a = d->wait_head;
+			d->wait_head = a->next;
+			a->next = NULL;
+			*tail = a;
+			tail = &a->next;
+		}
+		if (d->wait_head == NULL)
+			d->wait_tail = NULL;
+		d->batches++;
+		workpool_submit(d->pool, batch_work, batch_done, b);
+	}
 }
 
 static void start_attempt(struct delivery *d, struct qmsg *m);
@@ -177,9 +242,8 @@ static void log_outcome(const struct qmsg *m, size_t idx, const char *status,
 	log_end(&l);
 }
 
-static void attempt_done(void *arg)
+static void attempt_done(struct attempt *a)
 {
-	struct attempt *a = arg;
 	struct delivery *d = a->d;
 	struct qmsg *m = a->msg;
 	d->in_flight--;
@@ -265,7 +329,12 @@ static void start_attempt(struct delivery *d, struct qmsg *m)
 	queue_msg_path(d->q, m->env.id, a->qpath, sizeof(a->qpath));
 	m->busy = true;
 	d->in_flight++;
-	workpool_submit(d->pool, attempt_work, attempt_done, a);
+	if (d->wait_tail)
+		d->wait_tail->next = a;
+	else
+		d->wait_head = a;
+	d->wait_tail = a;
+	pump(d);
 }
 
 void delivery_schedule(void *arg, struct qmsg *msg)

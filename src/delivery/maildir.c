@@ -108,7 +108,7 @@ static void tmp_path(const struct maildir_target *t, char *buf, size_t len)
 
 int maildir_deliver(int qfd, off_t content_off, const char *return_path,
 		    struct maildir_target *targets, size_t n, bool search_cur,
-		    char *err, size_t errlen)
+		    bool sync_dirs, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
 	size_t open_count = 0;
@@ -117,16 +117,14 @@ int maildir_deliver(int qfd, off_t content_off, const char *return_path,
 		t->fd = -1;
 		t->err = 0;
 		t->duplicate = false;
-		if (maildir_create(t->maildir) < 0) {
-			t->err = errno;
-			continue;
-		}
-		if (already_delivered(t, search_cur)) {
+		if (search_cur && already_delivered(t, true)) {
 			t->duplicate = true;
 			continue;
 		}
 		tmp_path(t, path, sizeof(path));
 		t->fd = fsio_open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (t->fd < 0 && errno == ENOENT && maildir_create(t->maildir) == 0)
+			t->fd = fsio_open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		if (t->fd < 0) {
 			t->err = errno;
 			continue;
@@ -142,12 +140,12 @@ int maildir_deliver(int qfd, off_t content_off, const char *return_path,
 	}
 	int rc = 0;
 	if (open_count > 0) {
-		struct copier c = { targets, n, false, xmalloc(QFILE_CHUNK_MAX + 1) };
+		static _Thread_local char out[QFILE_CHUNK_MAX + 1];
+		struct copier c = { targets, n, false, out };
 		enum qfile_status st = qfile_read_content(qfd, content_off, copy_chunk, &c,
 							  err, errlen);
 		if (c.pending_cr)
 			write_to_all(&c, "\r", 1);
-		free(c.out);
 		if (st != QFILE_OK)
 			rc = -1;
 	}
@@ -182,24 +180,37 @@ int maildir_deliver(int qfd, off_t content_off, const char *return_path,
 				targets[i].err = EIO;
 		return -1;
 	}
-	/* fsync each new/ we linked into (once per distinct directory). */
-	for (size_t i = 0; published && i < n; i++) {
-		struct maildir_target *t = &targets[i];
+	if (published && sync_dirs) {
+		struct maildir_target **all = xcalloc(n, sizeof(*all));
+		for (size_t i = 0; i < n; i++)
+			all[i] = &targets[i];
+		maildir_sync_new(all, n);
+		free(all);
+	}
+	return 0;
+}
+
+void maildir_sync_new(struct maildir_target **targets, size_t n)
+{
+	char path[PATH_MAX];
+	/* fsync each new/ we linked into, once per distinct directory. */
+	for (size_t i = 0; i < n; i++) {
+		struct maildir_target *t = targets[i];
 		if (t->err || t->duplicate)
 			continue;
 		bool seen = false;
 		for (size_t k = 0; k < i && !seen; k++)
-			seen = targets[k].err == 0 && !targets[k].duplicate &&
-			       strcmp(targets[k].maildir, t->maildir) == 0;
+			seen = targets[k]->err == 0 && !targets[k]->duplicate &&
+			       strcmp(targets[k]->maildir, t->maildir) == 0;
 		if (seen)
 			continue;
 		snprintf(path, sizeof(path), "%s/new", t->maildir);
 		if (fsio_fsync_dir(path) < 0) {
 			int e = errno;
 			for (size_t k = i; k < n; k++)
-				if (strcmp(targets[k].maildir, t->maildir) == 0 && !targets[k].duplicate)
-					targets[k].err = e;
+				if (strcmp(targets[k]->maildir, t->maildir) == 0 &&
+				    !targets[k]->duplicate)
+					targets[k]->err = e;
 		}
 	}
-	return 0;
 }

@@ -42,7 +42,15 @@ struct maildir_target {
  */
 int maildir_deliver(int qfd, off_t content_off, const char *return_path,
 		    struct maildir_target *targets, size_t n, bool search_cur,
-		    char *err, size_t errlen);
+		    bool sync_dirs, char *err, size_t errlen);
+
+/*
+ * The directory-fsync step on its own, for callers that deliver several
+ * messages and then make all their new/ entries durable at once (pass
+ * sync_dirs = false to maildir_deliver, then this over every target).
+ * A target whose directory cannot be fsynced gets that errno.
+ */
+void maildir_sync_new(struct maildir_target **targets, size_t n);
 
 /* Create dir, dir/tmp, dir/new and dir/cur (mode 0700) as needed. */
 int maildir_create(const char *dir);

@@ -51,27 +51,61 @@ void qfile_writer_init(struct qfile_writer *w, int fd)
 	w->file_len = 0;
 	w->error = 0;
 	w->buflen = 0;
+	w->open_d = -1;
 }
 
-static void raw_write(struct qfile_writer *w, const void *p, size_t n)
+/* Close the open D record: its length is what follows its header. */
+static void close_d(struct qfile_writer *w)
 {
-	if (w->error || n == 0)
+	if (w->open_d < 0)
 		return;
-	if (fsio_write_all(w->fd, p, n) < 0) {
-		w->error = errno ? errno : EIO;
+	size_t n = w->buflen - (size_t)w->open_d - 5;
+	if (n == 0)
+		w->buflen = (size_t)w->open_d; /* empty: drop the header */
+	else
+		put_u32(w->buf + w->open_d + 1, (uint32_t)n);
+	w->open_d = -1;
+}
+
+static void flush(struct qfile_writer *w)
+{
+	close_d(w);
+	if (w->buflen == 0 || w->error) {
+		w->buflen = 0;
 		return;
 	}
-	w->crc = (uint32_t)crc32(w->crc, p, (uInt)n);
-	w->file_len += n;
+	if (fsio_write_all(w->fd, w->buf, w->buflen) < 0)
+		w->error = errno ? errno : EIO;
+	else
+		w->crc = (uint32_t)crc32(w->crc, w->buf, (uInt)w->buflen);
+	w->buflen = 0;
+}
+
+static void append(struct qfile_writer *w, const void *p, size_t n)
+{
+	const unsigned char *c = p;
+	while (n > 0 && !w->error) {
+		if (w->buflen == sizeof(w->buf))
+			flush(w);
+		size_t room = sizeof(w->buf) - w->buflen;
+		size_t k = n < room ? n : room;
+		memcpy(w->buf + w->buflen, c, k);
+		w->buflen += k;
+		w->file_len += k;
+		c += k;
+		n -= k;
+	}
 }
 
 static void write_record(struct qfile_writer *w, char type, const void *p, size_t n)
 {
 	unsigned char head[5];
+	close_d(w);
 	head[0] = (unsigned char)type;
 	put_u32(head + 1, (uint32_t)n);
-	raw_write(w, head, sizeof(head));
-	raw_write(w, p, n);
+	append(w, head, sizeof(head));
+	if (n)
+		append(w, p, n);
 }
 
 /* Builds a record made of fields in a growable buffer. */
@@ -146,41 +180,53 @@ void qfile_write_envelope(struct qfile_writer *w, const struct envelope *env)
 	write_record(w, 'M', NULL, 0);
 }
 
-static void flush_chunk(struct qfile_writer *w)
-{
-	if (w->buflen == 0)
-		return;
-	write_record(w, 'D', w->buf, w->buflen);
-	w->buflen = 0;
-}
-
 void qfile_write_content(struct qfile_writer *w, const char *data, size_t len)
 {
 	w->content_len += len;
 	while (len > 0 && !w->error) {
-		size_t room = QFILE_CHUNK_MAX - w->buflen;
-		size_t n = len < room ? len : room;
-		memcpy(w->buf + w->buflen, data, n);
-		w->buflen += n;
-		data += n;
-		len -= n;
-		if (w->buflen == QFILE_CHUNK_MAX)
-			flush_chunk(w);
+		if (w->open_d >= 0 &&
+		    w->buflen - (size_t)w->open_d - 5 == QFILE_CHUNK_MAX)
+			close_d(w);
+		if (w->open_d < 0) {
+			if (sizeof(w->buf) - w->buflen < 5 + 1)
+				flush(w);
+			w->open_d = (long)w->buflen;
+			memset(w->buf + w->buflen, 0, 5);
+			w->buf[w->buflen] = 'D';
+			w->buflen += 5;
+			w->file_len += 5;
+		}
+		size_t room_d = QFILE_CHUNK_MAX - (w->buflen - (size_t)w->open_d - 5);
+		size_t room_b = sizeof(w->buf) - w->buflen;
+		size_t k = len < room_d ? len : room_d;
+		k = k < room_b ? k : room_b;
+		memcpy(w->buf + w->buflen, data, k);
+		w->buflen += k;
+		w->file_len += k;
+		data += k;
+		len -= k;
+		if (w->buflen == sizeof(w->buf))
+			flush(w);
 	}
 }
 
 int qfile_write_end(struct qfile_writer *w)
 {
-	flush_chunk(w);
-	unsigned char rec[QFILE_END_SIZE];
+	close_d(w);
+	if (sizeof(w->buf) - w->buflen < QFILE_END_SIZE)
+		flush(w);
+	/* The CRC covers everything before the E record. */
+	uint32_t crc = (uint32_t)crc32(w->crc, w->buf, (uInt)w->buflen);
+	unsigned char *rec = w->buf + w->buflen;
 	rec[0] = 'E';
 	put_u32(rec + 1, 12);
 	put_u64(rec + 5, w->content_len);
-	/* The CRC covers everything before the E record. */
-	put_u32(rec + 13, w->crc);
-	if (!w->error && fsio_write_all(w->fd, rec, sizeof(rec)) < 0)
+	put_u32(rec + 13, crc);
+	w->buflen += QFILE_END_SIZE;
+	w->file_len += QFILE_END_SIZE;
+	if (!w->error && fsio_write_all(w->fd, w->buf, w->buflen) < 0)
 		w->error = errno ? errno : EIO;
-	w->file_len += sizeof(rec);
+	w->buflen = 0;
 	return w->error ? -1 : 0;
 }
 
@@ -367,7 +413,8 @@ enum qfile_status qfile_read_envelope(int fd, struct envelope *env,
 		return st;
 	env->content_size = clen;
 
-	struct rbuf *b = xmalloc(sizeof(*b));
+	static _Thread_local struct rbuf rb;
+	struct rbuf *b = &rb;
 	b->fd = fd;
 	b->off = 0;
 	b->pos = b->len = 0;
@@ -461,7 +508,6 @@ enum qfile_status qfile_read_envelope(int fd, struct envelope *env,
 	}
 out:
 	free(payload);
-	free(b);
 	return st;
 }
 
@@ -475,7 +521,8 @@ enum qfile_status qfile_read_content(int fd, off_t content_off,
 	enum qfile_status st = check_tail(fd, &size, &clen, &want_crc, err, errlen);
 	if (st != QFILE_OK)
 		return st;
-	struct rbuf *b = xmalloc(sizeof(*b));
+	static _Thread_local struct rbuf rb;
+	struct rbuf *b = &rb;
 	b->fd = fd;
 	b->off = 0;
 	b->pos = b->len = 0;
@@ -494,7 +541,7 @@ enum qfile_status qfile_read_content(int fd, off_t content_off,
 		if (st == QFILE_OK)
 			crc = (uint32_t)crc32(crc, tmp, (uInt)n);
 	}
-	unsigned char *chunk = xmalloc(QFILE_CHUNK_MAX);
+	static _Thread_local unsigned char chunk[QFILE_CHUNK_MAX];
 	while (st == QFILE_OK && b->off < data_end) {
 		unsigned char head[5];
 		if (data_end - b->off < 5 || (st = rbuf_read(b, head, 5)) != QFILE_OK) {
@@ -517,8 +564,6 @@ enum qfile_status qfile_read_content(int fd, off_t content_off,
 		if (!stopped && fn(arg, (const char *)chunk, n) < 0)
 			stopped = true;
 	}
-	free(chunk);
-	free(b);
 	if (st == QFILE_OK && (crc != want_crc || seen != clen)) {
 		st = QFILE_CORRUPT;
 		set_err(err, errlen, crc != want_crc ? "checksum mismatch"

@@ -38,15 +38,19 @@
 #define QFILE_HEADER_MAX (8u << 20) /* envelope records, in total */
 #define QFILE_END_SIZE 17           /* 'E' record: 1 + 4 + 8 + 4 */
 
-/* Writer: owns its descriptor until qfile_writer_close/abort. */
+#define QFILE_OUT_MAX (128u * 1024) /* writer buffer: one write(2) per fill */
+
+/* Writer: records are encoded into buf and written when it fills, so a
+ * typical message costs one or two write(2) calls. The caller owns fd. */
 struct qfile_writer {
 	int fd;
-	uint32_t crc;
+	uint32_t crc;          /* of every octet written so far */
 	uint64_t content_len;
-	uint64_t file_len;
-	int error; /* first errno seen; 0 when fine */
+	uint64_t file_len;     /* octets written or buffered */
+	int error;             /* first errno seen; 0 when fine */
 	size_t buflen;
-	unsigned char buf[QFILE_CHUNK_MAX + 64];
+	long open_d;           /* offset in buf of the open D record's header, or -1 */
+	unsigned char buf[QFILE_OUT_MAX];
 };
 
 /* Start writing to an open, empty file. */

@@ -389,11 +389,12 @@ static size_t journal_encode(unsigned char *out, size_t cap, char type,
 	return 3 + plen + 4;
 }
 
-static void apply_journal(const char *path, struct envelope *env)
+/* Returns whether the journal exists. */
+static bool apply_journal(const char *path, struct envelope *env)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return;
+		return false;
 	unsigned char head[3];
 	unsigned char body[1024 + 16 + 4];
 	for (;;) {
@@ -432,6 +433,7 @@ static void apply_journal(const char *path, struct envelope *env)
 		}
 	}
 	close(fd);
+	return true;
 }
 
 void queue_rcpt_update(struct queue *q, struct qmsg *msg, size_t idx,
@@ -447,28 +449,48 @@ void queue_rcpt_update(struct queue *q, struct qmsg *msg, size_t idx,
 	unsigned char rec[1100];
 	size_t n = journal_encode(rec, sizeof(rec), type, (uint32_t)idx, r->attempts,
 				  next_attempt, error);
+	(void)q;
+	msg->jbuf = xrealloc(msg->jbuf, msg->jlen + n);
+	memcpy(msg->jbuf + msg->jlen, rec, n);
+	msg->jlen += n;
+}
+
+/* Append the pending journal records (not fsynced: a lost record only
+ * means an attempt is made again, and local delivery is idempotent). */
+static void journal_flush(struct queue *q, struct qmsg *msg)
+{
+	if (msg->jlen == 0)
+		return;
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/%s", q->journal, msg->env.id);
 	int fd = fsio_open(path, O_WRONLY | O_APPEND | O_CREAT, 0600);
-	if (fd < 0 || fsio_write_all(fd, rec, n) < 0)
+	if (fd < 0 || fsio_write_all(fd, msg->jbuf, msg->jlen) < 0)
 		log_msg(LOG_WARNING, "journal_write_failed", "id=%s: %s", msg->env.id,
 			strerror_safe(errno));
-	if (fd >= 0)
+	if (fd >= 0) {
 		close(fd);
+		msg->has_journal = true;
+	}
+	free(msg->jbuf);
+	msg->jbuf = NULL;
+	msg->jlen = 0;
 }
 
 static void msg_free(struct qmsg *m)
 {
 	if (m->retry)
 		event_free(m->retry);
+	free(m->jbuf);
 	envelope_free(&m->env);
 	free(m);
 }
 
 void queue_msg_release(struct queue *q, struct qmsg *msg)
 {
-	if (!envelope_done(&msg->env))
+	if (!envelope_done(&msg->env)) {
+		journal_flush(q, msg);
 		return;
+	}
 	char path[PATH_MAX];
 	struct log_line l;
 	/* Message first, journal second: a crash in between leaves a
@@ -477,8 +499,10 @@ void queue_msg_release(struct queue *q, struct qmsg *msg)
 	if (unlink(path) < 0 && errno != ENOENT)
 		log_msg(LOG_ERROR, "queue_unlink_failed", "%s: %s", path,
 			strerror_safe(errno));
-	snprintf(path, sizeof(path), "%s/%s", q->journal, msg->env.id);
-	unlink(path);
+	if (msg->has_journal) {
+		snprintf(path, sizeof(path), "%s/%s", q->journal, msg->env.id);
+		unlink(path);
+	}
 	log_begin(&l, LOG_INFO, "removed");
 	log_str(&l, "id", msg->env.id);
 	log_end(&l);
@@ -529,7 +553,7 @@ static void quarantine(struct queue *q, const char *id, const char *why)
 /* Read one active file with its journal. 0, or -1 with err set. */
 static int load_one(const char *active_dir, const char *journal_dir,
 		    const char *id, struct envelope *env, off_t *content_off,
-		    char *err, size_t errlen)
+		    bool *has_journal, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/%s", active_dir, id);
@@ -547,7 +571,9 @@ static int load_one(const char *active_dir, const char *journal_dir,
 		return -1;
 	}
 	snprintf(path, sizeof(path), "%s/%s", journal_dir, id);
-	apply_journal(path, env);
+	bool j = apply_journal(path, env);
+	if (has_journal)
+		*has_journal = j;
 	return 0;
 }
 
@@ -588,7 +614,7 @@ void queue_recover(struct queue *q)
 		envelope_init(&m->env);
 		char err[128] = "";
 		if (load_one(q->active, q->journal, e->d_name, &m->env, &m->content_off,
-			     err, sizeof(err)) < 0) {
+			     &m->has_journal, err, sizeof(err)) < 0) {
 			quarantine(q, e->d_name, err);
 			msg_free(m);
 			continue;
@@ -664,7 +690,8 @@ long queue_list_dir(const char *state_dir, queue_list_fn fn, void *arg,
 		envelope_init(&env);
 		off_t off;
 		char why[128];
-		if (load_one(active, journal, e->d_name, &env, &off, why, sizeof(why)) == 0) {
+		if (load_one(active, journal, e->d_name, &env, &off, NULL, why,
+			     sizeof(why)) == 0) {
 			fn(arg, &env);
 			count++;
 		}

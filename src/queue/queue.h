@@ -41,6 +41,9 @@ struct qmsg {
 	struct event *retry;    /* the delivery engine's timer, or NULL */
 	void *engine;           /* the delivery engine that schedules it */
 	bool waiting_logged;    /* "waiting for outbound" already logged */
+	bool has_journal;       /* journal/ID exists */
+	unsigned char *jbuf;    /* journal records not yet written */
+	size_t jlen;
 	struct qmsg *prev, *next;
 };
 
@@ -81,8 +84,10 @@ void queue_txn_commit(struct queue_txn *t, queue_commit_fn fn, void *arg);
 void queue_txn_abort(struct queue_txn *t);
 
 /*
- * Record a recipient's new state in the journal and in memory. error may
- * be NULL. next_attempt is unix seconds (RCPT_DEFERRED only).
+ * Record a recipient's new state in memory and in the journal. error may
+ * be NULL. next_attempt is unix seconds (RCPT_DEFERRED only). Journal
+ * records are written by queue_msg_release, all at once, and not at all
+ * when the message leaves the queue there (nothing would read them).
  */
 void queue_rcpt_update(struct queue *q, struct qmsg *msg, size_t idx,
 		       enum rcpt_state state, int64_t next_attempt,
