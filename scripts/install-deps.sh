@@ -3,7 +3,7 @@
 # Skips apt-get entirely when everything is already there.
 set -eu
 
-BUILD_PKGS="build-essential cmake pkg-config libevent-dev libconfig-dev zlib1g-dev libcmocka-dev"
+BUILD_PKGS="build-essential cmake pkg-config libevent-dev libconfig-dev zlib1g-dev libc-ares-dev libcmocka-dev"
 TEST_PKGS="python3 python3-pytest python3-aiosmtpd swaks curl dovecot-imapd"
 
 want="$BUILD_PKGS"

@@ -19,6 +19,7 @@
 #include "cli/privileges.h"
 #include "config/config.h"
 #include "delivery/delivery.h"
+#include "lib/dns.h"
 #include "lib/fsio.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
@@ -32,6 +33,7 @@ struct daemon {
 	struct smtp_server *srv;
 	struct queue *queue;
 	struct delivery *delivery;
+	struct dns *dns;
 	struct run_user ru;
 	bool stopping;
 };
@@ -210,6 +212,10 @@ int cmd_serve(int argc, char **argv)
 		config_unref(d.cfg);
 		return 1;
 	}
+	d.dns = dns_new(d.base, d.cfg->dns.resolvers, d.cfg->dns.timeout, err, sizeof(err));
+	if (d.dns == NULL)
+		log_msg(LOG_WARNING, "dns_unavailable", "%s; client names will be unknown", err);
+	smtp_server_set_dns(d.srv, d.dns);
 	d.delivery = delivery_new(d.base, d.queue, d.cfg);
 	queue_set_ready_hook(d.queue, delivery_schedule, d.delivery);
 	log_msg(LOG_INFO, "starting", "fulmar %s config=%s hostname=%s state_dir=%s user=%s",
@@ -232,6 +238,7 @@ int cmd_serve(int argc, char **argv)
 	delivery_free(d.delivery);
 	queue_close(d.queue);
 	smtp_server_free(d.srv);
+	dns_free(d.dns);
 	event_free(hup);
 	event_free(term);
 	event_free(intr);

@@ -21,7 +21,7 @@
 #include "lib/xalloc.h"
 #include "proto/smtp_addr.h"
 
-enum setting_type { T_STRING, T_COUNT, T_SECONDS, T_LOGLEVEL };
+enum setting_type { T_STRING, T_COUNT, T_SECONDS, T_LOGLEVEL, T_BOOL };
 
 struct setting {
 	const char *group;
@@ -54,11 +54,14 @@ static const struct setting settings[] = {
 	{ "timeouts", "session", T_SECONDS, OFF(timeouts.session), NULL, 3600, 0.01, 604800, false },
 	{ "timeouts", "shutdown", T_SECONDS, OFF(timeouts.shutdown), NULL, 30, 0, 3600, false },
 	{ "local", "recipient_delimiter", T_STRING, OFF(recipient_delimiter), "+", 0, 0, 0, false },
+	{ "dns", "resolvers", T_STRING, OFF(dns.resolvers), NULL, 0, 0, 0, false },
+	{ "dns", "timeout", T_SECONDS, OFF(dns.timeout), NULL, 5, 0.1, 60, false },
+	{ "dns", "reverse_lookups", T_BOOL, OFF(dns.reverse_lookups), NULL, 1, 0, 1, false },
 };
 
 /* Groups and the list settings handled outside the table. */
 static const char *const top_level[] = { "server", "limits", "timeouts", "local",
-					 "listeners" };
+					 "listeners", "dns" };
 
 struct loader {
 	const char *source;
@@ -146,6 +149,9 @@ static void apply_default(struct loader *ld, const struct setting *st)
 	case T_SECONDS:
 		*(double *)(base + st->offset) = st->def_number;
 		break;
+	case T_BOOL:
+		*(bool *)(base + st->offset) = st->def_number != 0;
+		break;
 	}
 }
 
@@ -174,6 +180,13 @@ static void apply_setting(struct loader *ld, const struct setting *st,
 			return;
 		}
 		*(int *)(base + st->offset) = log_level_parse(str);
+		return;
+	case T_BOOL:
+		if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+			add_error(ld, s, "%s.%s must be true or false", st->group, st->name);
+			return;
+		}
+		*(bool *)(base + st->offset) = config_setting_get_bool(s) != 0;
 		return;
 	case T_COUNT:
 	case T_SECONDS:
@@ -614,6 +627,7 @@ void config_unref(struct config *cfg)
 	free(cfg->state_dir);
 	free(cfg->log_file);
 	free(cfg->recipient_delimiter);
+	free(cfg->dns.resolvers);
 	for (size_t i = 0; i < cfg->nlisteners; i++)
 		free(cfg->listeners[i].address);
 	free(cfg->listeners);

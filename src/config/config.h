@@ -57,6 +57,12 @@ struct config_timeouts {
 	double shutdown;
 };
 
+struct config_dns {
+	char *resolvers;      /* "ip:port,..." or NULL: the system's */
+	double timeout;
+	bool reverse_lookups; /* verified client names in Received: */
+};
+
 struct config {
 	int refs;
 	char *source; /* file name, or "(default)" */
@@ -67,6 +73,7 @@ struct config {
 	int log_level;
 	struct config_limits limits;
 	struct config_timeouts timeouts;
+	struct config_dns dns;
 	char *recipient_delimiter; /* set of characters, may be "" */
 	struct cfg_listener *listeners;
 	size_t nlisteners;

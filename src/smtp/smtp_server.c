@@ -32,6 +32,7 @@ struct smtp_server {
 	struct event_base *base;
 	struct config *cfg;
 	struct queue *queue;
+	struct dns *dns;
 	struct listener *listeners;
 	size_t nlisteners;
 	struct smtp_session *sessions; /* list head */
@@ -196,6 +197,16 @@ void smtp_server_session_register(struct smtp_server *srv, struct smtp_session *
 struct event_base *smtp_server_base(const struct smtp_server *srv)
 {
 	return srv->base;
+}
+
+void smtp_server_set_dns(struct smtp_server *srv, struct dns *dns)
+{
+	srv->dns = dns;
+}
+
+struct dns *smtp_server_dns(const struct smtp_server *srv)
+{
+	return srv->dns;
 }
 
 struct queue *smtp_server_queue(const struct smtp_server *srv)

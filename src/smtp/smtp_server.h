@@ -19,6 +19,7 @@ struct config;
 struct queue;
 struct smtp_server;
 struct smtp_session;
+struct dns;
 
 /* Bind every listener of cfg (before privileges are dropped). NULL with
  * err filled when one cannot be bound. */
@@ -37,7 +38,11 @@ bool smtp_server_stopping(const struct smtp_server *srv);
 size_t smtp_server_sessions(const struct smtp_server *srv);
 void smtp_server_free(struct smtp_server *srv);
 
+/* Resolver for reverse lookups of clients (may be NULL: none). */
+void smtp_server_set_dns(struct smtp_server *srv, struct dns *dns);
+
 /* For sessions: */
+struct dns *smtp_server_dns(const struct smtp_server *srv);
 struct event_base *smtp_server_base(const struct smtp_server *srv);
 struct queue *smtp_server_queue(const struct smtp_server *srv);
 void smtp_server_session_register(struct smtp_server *srv, struct smtp_session *s);

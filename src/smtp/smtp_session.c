@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "lib/dns.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "proto/data_reader.h"
@@ -66,6 +67,8 @@ struct smtp_session {
 	struct event *deadline;
 	uint64_t sid;
 	char client[INET6_ADDRSTRLEN];
+	char *rdns;                  /* verified client name, or NULL */
+	struct dns_query *rdns_query; /* in flight, or NULL */
 	int client_port;
 	enum state state;
 	bool esmtp;
@@ -237,7 +240,7 @@ static bool open_txn(struct smtp_session *s)
 	s->log_nrcpt = nrcpt;
 	char hdr[2048];
 	struct received_info ri = {
-		.helo = s->env.helo, .rdns = NULL, .ip = s->client,
+		.helo = s->env.helo, .rdns = s->rdns, .ip = s->client,
 		.host = s->cfg->hostname, .proto = proto, .id = queue_txn_id(s->txn),
 		.rcpt = s->rcpt_cmds == 1 ? s->first_rcpt : NULL, .when = time(NULL),
 	};
@@ -262,6 +265,7 @@ static void on_committed(void *arg, int err, const char *id)
 	}
 	if (s->detached) {
 		free(s->log_from);
+		free(s->rdns);
 		envelope_free(&s->env);
 		config_unref(s->cfg);
 		free(s);
@@ -883,6 +887,8 @@ static void close_now(struct smtp_session *s)
 	log_int(&l, "errors", s->errors);
 	log_end(&l);
 	txn_reset(s);
+	dns_cancel(s->rdns_query);
+	s->rdns_query = NULL;
 	if (s->deadline) {
 		event_free(s->deadline);
 		s->deadline = NULL;
@@ -895,9 +901,18 @@ static void close_now(struct smtp_session *s)
 		return;
 	}
 	free(s->log_from);
+	free(s->rdns);
 	envelope_free(&s->env);
 	config_unref(s->cfg);
 	free(s);
+}
+
+static void on_rdns(void *arg, const char *name)
+{
+	struct smtp_session *s = arg;
+	s->rdns_query = NULL;
+	if (name)
+		s->rdns = xstrdup(name);
 }
 
 struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cfg,
@@ -954,6 +969,10 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 					     (double)(time_t)cfg->timeouts.session) * 1e6) };
 	evtimer_add(s->deadline, &tv);
 	set_read_timeout(s, cfg->timeouts.command);
+	/* The name is looked up while the client talks; Received: uses it if
+	 * it has arrived by then, "unknown" otherwise. */
+	if (cfg->dns.reverse_lookups && smtp_server_dns(srv))
+		s->rdns_query = dns_reverse_verified(smtp_server_dns(srv), sa, on_rdns, s);
 	replyf(s, "220 %s ESMTP Fulmar", cfg->hostname);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	return s;
