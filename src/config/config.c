@@ -269,11 +269,15 @@ static void load_scalars(struct loader *ld, const config_setting_t *root)
 		add_error(ld, srv ? config_setting_get_member(srv, "hostname") : NULL,
 			  "server.hostname '%s' is not a valid domain name", cfg->hostname);
 	}
-	for (const char *d = cfg->recipient_delimiter; *d; d++)
-		if (!ispunct((unsigned char)*d) || *d == '@' || *d == '"' || *d == '\\')
-			add_error(ld, NULL,
-				  "local.recipient_delimiter may hold only punctuation "
-				  "other than @, \" and \\");
+	for (const char *d = cfg->recipient_delimiter; *d; d++) {
+		if (ispunct((unsigned char)*d) && *d != '@' && *d != '"' && *d != '\\')
+			continue;
+		const config_setting_t *lg = config_setting_get_member(root, "local");
+		add_error(ld, lg ? config_setting_get_member(lg, "recipient_delimiter") : NULL,
+			  "local.recipient_delimiter may hold only punctuation "
+			  "other than @, \" and \\");
+		break;
+	}
 }
 
 static const char *member_string(struct loader *ld, const config_setting_t *item,
@@ -326,7 +330,9 @@ static void load_listeners(struct loader *ld, const config_setting_t *root)
 	static const char *const allowed[] = { "address", "port", "role", NULL };
 	struct config *cfg = ld->cfg;
 	int n = config_setting_length(list);
-	cfg->listeners = xcalloc((size_t)n, sizeof(*cfg->listeners));
+	if (n == 0)
+		add_error(ld, list, "listeners is empty: Fulmar needs at least one");
+	cfg->listeners = xcalloc(n ? (size_t)n : 1, sizeof(*cfg->listeners));
 	for (int i = 0; i < n; i++) {
 		config_setting_t *item = config_setting_get_elem(list, (unsigned)i);
 		check_members(ld, item, allowed, "listener");
@@ -356,19 +362,28 @@ static void load_listeners(struct loader *ld, const config_setting_t *root)
 	}
 }
 
-/* "alice" -> "alice@domain"; "x@Other.Test" -> "x@other.test". */
+/*
+ * "Alice" -> "alice@domain"; "X@Other.Test" -> "X@other.test". Domains are
+ * case-insensitive; so are our own local parts (lower-cased when the
+ * address is looked up), but a remote local part is kept as written
+ * (RFC 5321 2.4).
+ */
 static char *qualify(const char *target, const char *domain)
 {
 	const char *at = strrchr(target, '@');
+	char *out;
 	if (at == NULL) {
 		size_t n = strlen(target) + 1 + strlen(domain) + 1;
-		char *out = xmalloc(n);
+		out = xmalloc(n);
 		snprintf(out, n, "%s@%s", target, domain);
 		for (char *q = out; *q && *q != '@'; q++)
 			*q = (char)tolower((unsigned char)*q);
 		return out;
 	}
-	return lower_dup(target);
+	out = xstrdup(target);
+	for (char *q = out + (at - target); *q; q++)
+		*q = (char)tolower((unsigned char)*q);
+	return out;
 }
 
 static bool valid_local_part(const char *s)

@@ -419,7 +419,7 @@ enum qfile_status qfile_read_envelope(int fd, struct envelope *env,
 	b->off = 0;
 	b->pos = b->len = 0;
 	unsigned char *payload = NULL;
-	size_t total = 0;
+	uint64_t total = 0;
 	int index = 0;
 	bool have_id = false, have_time = false, have_sender = false;
 	st = QFILE_CORRUPT;
@@ -433,8 +433,9 @@ enum qfile_status qfile_read_envelope(int fd, struct envelope *env,
 		}
 		char type = (char)head[0];
 		uint32_t n = get_u32(head + 1);
-		total += 5 + n;
-		if (total > QFILE_HEADER_MAX || (off_t)total > size - QFILE_END_SIZE) {
+		total += 5 + (uint64_t)n; /* 64-bit: a length of 0xFFFFFFFF cannot wrap */
+		if (n > QFILE_HEADER_MAX || total > QFILE_HEADER_MAX ||
+		    (off_t)total > size - QFILE_END_SIZE) {
 			set_err(err, errlen, "envelope record too long");
 			break;
 		}

@@ -409,7 +409,7 @@ static bool apply_journal(const char *path, struct envelope *env)
 		crc = (uint32_t)crc32(crc, body, (uInt)plen);
 		uint32_t want = (uint32_t)body[plen] << 24 | (uint32_t)body[plen + 1] << 16 |
 				(uint32_t)body[plen + 2] << 8 | body[plen + 3];
-		if (crc != want)
+		if (crc != want || (head[0] != 'D' && head[0] != 'F' && head[0] != 'W'))
 			break;
 		uint32_t idx = (uint32_t)body[0] << 24 | (uint32_t)body[1] << 16 |
 			       (uint32_t)body[2] << 8 | body[3];

@@ -51,52 +51,86 @@ static int strip_extension(const struct config *cfg, const char *addr, char *out
 	return 1;
 }
 
-/* Resolve a lower-case address in a local domain; adds finals. */
-static bool resolve_local(const struct config *cfg, const char *addr, int depth,
-			  struct rcpt_finals *f);
+/* One expansion: the finals, and every address already looked at, so
+ * that alias graphs with loops or shared branches cost linear time. */
+struct expansion {
+	const struct config *cfg;
+	struct rcpt_finals *finals;
+	struct rcpt_finals seen;
+};
 
-static bool expand_alias(const struct config *cfg, const struct cfg_alias *a,
-			 int depth, struct rcpt_finals *f)
+static bool seen_before(struct expansion *x, const char *addr)
+{
+	for (size_t i = 0; i < x->seen.n; i++)
+		if (strcmp(x->seen.items[i], addr) == 0)
+			return true;
+	if (x->seen.n < RCPT_EXPANSION_MAX * 4) {
+		x->seen.items = xrealloc(x->seen.items, (x->seen.n + 1) * sizeof(char *));
+		x->seen.items[x->seen.n++] = xstrdup(addr);
+	}
+	return false;
+}
+
+static bool resolve_local(struct expansion *x, const char *addr, int depth);
+
+/* An alias target or catch-all: remote addresses are final as they are. */
+static bool resolve_target(struct expansion *x, const char *t, int depth)
+{
+	if (config_find_domain(x->cfg, domain_of(t)) == NULL) {
+		add_final(x->finals, t); /* a remote address: the outbound engine's */
+		return true;
+	}
+	char low[SMTP_ADDR_PATH_MAX + 2];
+	strlcpy_safe(low, t, sizeof(low));
+	for (char *p = low; *p && *p != '@'; p++) /* our local parts: any case */
+		*p = (char)tolower((unsigned char)*p);
+	return resolve_local(x, low, depth + 1);
+}
+
+static bool expand_alias(struct expansion *x, const struct cfg_alias *a, int depth)
 {
 	bool any = false;
 	if (depth >= RCPT_ALIAS_DEPTH)
 		return false;
-	for (size_t i = 0; i < a->ntargets; i++) {
-		const char *t = a->targets[i];
-		if (config_find_domain(cfg, domain_of(t)) == NULL) {
-			add_final(f, t); /* a remote address: the outbound engine's */
-			any = true;
-		} else {
-			any |= resolve_local(cfg, t, depth + 1, f);
-		}
-	}
+	for (size_t i = 0; i < a->ntargets; i++)
+		any |= resolve_target(x, a->targets[i], depth);
 	return any;
 }
 
-static bool lookup_exact(const struct config *cfg, const char *addr, int depth,
-			 struct rcpt_finals *f)
+static bool lookup_exact(struct expansion *x, const char *addr, int depth)
 {
-	if (config_find_mailbox(cfg, addr)) {
-		add_final(f, addr);
+	if (config_find_mailbox(x->cfg, addr)) {
+		add_final(x->finals, addr);
 		return true;
 	}
-	const struct cfg_alias *a = config_find_alias(cfg, addr);
-	return a && expand_alias(cfg, a, depth, f);
+	const struct cfg_alias *a = config_find_alias(x->cfg, addr);
+	return a && expand_alias(x, a, depth);
 }
 
-static bool resolve_local(const struct config *cfg, const char *addr, int depth,
-			  struct rcpt_finals *f)
+/* Resolve a lower-case address in a local domain; adds finals. */
+static bool resolve_local(struct expansion *x, const char *addr, int depth)
 {
-	if (lookup_exact(cfg, addr, depth, f))
+	if (seen_before(x, addr))
+		return true; /* its finals are in already (or it leads nowhere) */
+	if (lookup_exact(x, addr, depth))
 		return true;
 	char base[SMTP_ADDR_PATH_MAX + 1];
-	if (strip_extension(cfg, addr, base, sizeof(base)) &&
-	    lookup_exact(cfg, base, depth, f))
+	if (strip_extension(x->cfg, addr, base, sizeof(base)) &&
+	    lookup_exact(x, base, depth))
 		return true;
-	const struct cfg_domain *d = config_find_domain(cfg, domain_of(addr));
+	const struct cfg_domain *d = config_find_domain(x->cfg, domain_of(addr));
 	if (d && d->catch_all && depth < RCPT_ALIAS_DEPTH &&
-	    strcmp(d->catch_all, addr) != 0)
-		return lookup_exact(cfg, d->catch_all, depth + 1, f);
+	    strcmp(d->catch_all, addr) != 0) {
+		if (config_find_domain(x->cfg, domain_of(d->catch_all)) == NULL) {
+			add_final(x->finals, d->catch_all);
+			return true;
+		}
+		char low[SMTP_ADDR_PATH_MAX + 2];
+		strlcpy_safe(low, d->catch_all, sizeof(low));
+		for (char *p = low; *p && *p != '@'; p++)
+			*p = (char)tolower((unsigned char)*p);
+		return !seen_before(x, low) && lookup_exact(x, low, depth + 1);
+	}
 	return false;
 }
 
@@ -121,7 +155,10 @@ enum rcpt_verdict recipient_resolve(const struct config *cfg,
 		return RCPT_UNKNOWN_USER;
 	for (char *p = full; *p != '@'; p++)
 		*p = (char)tolower((unsigned char)*p);
-	if (!resolve_local(cfg, full, 0, finals) || finals->n == 0) {
+	struct expansion x = { .cfg = cfg, .finals = finals };
+	bool found = resolve_local(&x, full, 0);
+	rcpt_finals_free(&x.seen);
+	if (!found || finals->n == 0) {
 		rcpt_finals_free(finals);
 		return RCPT_UNKNOWN_USER;
 	}

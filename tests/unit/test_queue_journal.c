@@ -1,0 +1,605 @@
+/*
+ * Unit tests for the queue's per-recipient journal (queue.c), through the
+ * public API: a message committed with queue_txn_*, recipient states
+ * recorded with queue_rcpt_update and written by queue_msg_release, then
+ * read back offline (queue_list_dir) and at start-up (queue_recover).
+ * Hand-made journals check the reader's rules: records are applied in
+ * order, and reading stops at the first bad record (torn write, bad CRC,
+ * bad length, index out of range).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "lib/log.h"
+#include "queue/envelope.h"
+#include "queue/qfile.h"
+#include "queue/queue.h"
+
+#define ID "00000001000000AA"
+
+static char root[PATH_MAX];
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	char t[] = "/tmp/fulmar-test-journal-XXXXXX";
+	if (mkdtemp(t) == NULL)
+		return -1;
+	snprintf(root, sizeof(root), "%s", t);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	return nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void pathf(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void pathf(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+	assert_true(n > 0 && (size_t)n < len);
+}
+
+static bool exists(const char *p)
+{
+	struct stat sb;
+	return stat(p, &sb) == 0;
+}
+
+/* ---- offline listing ---- */
+
+#define MAXR 8
+
+struct listing {
+	long calls;
+	char id[QUEUE_ID_LEN + 1];
+	size_t nrcpts;
+	enum rcpt_state state[MAXR];
+	unsigned attempts[MAXR];
+	int64_t next[MAXR];
+	char error[MAXR][1100];
+	bool has_error[MAXR];
+};
+
+static void on_list(void *arg, const struct envelope *env)
+{
+	struct listing *l = arg;
+	l->calls++;
+	snprintf(l->id, sizeof(l->id), "%s", env->id);
+	l->nrcpts = env->nrcpts;
+	for (size_t i = 0; i < env->nrcpts && i < MAXR; i++) {
+		l->state[i] = env->rcpts[i].state;
+		l->attempts[i] = env->rcpts[i].attempts;
+		l->next[i] = env->rcpts[i].next_attempt;
+		l->has_error[i] = env->rcpts[i].last_error != NULL;
+		snprintf(l->error[i], sizeof(l->error[i]), "%s",
+			 env->rcpts[i].last_error ? env->rcpts[i].last_error : "");
+	}
+}
+
+static void list(struct listing *l)
+{
+	memset(l, 0, sizeof(*l));
+	char err[256] = "";
+	long n = queue_list_dir(root, on_list, l, err, sizeof(err));
+	if (n < 0)
+		fail_msg("queue_list_dir: %s", err);
+	assert_int_equal(n, l->calls);
+}
+
+/* active/ID: a valid queue file with three recipients. */
+static void write_active(const char *id)
+{
+	char p[PATH_MAX + 64];
+	pathf(p, sizeof(p), "%s/queue", root);
+	mkdir(p, 0700);
+	pathf(p, sizeof(p), "%s/queue/active", root);
+	mkdir(p, 0700);
+	pathf(p, sizeof(p), "%s/queue/journal", root);
+	mkdir(p, 0700);
+	pathf(p, sizeof(p), "%s/queue/active/%s", root, id);
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	struct envelope env;
+	envelope_init(&env);
+	snprintf(env.id, sizeof(env.id), "%s", id);
+	envelope_set(&env.sender, "s@example.org");
+	envelope_add_rcpt(&env, "a@example.test", NULL, NULL, 0);
+	envelope_add_rcpt(&env, "b@example.test", NULL, NULL, 0);
+	envelope_add_rcpt(&env, "c@remote.test", NULL, NULL, 0);
+	struct qfile_writer *w = malloc(sizeof(*w));
+	assert_non_null(w);
+	qfile_writer_init(w, fd);
+	qfile_write_envelope(w, &env);
+	qfile_write_content(w, "x\r\n", 3);
+	assert_int_equal(qfile_write_end(w), 0);
+	free(w);
+	envelope_free(&env);
+	close(fd);
+}
+
+/* One journal record, as queue.c documents it. */
+struct jbuf {
+	unsigned char p[16384];
+	size_t len;
+};
+
+static size_t jrec_raw(struct jbuf *j, char type, size_t plen_field, uint32_t idx,
+		       uint32_t attempts, int64_t next, const char *text, size_t tlen,
+		       bool good_crc)
+{
+	size_t start = j->len;
+	unsigned char *p = j->p + j->len;
+	p[0] = (unsigned char)type;
+	p[1] = (unsigned char)(plen_field >> 8);
+	p[2] = (unsigned char)plen_field;
+	unsigned char *v = p + 3;
+	for (int i = 0; i < 4; i++)
+		v[i] = (unsigned char)(idx >> (24 - 8 * i));
+	for (int i = 0; i < 4; i++)
+		v[4 + i] = (unsigned char)(attempts >> (24 - 8 * i));
+	for (int i = 0; i < 8; i++)
+		v[8 + i] = (unsigned char)((uint64_t)next >> (56 - 8 * i));
+	if (tlen)
+		memcpy(v + 16, text, tlen);
+	size_t plen = 16 + tlen;
+	uint32_t crc = (uint32_t)crc32(0L, p, (uInt)(3 + plen));
+	if (!good_crc)
+		crc ^= 1;
+	unsigned char *c = p + 3 + plen;
+	c[0] = (unsigned char)(crc >> 24);
+	c[1] = (unsigned char)(crc >> 16);
+	c[2] = (unsigned char)(crc >> 8);
+	c[3] = (unsigned char)crc;
+	j->len += 3 + plen + 4;
+	assert_true(j->len < sizeof(j->p));
+	return start;
+}
+
+static void jrec(struct jbuf *j, char type, uint32_t idx, uint32_t attempts, int64_t next,
+		 const char *text)
+{
+	size_t tlen = text ? strlen(text) : 0;
+	jrec_raw(j, type, 16 + tlen, idx, attempts, next, text, tlen, true);
+}
+
+static void write_journal(const char *id, const struct jbuf *j, size_t len)
+{
+	char p[PATH_MAX + 64];
+	pathf(p, sizeof(p), "%s/queue/journal/%s", root, id);
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, j->p, len), (ssize_t)len);
+	close(fd);
+}
+
+static void test_no_journal(void **state)
+{
+	(void)state;
+	write_active(ID);
+	struct listing l;
+	list(&l);
+	assert_int_equal(l.calls, 1);
+	assert_string_equal(l.id, ID);
+	assert_int_equal(l.nrcpts, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(l.state[i], RCPT_PENDING);
+		assert_int_equal(l.attempts[i], 0);
+		assert_false(l.has_error[i]);
+	}
+}
+
+static void test_records_applied_in_order(void **state)
+{
+	(void)state;
+	write_active(ID);
+	struct jbuf j = { .len = 0 };
+	jrec(&j, 'W', 1, 1, 1800000000, "451 4.2.0 try later");
+	jrec(&j, 'D', 0, 1, 0, NULL);
+	jrec(&j, 'W', 2, 1, 1800000300, "connect failed");
+	jrec(&j, 'W', 1, 2, 1800000900, "451 again");
+	jrec(&j, 'F', 2, 2, 0, "550 5.1.1 no such user");
+	write_journal(ID, &j, j.len);
+	struct listing l;
+	list(&l);
+	assert_int_equal(l.state[0], RCPT_DELIVERED);
+	assert_int_equal(l.attempts[0], 1);
+	assert_false(l.has_error[0]);
+	assert_int_equal(l.state[1], RCPT_DEFERRED);
+	assert_int_equal(l.attempts[1], 2);
+	assert_int_equal(l.next[1], 1800000900);
+	assert_string_equal(l.error[1], "451 again");
+	assert_int_equal(l.state[2], RCPT_FAILED);
+	assert_int_equal(l.attempts[2], 2);
+	assert_string_equal(l.error[2], "550 5.1.1 no such user");
+}
+
+static void test_torn_last_record(void **state)
+{
+	(void)state;
+	/* Cut the journal at every length: the complete records before the
+	 * cut are applied, the torn one is not. */
+	write_active(ID);
+	struct jbuf j = { .len = 0 };
+	jrec(&j, 'D', 0, 1, 0, NULL);
+	size_t end1 = j.len;
+	jrec(&j, 'W', 1, 3, 77, "deferred");
+	size_t end2 = j.len;
+	for (size_t cut = 0; cut <= end2; cut++) {
+		write_journal(ID, &j, cut);
+		struct listing l;
+		list(&l);
+		assert_int_equal(l.calls, 1);
+		assert_int_equal(l.state[0], cut >= end1 ? RCPT_DELIVERED : RCPT_PENDING);
+		assert_int_equal(l.state[1], cut >= end2 ? RCPT_DEFERRED : RCPT_PENDING);
+		if (cut >= end2) {
+			assert_int_equal(l.attempts[1], 3);
+			assert_int_equal(l.next[1], 77);
+			assert_string_equal(l.error[1], "deferred");
+		}
+		assert_int_equal(l.state[2], RCPT_PENDING);
+	}
+}
+
+static void test_stops_at_bad_record(void **state)
+{
+	(void)state;
+	write_active(ID);
+	struct {
+		const char *what;
+		int kind;
+	} cases[] = {
+		{ "bad CRC", 0 },          { "index out of range", 1 },
+		{ "payload under 16", 2 }, { "payload over 1016", 3 },
+		{ "length past EOF", 4 },
+	};
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct jbuf j = { .len = 0 };
+		char big[1100];
+		memset(big, 'e', sizeof(big));
+		jrec(&j, 'D', 0, 1, 0, NULL);
+		switch (cases[c].kind) {
+		case 0:
+			jrec_raw(&j, 'D', 16, 1, 1, 0, "", 0, false);
+			break;
+		case 1:
+			jrec(&j, 'D', 3, 1, 0, NULL);
+			break;
+		case 2:
+			jrec_raw(&j, 'D', 15, 1, 1, 0, "", 0, true);
+			break;
+		case 3:
+			jrec_raw(&j, 'F', 1017, 1, 1, 0, big, 1001, true);
+			break;
+		case 4:
+			jrec_raw(&j, 'D', 1000, 1, 1, 0, "", 0, true);
+			break;
+		}
+		/* A good record after the bad one is not applied either. */
+		jrec(&j, 'F', 2, 1, 0, "later");
+		write_journal(ID, &j, j.len);
+		struct listing l;
+		list(&l);
+		if (l.state[0] != RCPT_DELIVERED || l.state[1] != RCPT_PENDING ||
+		    l.state[2] != RCPT_PENDING)
+			fail_msg("%s: states %d %d %d, want 2 0 0", cases[c].what,
+				 (int)l.state[0], (int)l.state[1], (int)l.state[2]);
+	}
+}
+
+/*
+ * The journal has three record types ('D', 'F', 'W'); a record of another
+ * type is not one of them and reading must stop there like at any bad
+ * record. BUG (queue.c apply_journal): any type other than 'D' and 'F'
+ * is applied as RCPT_DEFERRED.
+ */
+static void test_unknown_type_not_applied(void **state)
+{
+	(void)state;
+	write_active(ID);
+	struct jbuf j = { .len = 0 };
+	jrec(&j, 'D', 0, 1, 0, NULL);
+	jrec(&j, 'Z', 1, 5, 99, "what");
+	write_journal(ID, &j, j.len);
+	struct listing l;
+	list(&l);
+	assert_int_equal(l.state[0], RCPT_DELIVERED);
+	assert_int_equal(l.state[1], RCPT_PENDING);
+	assert_int_equal(l.attempts[1], 0);
+}
+
+static void test_error_text(void **state)
+{
+	(void)state;
+	write_active(ID);
+	char longest[1001];
+	memset(longest, 'x', 1000);
+	longest[1000] = '\0';
+	struct jbuf j = { .len = 0 };
+	jrec(&j, 'W', 0, 1, 5, longest);           /* the longest text */
+	jrec_raw(&j, 'F', 16 + 5, 1, 1, 0, "a\0bcd", 5, true); /* NUL: dropped */
+	jrec(&j, 'W', 2, 1, -1, "");               /* empty, negative time */
+	write_journal(ID, &j, j.len);
+	struct listing l;
+	list(&l);
+	assert_int_equal(l.state[0], RCPT_DEFERRED);
+	assert_string_equal(l.error[0], longest);
+	assert_int_equal(l.state[1], RCPT_FAILED);
+	assert_false(l.has_error[1]);
+	assert_int_equal(l.state[2], RCPT_DEFERRED);
+	assert_int_equal(l.next[2], -1);
+	assert_false(l.has_error[2]);
+}
+
+static void test_listing_skips_bad_files(void **state)
+{
+	(void)state;
+	write_active(ID);
+	write_active("00000001000000AB");
+	char p[PATH_MAX + 64], q[PATH_MAX + 64];
+	/* A file whose name is not a queue id: not listed. */
+	pathf(p, sizeof(p), "%s/queue/active/not-an-id", root);
+	pathf(q, sizeof(q), "%s/queue/active/%s", root, ID);
+	assert_int_equal(link(q, p), 0);
+	/* A file whose id differs from its name: not listed. */
+	pathf(p, sizeof(p), "%s/queue/active/00000001000000AC", root);
+	assert_int_equal(link(q, p), 0);
+	/* A corrupt file: not listed. */
+	pathf(p, sizeof(p), "%s/queue/active/00000001000000AB", root);
+	assert_int_equal(truncate(p, 20), 0);
+	struct listing l;
+	list(&l);
+	assert_int_equal(l.calls, 1);
+	assert_string_equal(l.id, ID);
+}
+
+static void test_listing_without_queue(void **state)
+{
+	(void)state;
+	struct listing l;
+	list(&l); /* no queue directory: zero messages, no error */
+	assert_int_equal(l.calls, 0);
+}
+
+/* ---- through the queue ---- */
+
+struct run {
+	struct event_base *base;
+	struct queue *q;
+	int commits;
+	int commit_err;
+	char id[QUEUE_ID_LEN + 1];
+	struct qmsg *ready[4];
+	int nready;
+};
+
+static void on_commit(void *arg, int err, const char *id)
+{
+	struct run *r = arg;
+	r->commits++;
+	r->commit_err = err;
+	snprintf(r->id, sizeof(r->id), "%s", id);
+}
+
+static void on_ready(void *arg, struct qmsg *m)
+{
+	struct run *r = arg;
+	assert_true(r->nready < 4);
+	r->ready[r->nready++] = m;
+}
+
+static void open_queue(struct run *r)
+{
+	memset(r, 0, sizeof(*r));
+	evthread_use_pthreads();
+	r->base = event_base_new();
+	assert_non_null(r->base);
+	char err[256] = "";
+	r->q = queue_open(r->base, root, err, sizeof(err));
+	if (r->q == NULL)
+		fail_msg("queue_open: %s", err);
+	queue_set_ready_hook(r->q, on_ready, r);
+}
+
+static void close_queue(struct run *r)
+{
+	queue_close(r->q);
+	event_base_free(r->base);
+}
+
+static struct qmsg *receive(struct run *r)
+{
+	struct envelope env;
+	envelope_init(&env);
+	envelope_set(&env.helo, "client.example");
+	envelope_set(&env.client_addr, "192.0.2.1");
+	envelope_set(&env.proto, "ESMTP");
+	envelope_set(&env.sender, "s@example.org");
+	envelope_add_rcpt(&env, "a@example.test", NULL, NULL, 0);
+	envelope_add_rcpt(&env, "b@example.test", NULL, NULL, 0);
+	envelope_add_rcpt(&env, "c@remote.test", NULL, NULL, 0);
+	char err[256] = "";
+	struct queue_txn *t = queue_txn_begin(r->q, &env, err, sizeof(err));
+	if (t == NULL)
+		fail_msg("queue_txn_begin: %s", err);
+	assert_int_equal(env.nrcpts, 0); /* taken over */
+	assert_string_equal(env.helo, "client.example"); /* kept */
+	queue_txn_write(t, "Subject: x\r\n\r\nbody\r\n", 20);
+	queue_txn_commit(t, on_commit, r);
+	for (int i = 0; i < 1000 && r->commits == 0; i++)
+		event_base_loop(r->base, EVLOOP_ONCE);
+	assert_int_equal(r->commits, 1);
+	assert_int_equal(r->commit_err, 0);
+	assert_int_equal(r->nready, 1);
+	assert_int_equal(queue_count(r->q), 1);
+	envelope_free(&env);
+	struct qmsg *m = r->ready[0];
+	assert_string_equal(m->env.id, r->id);
+	assert_int_equal(m->env.nrcpts, 3);
+	assert_int_equal(m->env.content_size, 20);
+	return m;
+}
+
+static void test_journal_round_trip(void **state)
+{
+	(void)state;
+	log_set_level(LOG_ERROR);
+	struct run r;
+	open_queue(&r);
+	struct qmsg *m = receive(&r);
+	char id[QUEUE_ID_LEN + 1], active[PATH_MAX + 64], journal[PATH_MAX + 64];
+	snprintf(id, sizeof(id), "%s", m->env.id);
+	pathf(active, sizeof(active), "%s/queue/active/%s", root, id);
+	pathf(journal, sizeof(journal), "%s/queue/journal/%s", root, id);
+	assert_true(exists(active));
+	assert_false(exists(journal));
+
+	queue_rcpt_update(r.q, m, 0, RCPT_DELIVERED, 0, NULL);
+	queue_rcpt_update(r.q, m, 2, RCPT_DEFERRED, 1800000000, "451 4.4.1 no answer");
+	/* Records are written on release, not before. */
+	assert_false(exists(journal));
+	queue_msg_release(r.q, m);
+	assert_true(exists(journal));
+	assert_int_equal(queue_count(r.q), 1);
+
+	struct listing l;
+	list(&l);
+	assert_int_equal(l.calls, 1);
+	assert_int_equal(l.state[0], RCPT_DELIVERED);
+	assert_int_equal(l.attempts[0], 1);
+	assert_int_equal(l.state[1], RCPT_PENDING);
+	assert_int_equal(l.state[2], RCPT_DEFERRED);
+	assert_int_equal(l.attempts[2], 1);
+	assert_int_equal(l.next[2], 1800000000);
+	assert_string_equal(l.error[2], "451 4.4.1 no answer");
+	close_queue(&r);
+
+	/* Start-up: the message comes back with its journal applied. */
+	open_queue(&r);
+	queue_recover(r.q);
+	assert_int_equal(queue_count(r.q), 1);
+	assert_int_equal(r.nready, 1);
+	m = r.ready[0];
+	assert_true(m->recovered);
+	assert_true(m->has_journal);
+	assert_string_equal(m->env.id, id);
+	assert_int_equal(m->env.rcpts[0].state, RCPT_DELIVERED);
+	assert_int_equal(m->env.rcpts[1].state, RCPT_PENDING);
+	assert_int_equal(m->env.rcpts[2].state, RCPT_DEFERRED);
+	assert_string_equal(m->env.rcpts[2].last_error, "451 4.4.1 no answer");
+
+	/* Second attempt: more records appended. */
+	queue_rcpt_update(r.q, m, 2, RCPT_DEFERRED, 1800000600, "451 again");
+	assert_int_equal(m->env.rcpts[2].attempts, 2);
+	queue_msg_release(r.q, m);
+	list(&l);
+	assert_int_equal(l.attempts[2], 2);
+	assert_int_equal(l.next[2], 1800000600);
+	assert_string_equal(l.error[2], "451 again");
+
+	/* All final: the message and its journal leave the queue. */
+	queue_rcpt_update(r.q, m, 1, RCPT_DELIVERED, 0, NULL);
+	queue_rcpt_update(r.q, m, 2, RCPT_FAILED, 0, "550 5.1.1 unknown");
+	queue_msg_release(r.q, m); /* frees m */
+	assert_int_equal(queue_count(r.q), 0);
+	assert_false(exists(active));
+	assert_false(exists(journal));
+	list(&l);
+	assert_int_equal(l.calls, 0);
+	close_queue(&r);
+}
+
+static void test_recover_cleans_up(void **state)
+{
+	(void)state;
+	log_set_level((enum log_level)(LOG_ERROR + 1));
+	write_active(ID);
+	write_active("00000001000000AB");
+	char p[PATH_MAX + 64];
+	/* A corrupt message with a journal: both go to corrupt/. */
+	pathf(p, sizeof(p), "%s/queue/active/00000001000000AB", root);
+	assert_int_equal(truncate(p, 30), 0);
+	struct jbuf j = { .len = 0 };
+	jrec(&j, 'D', 0, 1, 0, NULL);
+	write_journal("00000001000000AB", &j, j.len);
+	/* A journal whose message is gone: removed. */
+	write_journal("00000001000000AF", &j, j.len);
+	/* An unacknowledged message in incoming/: removed. */
+	pathf(p, sizeof(p), "%s/queue/incoming", root);
+	mkdir(p, 0700);
+	pathf(p, sizeof(p), "%s/queue/incoming/00000001000000AD", root);
+	int fd = open(p, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+
+	struct run r;
+	open_queue(&r);
+	queue_recover(r.q);
+	assert_int_equal(queue_count(r.q), 1);
+	assert_int_equal(r.nready, 1);
+	assert_string_equal(r.ready[0]->env.id, ID);
+	assert_false(r.ready[0]->has_journal);
+	pathf(p, sizeof(p), "%s/queue/corrupt/00000001000000AB", root);
+	assert_true(exists(p));
+	pathf(p, sizeof(p), "%s/queue/corrupt/00000001000000AB.journal", root);
+	assert_true(exists(p));
+	pathf(p, sizeof(p), "%s/queue/active/00000001000000AB", root);
+	assert_false(exists(p));
+	pathf(p, sizeof(p), "%s/queue/journal/00000001000000AF", root);
+	assert_false(exists(p));
+	pathf(p, sizeof(p), "%s/queue/incoming/00000001000000AD", root);
+	assert_false(exists(p));
+	close_queue(&r);
+	log_set_level(LOG_INFO);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_no_journal),
+		T(test_records_applied_in_order),
+		T(test_torn_last_record),
+		T(test_stops_at_bad_record),
+		T(test_unknown_type_not_applied),
+		T(test_error_text),
+		T(test_listing_skips_bad_files),
+		T(test_listing_without_queue),
+		T(test_journal_round_trip),
+		T(test_recover_cleans_up),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
