@@ -107,8 +107,9 @@ struct smtp_server *smtp_server_bind(struct event_base *base, struct config *cfg
 		}
 		struct listener *li = &srv->listeners[srv->nlisteners++];
 		snprintf(li->name, sizeof(li->name), "%s:%d", cl->address, cl->port);
+		/* backlog 0: the socket already listens with LISTEN_BACKLOG */
 		li->l = evconnlistener_new(base, on_accept, srv,
-					   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_DISABLED, -1, fd);
+					   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_DISABLED, 0, fd);
 		if (li->l == NULL) {
 			close(fd);
 			snprintf(err, errlen, "cannot set up listener %s", li->name);

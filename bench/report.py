@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Turns bench/run.sh's results (JSON lines) into the benchmark table.
+
+  report.py RESULTS.jsonl [--out FILE.md]
+
+Each figure is the median over the repeats.  The ratio column is always
+Fulmar / Postfix: above 1 means Fulmar is faster for rates, and below 1
+means Fulmar is cheaper for CPU and memory.  For the throughput figures it
+is the median of the per-round ratios (each round runs both servers back
+to back), which holds better than the ratio of medians when the machine's
+speed drifts during the run.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+
+SERVERS = ("fulmar", "postfix")
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(v, digits):
+    if v is None:
+        return "–"
+    if isinstance(v, str):
+        return v
+    return f"{v:,.{digits}f}"
+
+
+def ratio(a, b):
+    if a is None or b is None or isinstance(a, str) or isinstance(b, str) \
+            or b == 0:
+        return "–"
+    r = a / b
+    return f"{r:.2f}" if r >= 0.1 else f"{r:.2g}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("results")
+    ap.add_argument("--out")
+    ap.add_argument("--note", help="a line printed under the table")
+    a = ap.parse_args()
+
+    loads = {}   # (server, sessions) -> [res]
+    idle = {}    # server -> res
+    verify = {}  # server -> res
+    with open(a.results) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            if rec["kind"] == "load":
+                r = rec["res"]
+                loads.setdefault((rec["server"], r["sessions"]), []).append(r)
+            elif rec["kind"] == "idle":
+                idle[rec["server"]] = rec["res"]
+            elif rec["kind"] == "verify":
+                verify[rec["server"]] = rec["res"]
+
+    levels = sorted({k[1] for k in loads})
+    rows = []  # (label, {server: value}, digits, with_ratio)
+    problems = []
+
+    def paired_ratio(n, key):
+        """Median over the rounds of Fulmar/Postfix within each round:
+        robust to the machine's speed drifting during the run."""
+        f_, p_ = loads.get(("fulmar", n), []), loads.get(("postfix", n), [])
+        rs = [a[key] / b[key] for a, b in zip(f_, p_)
+              if a.get(key) and b.get(key)]
+        return statistics.median(rs) if rs else None
+
+    def per_level(label, key, digits):
+        for n in levels:
+            vals = {}
+            for s in SERVERS:
+                rs = loads.get((s, n))
+                if not rs:
+                    continue
+                if key == "deliver_rate" and any(r["deliver_s"] is None
+                                                 for r in rs):
+                    lost = max(r["count"] - r["delivered"] for r in rs)
+                    vals[s] = f"{lost} undelivered"
+                    continue
+                vals[s] = med(r[key] for r in rs)
+            cnt = med(r["count"] for s in SERVERS
+                      for r in loads.get((s, n), []))
+            sess = "session" if n == 1 else "sessions"
+            rows.append((f"{label}, {n} {sess} ({int(cnt):,} msgs)", vals,
+                         digits, paired_ratio(n, key)))
+
+    per_level("messages/s accepted", "accept_rate", 0)
+    per_level("messages/s delivered to the Maildir", "deliver_rate", 0)
+    per_level("server CPU s per 1,000 messages", "cpu_per_1000", 2)
+
+    for (s, n), rs in sorted(loads.items()):
+        for r in rs:
+            if r["smtp_source_rc"] != 0 or r["smtp_source_stderr"].strip():
+                problems.append(f"{s}, {n} sessions: smtp-source exit "
+                                f"{r['smtp_source_rc']}: "
+                                f"{r['smtp_source_stderr'].strip()[:300]}")
+            if r["delivered"] != r["count"]:
+                problems.append(f"{s}, {n} sessions: {r['delivered']} of "
+                                f"{r['count']} messages in the Maildir")
+            if not r["server_alive"]:
+                problems.append(f"{s}, {n} sessions: server died")
+
+    for s, v in sorted(verify.items()):
+        if v["distinct_message_ids"] + v["without_message_id"] != v["files"]:
+            problems.append(f"{s}: {v['files']} messages in the Maildir but "
+                            f"{v['distinct_message_ids']} distinct "
+                            f"Message-Ids (duplicate deliveries?)")
+        if v["bodies_unlike_the_rest"]:
+            problems.append(f"{s}: {v['bodies_unlike_the_rest']} delivered "
+                            f"bodies differ from the others")
+
+    if idle:
+        req = max(r["requested"] for r in idle.values())
+        rows.append((f"idle connections held (of {req:,})",
+                     {s: r["held"] for s, r in idle.items()}, 0, False))
+        rows.append(("memory per idle connection, kB (PSS)",
+                     {s: r.get("pss_per_conn_kb") for s, r in idle.items()},
+                     1, True))
+        rows.append(("memory per idle connection, kB (RSS)",
+                     {s: r.get("rss_per_conn_kb") for s, r in idle.items()},
+                     1, True))
+        rows.append(("server memory with them held, MB (PSS)",
+                     {s: (r["mem_after"]["pss_kb"] / 1024.0
+                          if r.get("mem_after") else None)
+                      for s, r in idle.items()}, 1, True))
+        rows.append(("server processes with them held",
+                     {s: (r["mem_after"]["nprocs"]
+                          if r.get("mem_after") else None)
+                      for s, r in idle.items()}, 0, False))
+        for s, r in idle.items():
+            if r["held"] < r["requested"]:
+                problems.append(
+                    f"{s}, idle: held {r['held']} of {r['requested']} "
+                    f"({r['connected_no_greeting']} connected without a "
+                    f"greeting, {r['closed_by_server']} closed by the "
+                    f"server, {r['failed']} connects timed out or failed, "
+                    f"{r.get('not_attempted', 0)} not tried after that)")
+
+    width = max(len(r[0]) for r in rows) if rows else 10
+    lines = [f"| {'figure':<{width}} | {'Fulmar':>10} | {'Postfix':>10} "
+             f"| {'Fulmar/Postfix':>14} |",
+             f"|{'-' * (width + 2)}|{'-' * 11}:|{'-' * 11}:|{'-' * 15}:|"]
+    for label, vals, digits, with_ratio in rows:
+        f_, p_ = vals.get("fulmar"), vals.get("postfix")
+        if with_ratio is True:
+            rt = ratio(f_, p_)
+        elif with_ratio:  # a number: the paired ratio
+            rt = f"{with_ratio:.2f}" if with_ratio >= 0.1 \
+                else f"{with_ratio:.2g}"
+        else:
+            rt = "–"
+        lines.append(f"| {label:<{width}} | {fmt(f_, digits):>10} "
+                     f"| {fmt(p_, digits):>10} | {rt:>14} |")
+    text = "\n".join(lines) + "\n"
+    if a.note:
+        text += f"\n{a.note}\n"
+    if problems:
+        text += "\nProblems seen in this run:\n" + "".join(
+            f"- {p}\n" for p in problems)
+    sys.stdout.write(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
