@@ -19,6 +19,7 @@
 #include "cli/privileges.h"
 #include "config/config.h"
 #include "delivery/delivery.h"
+#include "delivery/local_txn.h"
 #include "lib/dns.h"
 #include "lib/fsio.h"
 #include "lib/log.h"
@@ -34,6 +35,7 @@ struct daemon {
 	struct queue *queue;
 	struct delivery *delivery;
 	struct dns *dns;
+	struct local_committer *local;
 	struct run_user ru;
 	bool stopping;
 };
@@ -216,6 +218,8 @@ int cmd_serve(int argc, char **argv)
 	if (d.dns == NULL)
 		log_msg(LOG_WARNING, "dns_unavailable", "%s; client names will be unknown", err);
 	smtp_server_set_dns(d.srv, d.dns);
+	d.local = local_committer_new(d.base);
+	smtp_server_set_local_committer(d.srv, d.local);
 	d.delivery = delivery_new(d.base, d.queue, d.cfg);
 	queue_set_ready_hook(d.queue, delivery_schedule, d.delivery);
 	log_msg(LOG_INFO, "starting", "fulmar %s config=%s hostname=%s state_dir=%s user=%s",
@@ -235,6 +239,7 @@ int cmd_serve(int argc, char **argv)
 
 	log_msg(LOG_INFO, "draining", "%u commits and %u deliveries in flight",
 		queue_commits_in_flight(d.queue), delivery_in_flight(d.delivery));
+	local_committer_free(d.local);
 	delivery_free(d.delivery);
 	queue_close(d.queue);
 	smtp_server_free(d.srv);

@@ -54,6 +54,7 @@ static const struct setting settings[] = {
 	{ "timeouts", "session", T_SECONDS, OFF(timeouts.session), NULL, 3600, 0.01, 604800, false },
 	{ "timeouts", "shutdown", T_SECONDS, OFF(timeouts.shutdown), NULL, 30, 0, 3600, false },
 	{ "local", "recipient_delimiter", T_STRING, OFF(recipient_delimiter), "+", 0, 0, 0, false },
+	{ "local", "deliver_at_receipt", T_BOOL, OFF(deliver_at_receipt), NULL, 1, 0, 1, false },
 	{ "dns", "resolvers", T_STRING, OFF(dns.resolvers), NULL, 0, 0, 0, false },
 	{ "dns", "timeout", T_SECONDS, OFF(dns.timeout), NULL, 5, 0.1, 60, false },
 	{ "dns", "reverse_lookups", T_BOOL, OFF(dns.reverse_lookups), NULL, 1, 0, 1, false },

@@ -75,6 +75,7 @@ struct config {
 	struct config_timeouts timeouts;
 	struct config_dns dns;
 	char *recipient_delimiter; /* set of characters, may be "" */
+	bool deliver_at_receipt;   /* all-local messages skip the queue files */
 	struct cfg_listener *listeners;
 	size_t nlisteners;
 	struct cfg_domain *domains;

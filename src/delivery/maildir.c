@@ -72,31 +72,42 @@ static void write_to_all(struct copier *c, const char *p, size_t len)
 	}
 }
 
+size_t maildir_lf_convert(bool *pending_cr, const char *data, size_t len, char *out)
+{
+	size_t o = 0;
+	size_t i = 0;
+	if (*pending_cr && len > 0) {
+		*pending_cr = false;
+		if (data[0] == '\n') {
+			out[o++] = '\n';
+			i = 1;
+		} else {
+			out[o++] = '\r';
+		}
+	}
+	while (i < len) {
+		const char *cr = memchr(data + i, '\r', len - i);
+		size_t run = cr ? (size_t)(cr - (data + i)) : len - i;
+		memcpy(out + o, data + i, run);
+		o += run;
+		i += run;
+		if (cr == NULL)
+			break;
+		if (i + 1 == len) {
+			*pending_cr = true; /* decided by the next octet */
+			break;
+		}
+		if (data[i + 1] != '\n')
+			out[o++] = '\r'; /* a lone CR stays */
+		i++;                      /* the CR of CR LF is dropped */
+	}
+	return o;
+}
+
 static int copy_chunk(void *arg, const char *data, size_t len)
 {
 	struct copier *c = arg;
-	size_t o = 0;
-	size_t i = 0;
-	if (c->pending_cr) {
-		c->pending_cr = false;
-		if (len > 0 && data[0] == '\n') {
-			c->out[o++] = '\n';
-			i = 1;
-		} else {
-			c->out[o++] = '\r';
-		}
-	}
-	for (; i < len; i++) {
-		if (data[i] == '\r') {
-			if (i + 1 == len) {
-				c->pending_cr = true;
-				break;
-			}
-			if (data[i + 1] == '\n')
-				continue; /* drop the CR of CR LF */
-		}
-		c->out[o++] = data[i];
-	}
+	size_t o = maildir_lf_convert(&c->pending_cr, data, len, c->out);
 	write_to_all(c, c->out, o);
 	return 0;
 }

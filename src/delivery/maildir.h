@@ -52,6 +52,13 @@ int maildir_deliver(int qfd, off_t content_off, const char *return_path,
  */
 void maildir_sync_new(struct maildir_target **targets, size_t n);
 
+/*
+ * CR LF -> LF, incrementally: a CR at the end of data is held in
+ * *pending_cr until the next call decides it (flush a held CR yourself at
+ * the end). out must have room for len + 1 octets. Returns octets written.
+ */
+size_t maildir_lf_convert(bool *pending_cr, const char *data, size_t len, char *out);
+
 /* Create dir, dir/tmp, dir/new and dir/cur (mode 0700) as needed. */
 int maildir_create(const char *dir);
 

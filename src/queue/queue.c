@@ -137,6 +137,11 @@ static void new_id(struct queue *q, char id[QUEUE_ID_LEN + 1], int64_t *now_us)
 		 (unsigned)q->id_seq);
 }
 
+void queue_new_id(struct queue *q, char id[QUEUE_ID_LEN + 1], int64_t *now_us)
+{
+	new_id(q, id, now_us);
+}
+
 static bool valid_id(const char *s)
 {
 	if (strlen(s) != QUEUE_ID_LEN)

@@ -75,6 +75,9 @@ void queue_msg_path(const struct queue *q, const char *id, char *buf, size_t len
 struct queue_txn *queue_txn_begin(struct queue *q, struct envelope *env,
 				  char *err, size_t errlen);
 const char *queue_txn_id(const struct queue_txn *t);
+/* A fresh queue id, for a message that bypasses the queue files (it is
+ * delivered at receipt; see delivery/local_txn.h). */
+void queue_new_id(struct queue *q, char id[QUEUE_ID_LEN + 1], int64_t *now_us);
 /* Message content octets, in order. */
 void queue_txn_write(struct queue_txn *t, const char *data, size_t len);
 /* Make the message durable; fn runs later (loop thread), always once.

@@ -33,6 +33,7 @@ struct smtp_server {
 	struct config *cfg;
 	struct queue *queue;
 	struct dns *dns;
+	struct local_committer *local;
 	struct listener *listeners;
 	size_t nlisteners;
 	struct smtp_session *sessions; /* list head */
@@ -203,6 +204,16 @@ struct event_base *smtp_server_base(const struct smtp_server *srv)
 void smtp_server_set_dns(struct smtp_server *srv, struct dns *dns)
 {
 	srv->dns = dns;
+}
+
+void smtp_server_set_local_committer(struct smtp_server *srv, struct local_committer *lc)
+{
+	srv->local = lc;
+}
+
+struct local_committer *smtp_server_local_committer(const struct smtp_server *srv)
+{
+	return srv->local;
 }
 
 struct dns *smtp_server_dns(const struct smtp_server *srv)

@@ -41,6 +41,11 @@ void smtp_server_free(struct smtp_server *srv);
 /* Resolver for reverse lookups of clients (may be NULL: none). */
 void smtp_server_set_dns(struct smtp_server *srv, struct dns *dns);
 
+/* Committer of deliver-at-receipt transactions (may be NULL: off). */
+struct local_committer;
+void smtp_server_set_local_committer(struct smtp_server *srv, struct local_committer *lc);
+struct local_committer *smtp_server_local_committer(const struct smtp_server *srv);
+
 /* For sessions: */
 struct dns *smtp_server_dns(const struct smtp_server *srv);
 struct event_base *smtp_server_base(const struct smtp_server *srv);

@@ -188,8 +188,12 @@ def wait_drained(d, timeout=90):
 
 @pytest.mark.slow
 @pytest.mark.timeout(max(300, KILLS * 6 + MESSAGES // 5 + 120))
-def test_kill9_durability(fulmar_factory, request):
-    d = fulmar_factory(limits={"connections_per_ip": 1000})
+@pytest.mark.parametrize("path", ["at_receipt", "queue"])
+def test_kill9_durability(fulmar_factory, request, path):
+    # Both ways a local message can take: straight into the Maildirs at
+    # receipt (the default), or through the queue files and the engine.
+    d = fulmar_factory(limits={"connections_per_ip": 1000},
+                       local={"deliver_at_receipt": path == "at_receipt"})
     run = Run(d)
     t0 = time.monotonic()
     killer = threading.Thread(target=run.killer, name="killer", daemon=True)

@@ -1,0 +1,303 @@
+/*
+ * local_txn: deliver-at-receipt for all-local transactions (local_txn.h).
+ */
+#include "delivery/local_txn.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "delivery/maildir.h"
+#include "lib/fsio.h"
+#include "lib/workpool.h"
+#include "lib/xalloc.h"
+
+#define COMMIT_THREADS 8
+#define STAGE_MAX (64u * 1024)
+
+struct target {
+	char *maildir;
+	char name[300];
+	int fd;
+	bool linked;
+};
+
+struct local_txn {
+	struct local_txn *next;        /* in the committer's wait list */
+	struct local_committer *lc;
+	struct target targets[LOCAL_TXN_MAX_TARGETS];
+	size_t n;
+	bool pending_cr;
+	int err;                       /* first error */
+	local_commit_fn fn;
+	void *arg;
+	size_t stage_len;
+	char stage[STAGE_MAX + 1];     /* LF-converted octets not yet written */
+};
+
+struct local_committer {
+	struct event_base *base;
+	struct workpool *pool;
+	struct local_txn *wait;        /* published, waiting for the dir fsync */
+	bool syncing;
+	unsigned in_flight;
+};
+
+struct sync_job {
+	struct local_committer *lc;
+	struct local_txn *batch;
+};
+
+struct local_committer *local_committer_new(struct event_base *base)
+{
+	struct local_committer *lc = xcalloc(1, sizeof(*lc));
+	lc->base = base;
+	lc->pool = workpool_new(base, COMMIT_THREADS);
+	return lc;
+}
+
+void local_committer_free(struct local_committer *lc)
+{
+	if (lc == NULL)
+		return;
+	while (lc->in_flight > 0)
+		event_base_loop(lc->base, EVLOOP_ONCE);
+	workpool_free(lc->pool);
+	free(lc);
+}
+
+static void tmp_path(const struct target *t, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/tmp/%s", t->maildir, t->name);
+}
+
+static void new_path(const struct target *t, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/new/%s", t->maildir, t->name);
+}
+
+static void txn_free(struct local_txn *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		free(t->targets[i].maildir);
+	free(t);
+}
+
+/* Take back everything of t: tmp files and links into new/. */
+static void rollback(struct local_txn *t)
+{
+	char path[PATH_MAX];
+	for (size_t i = 0; i < t->n; i++) {
+		struct target *g = &t->targets[i];
+		if (g->fd >= 0) {
+			close(g->fd);
+			g->fd = -1;
+		}
+		tmp_path(g, path, sizeof(path));
+		unlink(path);
+		if (g->linked) {
+			new_path(g, path, sizeof(path));
+			unlink(path);
+			g->linked = false;
+		}
+	}
+}
+
+struct local_txn *local_txn_begin(struct local_committer *lc, const char *sender,
+				  const struct local_target_spec *specs, size_t n,
+				  const char *name_prefix, const char *host,
+				  char *err, size_t errlen)
+{
+	if (n == 0 || n > LOCAL_TXN_MAX_TARGETS) {
+		snprintf(err, errlen, "%zu mailboxes: not a local transaction", n);
+		return NULL;
+	}
+	struct local_txn *t = xmalloc(sizeof(*t));
+	t->next = NULL;
+	t->lc = lc;
+	t->n = 0;
+	t->pending_cr = false;
+	t->err = 0;
+	t->stage_len = 0;
+	char path[PATH_MAX];
+	for (size_t i = 0; i < n; i++) {
+		struct target *g = &t->targets[t->n++];
+		g->maildir = xstrdup(specs[i].maildir);
+		g->linked = false;
+		snprintf(g->name, sizeof(g->name), "%sR%zu.%s", name_prefix, i, host);
+		tmp_path(g, path, sizeof(path));
+		g->fd = fsio_open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (g->fd < 0 && errno == ENOENT && maildir_create(g->maildir) == 0)
+			g->fd = fsio_open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		char head[1024];
+		int hn = snprintf(head, sizeof(head), "Return-Path: <%s>\nDelivered-To: %s\n",
+				  sender, specs[i].address);
+		if (g->fd < 0 || hn < 0 || (size_t)hn >= sizeof(head) ||
+		    fsio_write_all(g->fd, head, (size_t)hn) < 0) {
+			snprintf(err, errlen, "maildir %s: %s", g->maildir,
+				 strerror_safe(errno ? errno : EIO));
+			rollback(t);
+			txn_free(t);
+			return NULL;
+		}
+	}
+	return t;
+}
+
+static void flush_stage(struct local_txn *t)
+{
+	if (t->stage_len == 0)
+		return;
+	for (size_t i = 0; i < t->n && t->err == 0; i++)
+		if (fsio_write_all(t->targets[i].fd, t->stage, t->stage_len) < 0)
+			t->err = errno ? errno : EIO;
+	t->stage_len = 0;
+}
+
+void local_txn_write(struct local_txn *t, const char *data, size_t len)
+{
+	while (len > 0 && t->err == 0) {
+		size_t room = STAGE_MAX - t->stage_len;
+		size_t k = len < room ? len : room;
+		t->stage_len += maildir_lf_convert(&t->pending_cr, data, k,
+						   t->stage + t->stage_len);
+		data += k;
+		len -= k;
+		if (t->stage_len >= STAGE_MAX - 1)
+			flush_stage(t);
+	}
+}
+
+void local_txn_abort(struct local_txn *t)
+{
+	rollback(t);
+	txn_free(t);
+}
+
+/* Worker: the rest of the content, fsync, close, link into new/. */
+static void publish_work(void *arg)
+{
+	struct local_txn *t = arg;
+	if (t->pending_cr)
+		t->stage[t->stage_len++] = '\r';
+	t->pending_cr = false;
+	flush_stage(t);
+	char from[PATH_MAX], to[PATH_MAX];
+	for (size_t i = 0; i < t->n && t->err == 0; i++) {
+		struct target *g = &t->targets[i];
+		if (fsio_fsync(g->fd) < 0)
+			t->err = errno;
+		if (close(g->fd) < 0 && t->err == 0)
+			t->err = errno;
+		g->fd = -1;
+		if (t->err)
+			break;
+		tmp_path(g, from, sizeof(from));
+		new_path(g, to, sizeof(to));
+		if (fsio_link(from, to) < 0) {
+			t->err = errno;
+			break;
+		}
+		g->linked = true;
+		unlink(from);
+	}
+	if (t->err)
+		rollback(t);
+}
+
+/* Worker: one fsync per distinct new/ of the whole batch. */
+static void sync_work(void *arg)
+{
+	struct sync_job *job = arg;
+	char path[PATH_MAX];
+	for (struct local_txn *t = job->batch; t; t = t->next) {
+		for (size_t i = 0; i < t->n; i++) {
+			const char *md = t->targets[i].maildir;
+			bool seen = false;
+			/* earlier targets of this batch with the same maildir */
+			for (struct local_txn *u = job->batch; u && !seen; u = u->next)
+				for (size_t k = 0; k < u->n && !seen; k++) {
+					if (u == t && k == i)
+						goto check;
+					seen = strcmp(u->targets[k].maildir, md) == 0;
+				}
+		check:
+			if (seen)
+				continue;
+			snprintf(path, sizeof(path), "%s/new", md);
+			if (fsio_fsync_dir(path) < 0) {
+				int e = errno;
+				/* every transaction of the batch using md fails */
+				for (struct local_txn *u = job->batch; u; u = u->next)
+					for (size_t k = 0; k < u->n; k++)
+						if (strcmp(u->targets[k].maildir, md) == 0 &&
+						    u->err == 0)
+							u->err = e;
+			}
+		}
+	}
+	for (struct local_txn *t = job->batch; t; t = t->next)
+		if (t->err)
+			rollback(t);
+}
+
+static void start_sync(struct local_committer *lc);
+
+static void finish(struct local_txn *t)
+{
+	struct local_committer *lc = t->lc;
+	lc->in_flight--;
+	t->fn(t->arg, t->err);
+	txn_free(t);
+}
+
+static void sync_done(void *arg)
+{
+	struct sync_job *job = arg;
+	struct local_committer *lc = job->lc;
+	lc->syncing = false;
+	for (struct local_txn *t = job->batch, *next; t; t = next) {
+		next = t->next;
+		finish(t);
+	}
+	free(job);
+	if (lc->wait)
+		start_sync(lc);
+}
+
+static void start_sync(struct local_committer *lc)
+{
+	struct sync_job *job = xcalloc(1, sizeof(*job));
+	job->lc = lc;
+	job->batch = lc->wait;
+	lc->wait = NULL;
+	lc->syncing = true;
+	workpool_submit(lc->pool, sync_work, sync_done, job);
+}
+
+static void publish_done(void *arg)
+{
+	struct local_txn *t = arg;
+	struct local_committer *lc = t->lc;
+	if (t->err) {
+		finish(t);
+		return;
+	}
+	t->next = lc->wait;
+	lc->wait = t;
+	if (!lc->syncing)
+		start_sync(lc);
+}
+
+void local_txn_commit(struct local_txn *t, local_commit_fn fn, void *arg)
+{
+	t->fn = fn;
+	t->arg = arg;
+	t->lc->in_flight++;
+	workpool_submit(t->lc->pool, publish_work, publish_done, t);
+}

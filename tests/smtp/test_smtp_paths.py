@@ -1,0 +1,74 @@
+"""The two ways a local message travels: delivered at receipt (all
+recipients are local mailboxes), or through the queue files and the
+delivery engine (forced off, or a recipient the queue must keep)."""
+import os
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from fulmar_test import (SMTPClient, expect, make_message, split_delivered,  # noqa: E402
+                         wait_for_one)
+
+FORWARD = {"name": "fwd", "to": ["alice", "someone@remote.test"]}
+
+
+def send(d, rcpts, msg):
+    with SMTPClient(d.port) as c:
+        c.ehlo()
+        expect(c.cmd("MAIL FROM:<s@client.test>"), 250)
+        for r in rcpts:
+            expect(c.cmd("RCPT TO:<%s>" % r), 250)
+        expect(c.cmd("DATA"), 354)
+        stuffed = (b"." if msg.startswith(b".") else b"") + msg.replace(b"\r\n.", b"\r\n..")
+        c.send(stuffed + b".\r\n")
+        return expect(c.reply(), 250, "2.0.0").queue_id
+
+
+def events(d, qid):
+    return [ln for ln in d.log_text().splitlines() if qid in ln]
+
+
+@pytest.mark.parametrize("at_receipt", [True, False])
+def test_local_message_either_path(fulmar_factory, at_receipt):
+    d = fulmar_factory(local={"deliver_at_receipt": at_receipt})
+    msg = make_message(subject="path", body="line one\n.dotted\n")
+    qid = send(d, ["alice@example.test", "bob@example.test"], msg)
+    for user in ("alice", "bob"):
+        split_delivered(wait_for_one(d.maildir(user)), msg)
+    time.sleep(0.3)
+    ev = events(d, qid)
+    assert any("event=queued" in e for e in ev), ev
+    assert sum("event=delivery" in e and "status=sent" in e for e in ev) == 2, ev
+    if at_receipt:
+        assert any("delivered at receipt" in e for e in ev), ev
+        assert not os.listdir(os.path.join(d.state_dir, "queue", "active"))
+    else:
+        assert any("event=removed" in e for e in ev), ev
+    assert d.queue_list() == []
+    for user in ("alice", "bob"):   # no tmp/ leftovers either way
+        assert os.listdir(os.path.join(d.maildir(user), "tmp")) == []
+
+
+def test_forward_to_remote_stays_queued(fulmar_factory):
+    d = fulmar_factory()
+    cfg = d.config["local"]["domains"][0]
+    cfg["aliases"] = cfg.get("aliases", []) + [FORWARD]
+    d.write_config()
+    d.reload()
+    time.sleep(0.5)
+    msg = make_message(subject="forwarded")
+    qid = send(d, ["fwd@example.test"], msg)
+    split_delivered(wait_for_one(d.maildir("alice")), msg)
+    deadline = time.time() + 5
+    listing = []
+    while time.time() < deadline:
+        listing = d.queue_list()
+        if listing:
+            break
+        time.sleep(0.2)
+    text = "\n".join(map(str, listing))
+    assert qid in text, text
+    assert "someone@remote.test" in text and "pending" in text, text
+    assert "alice@example.test" in text and "delivered" in text, text
