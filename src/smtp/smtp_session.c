@@ -15,7 +15,6 @@
 #include <stdarg.h>
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -27,6 +26,7 @@
 
 #include "config/config.h"
 #include "delivery/local_txn.h"
+#include "lib/conn.h"
 #include "lib/dns.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
@@ -40,7 +40,7 @@
 #include "smtp/smtp_server.h"
 
 #define OUTPUT_PAUSE (256u * 1024)  /* stop reading while this much is unsent */
-#define INPUT_HIGH (256u * 1024)    /* libevent stops reading past this */
+#define INPUT_HIGH (256u * 1024)    /* reading stops past this much unprocessed */
 #define CLOSE_FLUSH_SECONDS 10      /* time to flush a last reply */
 
 enum state {
@@ -64,7 +64,7 @@ struct smtp_session {
 	struct smtp_session_links links;
 	struct smtp_server *srv;
 	struct config *cfg; /* reference: limits of this session */
-	struct bufferevent *bev;
+	struct conn *conn;
 	struct event *deadline;
 	uint64_t sid;
 	char client[INET6_ADDRSTRLEN];
@@ -115,7 +115,7 @@ static void close_now(struct smtp_session *s);
 
 static void reply(struct smtp_session *s, const char *line)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *out = conn_output(s->conn);
 	evbuffer_add(out, line, strlen(line));
 	evbuffer_add(out, "\r\n", 2);
 }
@@ -148,16 +148,24 @@ static void set_state(struct smtp_session *s, enum state next)
 	s->state = next;
 }
 
-/* Close after the output is flushed, with a bounded wait. */
+/* Close once the output is flushed (see settle()), with a bounded wait. */
 static void close_after_flush(struct smtp_session *s)
 {
 	if (s->state == S_CLOSING)
 		return;
 	set_state(s, S_CLOSING);
-	bufferevent_disable(s->bev, EV_READ);
-	struct timeval tv = { CLOSE_FLUSH_SECONDS, 0 };
-	bufferevent_set_timeouts(s->bev, NULL, &tv);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+	conn_stop_reading(s->conn);
+	conn_set_write_timeout(s->conn, CLOSE_FLUSH_SECONDS);
+}
+
+/*
+ * The last step of every event handler: send the replies written so far,
+ * and close a closing session whose output is gone. s may be freed.
+ */
+static void settle(struct smtp_session *s)
+{
+	conn_flush(s->conn);
+	if (s->state == S_CLOSING && conn_pending_output(s->conn) == 0)
 		close_now(s);
 }
 
@@ -208,17 +216,12 @@ static void back_to_ready(struct smtp_session *s)
 {
 	txn_reset(s);
 	set_state(s, s->esmtp || s->env.helo ? S_READY : S_INIT);
-	struct timeval tv = { (time_t)s->cfg->timeouts.command,
-			      (suseconds_t)((s->cfg->timeouts.command -
-					     (double)(time_t)s->cfg->timeouts.command) * 1e6) };
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	conn_set_read_timeout(s->conn, s->cfg->timeouts.command);
 }
 
 static void set_read_timeout(struct smtp_session *s, double seconds)
 {
-	struct timeval tv = { (time_t)seconds,
-			      (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6) };
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	conn_set_read_timeout(s->conn, seconds);
 }
 
 static int sink(void *arg, const char *buf, size_t len)
@@ -339,10 +342,12 @@ static void on_committed(void *arg, int err, const char *id)
 	if (s->deadline_hit) {
 		reply(s, "421 4.4.2 Session time limit exceeded, closing connection");
 		close_after_flush(s);
+		settle(s);
 		return;
 	}
-	bufferevent_enable(s->bev, EV_READ);
+	conn_start_reading(s->conn);
 	process(s);
+	settle(s);
 }
 
 /* Deliver-at-receipt finished: log like the queue and the delivery
@@ -381,8 +386,7 @@ static void commit(struct smtp_session *s)
 {
 	s->log_size = data_reader_size(&s->dr);
 	set_state(s, S_COMMIT);
-	s->paused = true;
-	bufferevent_disable(s->bev, EV_READ);
+	s->paused = true; /* input may still arrive (bounded); it waits */
 	if (s->ltxn) {
 		struct local_txn *t = s->ltxn;
 		s->ltxn = NULL;
@@ -889,8 +893,8 @@ static bool read_command(struct smtp_session *s, struct evbuffer *in)
 
 static void process(struct smtp_session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *in = conn_input(s->conn);
+	struct evbuffer *out = conn_output(s->conn);
 	while (s->state != S_CLOSING && !s->paused) {
 		if (smtp_server_stopping(s->srv) &&
 		    (s->state == S_INIT || s->state == S_READY)) {
@@ -918,39 +922,38 @@ static void process(struct smtp_session *s)
 	}
 }
 
-/* ---- libevent callbacks ---- */
+/* ---- event callbacks ---- */
 
-static void on_read(struct bufferevent *bev, void *arg)
-{
-	(void)bev;
-	process(arg);
-}
-
-static void on_write(struct bufferevent *bev, void *arg)
+static void on_readable(void *arg)
 {
 	struct smtp_session *s = arg;
-	(void)bev;
-	if (s->state == S_CLOSING) {
-		close_now(s);
-		return;
-	}
-	process(s); /* output drained: resume reading pipelined input */
+	process(s);
+	settle(s);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void on_drained(void *arg)
 {
 	struct smtp_session *s = arg;
-	(void)bev;
-	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
-	    s->state != S_CLOSING) {
+	if (s->state != S_CLOSING)
+		process(s); /* output drained: resume pipelined input */
+	settle(s);
+}
+
+static void on_conn_event(void *arg, enum conn_event what)
+{
+	struct smtp_session *s = arg;
+	if (what == CONN_READ_TIMEOUT && s->state != S_CLOSING) {
 		reply(s, "421 4.4.2 Timeout exceeded, closing connection");
 		log_reject(s, "-", "421 4.4.2 timeout");
 		txn_reset(s);
 		close_after_flush(s);
+		settle(s);
 		return;
 	}
-	close_now(s); /* EOF, error, or a write timeout */
+	close_now(s); /* EOF, error, or output stuck */
 }
+
+static const struct conn_callbacks session_io = { on_readable, on_drained, on_conn_event };
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
@@ -967,6 +970,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	log_reject(s, "-", "421 4.4.2 session deadline");
 	txn_reset(s);
 	close_after_flush(s);
+	settle(s);
 }
 
 /* ---- life cycle ---- */
@@ -987,8 +991,8 @@ static void close_now(struct smtp_session *s)
 		event_free(s->deadline);
 		s->deadline = NULL;
 	}
-	bufferevent_free(s->bev);
-	s->bev = NULL;
+	conn_free(s->conn);
+	s->conn = NULL;
 	smtp_server_session_closed(s->srv, s);
 	if (s->state == S_COMMIT) {
 		s->detached = true; /* on_committed frees it */
@@ -1034,17 +1038,8 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 	}
 	envelope_set(&s->env.client_addr, s->client);
 	struct event_base *base = smtp_server_base(srv);
-	s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (s->bev == NULL) {
-		close(fd);
-		envelope_free(&s->env);
-		config_unref(s->cfg);
-		free(s);
-		return NULL;
-	}
+	s->conn = conn_new(base, fd, &session_io, s, INPUT_HIGH);
 	smtp_server_session_register(srv, s);
-	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH);
 	struct log_line l;
 	log_begin(&l, LOG_INFO, "connect");
 	log_int(&l, "sid", (long long)sid);
@@ -1055,7 +1050,8 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 		reply(s, reject_reply);
 		log_reject(s, "connect", reject_reply);
 		close_after_flush(s);
-		return s;
+		settle(s); /* may free s */
+		return NULL;
 	}
 	s->deadline = evtimer_new(base, on_deadline, s);
 	struct timeval tv = { (time_t)cfg->timeouts.session,
@@ -1063,12 +1059,14 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 					     (double)(time_t)cfg->timeouts.session) * 1e6) };
 	evtimer_add(s->deadline, &tv);
 	set_read_timeout(s, cfg->timeouts.command);
+	conn_set_write_timeout(s->conn, cfg->timeouts.command);
 	/* The name is looked up while the client talks; Received: uses it if
 	 * it has arrived by then, "unknown" otherwise. */
 	if (cfg->dns.reverse_lookups && smtp_server_dns(srv))
 		s->rdns_query = dns_reverse_verified(smtp_server_dns(srv), sa, on_rdns, s);
 	replyf(s, "220 %s ESMTP Fulmar", cfg->hostname);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	conn_start_reading(s->conn);
+	conn_flush(s->conn); /* the greeting goes out now */
 	return s;
 }
 
@@ -1076,8 +1074,10 @@ void smtp_session_shutdown(struct smtp_session *s)
 {
 	if (s->state == S_CLOSING || s->paused)
 		return;
-	if (s->state == S_INIT || s->state == S_READY)
+	if (s->state == S_INIT || s->state == S_READY) {
 		process(s); /* sends 421 and closes */
+		settle(s);
+	}
 }
 
 void smtp_session_abort(struct smtp_session *s)
@@ -1091,4 +1091,5 @@ void smtp_session_abort(struct smtp_session *s)
 	reply(s, "421 4.3.2 Service shutting down, closing connection");
 	txn_reset(s);
 	close_after_flush(s);
+	settle(s);
 }
