@@ -17,7 +17,7 @@
 #include "lib/workpool.h"
 #include "lib/xalloc.h"
 
-#define COMMIT_THREADS 8
+#define COMMIT_THREADS 32
 #define STAGE_MAX (64u * 1024)
 
 struct target {

@@ -22,7 +22,7 @@
 #include "lib/workpool.h"
 #include "lib/xalloc.h"
 
-#define COMMIT_THREADS 8
+#define COMMIT_THREADS 32
 
 struct commit_job;
 
