@@ -55,6 +55,8 @@ static const struct setting settings[] = {
 	{ "timeouts", "shutdown", T_SECONDS, OFF(timeouts.shutdown), NULL, 30, 0, 3600, false },
 	{ "local", "recipient_delimiter", T_STRING, OFF(recipient_delimiter), "+", 0, 0, 0, false },
 	{ "local", "deliver_at_receipt", T_BOOL, OFF(deliver_at_receipt), NULL, 1, 0, 1, false },
+	{ "queue", "retry_first", T_SECONDS, OFF(queue.retry_first), NULL, 300, 1, 86400, false },
+	{ "queue", "retry_max", T_SECONDS, OFF(queue.retry_max), NULL, 3600, 1, 604800, false },
 	{ "dns", "resolvers", T_STRING, OFF(dns.resolvers), NULL, 0, 0, 0, false },
 	{ "dns", "timeout", T_SECONDS, OFF(dns.timeout), NULL, 5, 0.1, 60, false },
 	{ "dns", "reverse_lookups", T_BOOL, OFF(dns.reverse_lookups), NULL, 1, 0, 1, false },
@@ -62,7 +64,7 @@ static const struct setting settings[] = {
 
 /* Groups and the list settings handled outside the table. */
 static const char *const top_level[] = { "server", "limits", "timeouts", "local",
-					 "listeners", "dns" };
+					 "listeners", "dns", "queue" };
 
 struct loader {
 	const char *source;

@@ -57,6 +57,11 @@ struct config_timeouts {
 	double shutdown;
 };
 
+struct config_queue {
+	double retry_first;   /* seconds before the first retry */
+	double retry_max;     /* cap of the doubling backoff */
+};
+
 struct config_dns {
 	char *resolvers;      /* "ip:port,..." or NULL: the system's */
 	double timeout;
@@ -74,6 +79,7 @@ struct config {
 	struct config_limits limits;
 	struct config_timeouts timeouts;
 	struct config_dns dns;
+	struct config_queue queue;
 	char *recipient_delimiter; /* set of characters, may be "" */
 	bool deliver_at_receipt;   /* all-local messages skip the queue files */
 	struct cfg_listener *listeners;

@@ -23,8 +23,6 @@
 
 #define DELIVERY_THREADS 4
 #define BATCH_MAX 32       /* messages per worker job */
-#define RETRY_FIRST 60     /* seconds before the first local retry */
-#define RETRY_MAX 3600     /* cap of the backoff */
 
 struct delivery {
 	struct event_base *base;
@@ -211,12 +209,15 @@ static void arm_retry(struct delivery *d, struct qmsg *m)
 	evtimer_add(m->retry, &tv);
 }
 
-static int64_t backoff(unsigned attempts)
+/* queue.retry_first, doubling with each attempt, at most queue.retry_max. */
+static int64_t backoff(const struct config *cfg, unsigned attempts)
 {
-	int64_t s = RETRY_FIRST;
-	for (unsigned i = 1; i < attempts && s < RETRY_MAX; i++)
+	double s = cfg->queue.retry_first;
+	for (unsigned i = 1; i < attempts && s < cfg->queue.retry_max; i++)
 		s *= 2;
-	return s < RETRY_MAX ? s : RETRY_MAX;
+	if (s > cfg->queue.retry_max)
+		s = cfg->queue.retry_max;
+	return s < 1 ? 1 : (int64_t)s;
 }
 
 static void log_outcome(const struct qmsg *m, size_t idx, const char *status,
@@ -267,7 +268,7 @@ static void attempt_done(struct attempt *a)
 				 strerror_safe(t->err));
 			unsigned attempts = m->env.rcpts[idx].attempts + 1;
 			queue_rcpt_update(d->q, m, idx, RCPT_DEFERRED,
-					  now_s() + backoff(attempts), why);
+					  now_s() + backoff(d->cfg, attempts), why);
 			log_outcome(m, idx, "deferred", "4.3.0", why);
 		}
 	}
