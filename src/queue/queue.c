@@ -490,6 +490,19 @@ static void msg_free(struct qmsg *m)
 	free(m);
 }
 
+/* Take msg out of the in-memory list and free it. */
+static void msg_forget(struct queue *q, struct qmsg *msg)
+{
+	if (msg->prev)
+		msg->prev->next = msg->next;
+	else
+		q->msgs = msg->next;
+	if (msg->next)
+		msg->next->prev = msg->prev;
+	q->nmsgs--;
+	msg_free(msg);
+}
+
 void queue_msg_release(struct queue *q, struct qmsg *msg)
 {
 	if (!envelope_done(&msg->env)) {
@@ -511,14 +524,7 @@ void queue_msg_release(struct queue *q, struct qmsg *msg)
 	log_begin(&l, LOG_INFO, "removed");
 	log_str(&l, "id", msg->env.id);
 	log_end(&l);
-	if (msg->prev)
-		msg->prev->next = msg->next;
-	else
-		q->msgs = msg->next;
-	if (msg->next)
-		msg->next->prev = msg->prev;
-	q->nmsgs--;
-	msg_free(msg);
+	msg_forget(q, msg);
 }
 
 /* ---- recovery ---- */
@@ -528,14 +534,7 @@ static void quarantine(struct queue *q, const char *id, const char *why);
 void queue_msg_quarantine(struct queue *q, struct qmsg *msg, const char *why)
 {
 	quarantine(q, msg->env.id, why);
-	if (msg->prev)
-		msg->prev->next = msg->next;
-	else
-		q->msgs = msg->next;
-	if (msg->next)
-		msg->next->prev = msg->prev;
-	q->nmsgs--;
-	msg_free(msg);
+	msg_forget(q, msg);
 }
 
 static void quarantine(struct queue *q, const char *id, const char *why)

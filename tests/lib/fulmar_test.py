@@ -784,3 +784,20 @@ def wait_until(pred, timeout=10.0, interval=0.05):
             return v
         time.sleep(interval)
     return pred()
+
+
+def dot_stuff(msg):
+    """RFC 5321 4.5.2 transparency: double a leading dot on every line."""
+    return (b"." if msg.startswith(b".") else b"") + msg.replace(b"\r\n.", b"\r\n..")
+
+
+def send_one(d, rcpts, msg, sender="s@client.test"):
+    """One transaction on a fresh connection; returns the queue id."""
+    with SMTPClient(d.port) as c:
+        c.ehlo()
+        expect(c.cmd("MAIL FROM:<%s>" % sender), 250)
+        for r in rcpts:
+            expect(c.cmd("RCPT TO:<%s>" % r), 250)
+        expect(c.cmd("DATA"), 354)
+        c.send(dot_stuff(msg) + b".\r\n")
+        return expect(c.reply(), 250, "2.0.0").queue_id

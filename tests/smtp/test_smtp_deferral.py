@@ -7,19 +7,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from fulmar_test import (SMTPClient, expect, make_message, maildir_files,  # noqa: E402
+from fulmar_test import (make_message, maildir_files, send_one,  # noqa: E402
                          split_delivered, wait_for_one)
-
-
-def send(d, rcpt, msg):
-    with SMTPClient(d.port) as c:
-        c.ehlo()
-        expect(c.cmd("MAIL FROM:<s@client.test>"), 250)
-        expect(c.cmd("RCPT TO:<%s>" % rcpt), 250)
-        expect(c.cmd("DATA"), 354)
-        stuffed = (b"." if msg.startswith(b".") else b"") + msg.replace(b"\r\n.", b"\r\n..")
-        c.send(stuffed + b".\r\n")
-        return expect(c.reply(), 250, "2.0.0").queue_id
 
 
 def wait_deferred(d, qid, timeout=10):
@@ -38,7 +27,7 @@ def test_unwritable_maildir_defers_then_delivers(fulmar_factory):
     os.chmod(tmp, 0o500)
     try:
         msg = make_message(subject="deferred")
-        qid = send(d, "alice@example.test", msg)
+        qid = send_one(d, ["alice@example.test"], msg)
         text = wait_deferred(d, qid)
         assert "alice@example.test" in text and "Permission denied" in text, text
         assert maildir_files(d.maildir("alice")) == []
@@ -59,7 +48,7 @@ def test_deferred_message_survives_restart(fulmar_factory):
     os.chmod(tmp, 0o500)
     try:
         msg = make_message(subject="after restart")
-        qid = send(d, "bob@example.test", msg)
+        qid = send_one(d, ["bob@example.test"], msg)
         wait_deferred(d, qid)
         d.stop()
     finally:

@@ -8,22 +8,10 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from fulmar_test import (SMTPClient, expect, make_message, split_delivered,  # noqa: E402
+from fulmar_test import (make_message, send_one, split_delivered,  # noqa: E402
                          wait_for_one)
 
 FORWARD = {"name": "fwd", "to": ["alice", "someone@remote.test"]}
-
-
-def send(d, rcpts, msg):
-    with SMTPClient(d.port) as c:
-        c.ehlo()
-        expect(c.cmd("MAIL FROM:<s@client.test>"), 250)
-        for r in rcpts:
-            expect(c.cmd("RCPT TO:<%s>" % r), 250)
-        expect(c.cmd("DATA"), 354)
-        stuffed = (b"." if msg.startswith(b".") else b"") + msg.replace(b"\r\n.", b"\r\n..")
-        c.send(stuffed + b".\r\n")
-        return expect(c.reply(), 250, "2.0.0").queue_id
 
 
 def events(d, qid):
@@ -34,7 +22,7 @@ def events(d, qid):
 def test_local_message_either_path(fulmar_factory, at_receipt):
     d = fulmar_factory(local={"deliver_at_receipt": at_receipt})
     msg = make_message(subject="path", body="line one\n.dotted\n")
-    qid = send(d, ["alice@example.test", "bob@example.test"], msg)
+    qid = send_one(d, ["alice@example.test", "bob@example.test"], msg)
     for user in ("alice", "bob"):
         split_delivered(wait_for_one(d.maildir(user)), msg)
     time.sleep(0.3)
@@ -59,7 +47,7 @@ def test_forward_to_remote_stays_queued(fulmar_factory):
     d.reload()
     time.sleep(0.5)
     msg = make_message(subject="forwarded")
-    qid = send(d, ["fwd@example.test"], msg)
+    qid = send_one(d, ["fwd@example.test"], msg)
     split_delivered(wait_for_one(d.maildir("alice")), msg)
     deadline = time.time() + 5
     listing = []
