@@ -179,9 +179,9 @@ void local_txn_abort(struct local_txn *t)
 	txn_free(t);
 }
 
-/* Worker: the rest of the content, fsync, close, rename into new/. Many
- * run at once: on a journaled file system, concurrent fsyncs share
- * journal commits (one thread doing them in turn was measured slower). */
+/* Worker: the rest of the content, fsync, close. Many run at once: on a
+ * journaled file system, concurrent fsyncs share journal commits (one
+ * thread doing them in turn was measured slower). */
 static void publish_work(void *arg)
 {
 	struct local_txn *t = arg;
@@ -189,7 +189,6 @@ static void publish_work(void *arg)
 		t->stage[t->stage_len++] = '\r';
 	t->pending_cr = false;
 	flush_stage(t);
-	char from[PATH_MAX], to[PATH_MAX];
 	for (size_t i = 0; i < t->n && t->err == 0; i++) {
 		struct target *g = &t->targets[i];
 		if (fsio_fsync(g->fd) < 0)
@@ -197,20 +196,33 @@ static void publish_work(void *arg)
 		if (close(g->fd) < 0 && t->err == 0)
 			t->err = errno;
 		g->fd = -1;
-		if (t->err)
-			break;
-		tmp_path(g, from, sizeof(from));
-		new_path(g, to, sizeof(to));
-		/* The name is new (a fresh queue id), so rename cannot replace
-		 * anything, and costs one call where link + unlink cost two. */
-		if (fsio_rename(from, to) < 0) {
-			t->err = errno;
-			break;
-		}
-		g->linked = true;
 	}
 	if (t->err)
 		rollback(t);
+}
+
+/*
+ * The syncer: rename every copy of the batch into new/, from this one
+ * thread (many threads renaming into one directory contend on its lock,
+ * and that contention was costing CPU), then fsync each new/ once.
+ */
+static void publish_batch(struct local_txn *batch)
+{
+	char from[PATH_MAX], to[PATH_MAX];
+	for (struct local_txn *t = batch; t; t = t->next) {
+		for (size_t i = 0; i < t->n && t->err == 0; i++) {
+			struct target *g = &t->targets[i];
+			tmp_path(g, from, sizeof(from));
+			new_path(g, to, sizeof(to));
+			/* The name is new (a fresh queue id), so rename cannot
+			 * replace anything, and costs one call where link + unlink
+			 * cost two. */
+			if (fsio_rename(from, to) < 0)
+				t->err = errno;
+			else
+				g->linked = true;
+		}
+	}
 }
 
 /* Worker: one fsync per distinct new/ of the whole batch. */
@@ -218,8 +230,9 @@ static void sync_work(void *arg)
 {
 	struct sync_job *job = arg;
 	char path[PATH_MAX];
+	publish_batch(job->batch);
 	for (struct local_txn *t = job->batch; t; t = t->next) {
-		for (size_t i = 0; i < t->n; i++) {
+		for (size_t i = 0; i < t->n && t->err == 0; i++) {
 			const char *md = t->targets[i].maildir;
 			bool seen = false;
 			/* earlier targets of this batch with the same maildir */
