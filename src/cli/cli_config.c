@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "config/config.h"
+#include "lib/tls.h"
 
 struct config *cli_load_config(int argc, char **argv, int *first_free,
 			       int *usage_error)
@@ -54,6 +55,25 @@ int cmd_check_config(int argc, char **argv)
 		fprintf(stderr, "fulmar: unexpected argument '%s'\n", argv[first]);
 		config_unref(cfg);
 		return 2;
+	}
+	/* What serve would load at start-up: the TLS certificates and keys. */
+	int bad = 0;
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		const struct cfg_listener *l = &cfg->listeners[i];
+		if (l->tls_cert == NULL)
+			continue;
+		char err[512];
+		SSL_CTX *ctx = tls_server_ctx(l->tls_cert, l->tls_key, err, sizeof(err));
+		if (ctx == NULL) {
+			fprintf(stderr, "%s:%d: listener %s:%d: %s\n", cfg->source, l->line,
+				l->address, l->port, err);
+			bad++;
+		}
+		tls_ctx_free(ctx);
+	}
+	if (bad) {
+		config_unref(cfg);
+		return 1;
 	}
 	printf("%s: configuration OK (%zu listeners, %zu domains, %zu mailboxes, "
 	       "%zu aliases)\n",

@@ -11,6 +11,7 @@ static void usage(FILE *out)
 	fputs("usage: fulmar serve [--config FILE]\n"
 	      "       fulmar check-config [--config FILE]\n"
 	      "       fulmar queue list [--config FILE]\n"
+	      "       fulmar tls selfsigned --cert FILE --key FILE [--hostname NAME]\n"
 	      "       fulmar version\n"
 	      "Without --config, the embedded default configuration is used\n"
 	      "(listening on 127.0.0.1:2525, mail for example.test under ./var).\n",
@@ -30,6 +31,8 @@ int main(int argc, char **argv)
 		return cmd_check_config(argc - 1, argv + 1);
 	if (strcmp(cmd, "queue") == 0)
 		return cmd_queue(argc - 1, argv + 1);
+	if (strcmp(cmd, "tls") == 0)
+		return cmd_tls(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("fulmar %s\n", FULMAR_VERSION);
 		return 0;

@@ -330,7 +330,8 @@ static void load_listeners(struct loader *ld, const config_setting_t *root)
 		add_error(ld, list, "listeners must be a list ( ... )");
 		return;
 	}
-	static const char *const allowed[] = { "address", "port", "role", NULL };
+	static const char *const allowed[] = { "address", "port", "role", "tls_cert",
+					       "tls_key", NULL };
 	struct config *cfg = ld->cfg;
 	int n = config_setting_length(list);
 	if (n == 0)
@@ -355,12 +356,20 @@ static void load_listeners(struct loader *ld, const config_setting_t *root)
 		if (role && strcmp(role, "mx") != 0)
 			add_error(ld, config_setting_get_member(item, "role"),
 				  "unknown role '%s' (this version knows: mx)", role);
+		const char *cert = member_string(ld, item, "tls_cert", false);
+		const char *key = member_string(ld, item, "tls_key", false);
+		if ((cert == NULL) != (key == NULL))
+			add_error(ld, item, "tls_cert and tls_key go together");
 		if (addr == NULL || p < 0 || p > 65535)
 			continue;
 		struct cfg_listener *l = &cfg->listeners[cfg->nlisteners++];
 		l->address = xstrdup(addr);
 		l->port = (int)p;
 		l->role = ROLE_MX;
+		if (cert && key) {
+			l->tls_cert = absolute_path(ld, cert);
+			l->tls_key = absolute_path(ld, key);
+		}
 		l->line = (int)config_setting_source_line(item);
 	}
 }
@@ -646,8 +655,11 @@ void config_unref(struct config *cfg)
 	free(cfg->log_file);
 	free(cfg->recipient_delimiter);
 	free(cfg->dns.resolvers);
-	for (size_t i = 0; i < cfg->nlisteners; i++)
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		free(cfg->listeners[i].address);
+		free(cfg->listeners[i].tls_cert);
+		free(cfg->listeners[i].tls_key);
+	}
 	free(cfg->listeners);
 	for (size_t i = 0; i < cfg->ndomains; i++) {
 		free(cfg->domains[i].name);

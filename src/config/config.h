@@ -21,6 +21,8 @@ struct cfg_listener {
 	char *address;
 	int port;
 	enum listener_role role;
+	char *tls_cert; /* PEM chain, absolute path, or NULL: no TLS */
+	char *tls_key;  /* PEM private key */
 	int line;
 };
 

@@ -4,6 +4,8 @@
 #include "lib/conn.h"
 
 #include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <stdbool.h>
@@ -14,6 +16,7 @@
 #include "lib/xalloc.h"
 
 #define READ_CHUNK 16384
+#define TLS_WRITE_CHUNK 16384
 
 struct conn {
 	int fd;
@@ -29,7 +32,25 @@ struct conn {
 	bool reading;   /* rev is added */
 	bool writing;   /* wev is added */
 	bool failed;    /* a write failed: report once from the loop */
+	SSL *ssl;       /* TLS, or NULL */
+	bool handshaking;
 };
+
+static void arm_write(struct conn *c)
+{
+	if (!c->writing) {
+		c->writing = true;
+		event_add(c->wev, c->wtimeout ? &c->wtv : NULL);
+	}
+}
+
+static void disarm_write(struct conn *c)
+{
+	if (c->writing) {
+		c->writing = false;
+		event_del(c->wev);
+	}
+}
 
 static struct timeval tv_of(double s)
 {
@@ -37,8 +58,71 @@ static struct timeval tv_of(double s)
 	return tv;
 }
 
+static void handshake(struct conn *c);
+
+/* Plain read: 1 data, 0 nothing now, -1 EOF, -2 error. */
+static int read_plain(struct conn *c)
+{
+	struct evbuffer_iovec v[2];
+	int nv = evbuffer_reserve_space(c->in, READ_CHUNK, v, 2);
+	if (nv <= 0)
+		return -2;
+	if (nv == 1 && v[0].iov_len > READ_CHUNK)
+		v[0].iov_len = READ_CHUNK;
+	ssize_t n = readv(c->fd, (struct iovec *)v, nv);
+	if (n <= 0) {
+		evbuffer_commit_space(c->in, v, 0);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		return n == 0 ? -1 : -2;
+	}
+	size_t left = (size_t)n;
+	for (int i = 0; i < nv; i++) {
+		if (v[i].iov_len > left)
+			v[i].iov_len = left;
+		left -= v[i].iov_len;
+	}
+	evbuffer_commit_space(c->in, v, nv);
+	return 1;
+}
+
+/* TLS read: everything the TLS layer has now (it may hold decrypted
+ * octets the socket no longer signals), up to input_max. */
+static int read_tls(struct conn *c)
+{
+	int got = 0;
+	while (evbuffer_get_length(c->in) < c->input_max) {
+		struct evbuffer_iovec v[1];
+		if (evbuffer_reserve_space(c->in, READ_CHUNK, v, 1) != 1)
+			return -2;
+		int len = v[0].iov_len > READ_CHUNK ? READ_CHUNK : (int)v[0].iov_len;
+		ERR_clear_error();
+		int n = SSL_read(c->ssl, v[0].iov_base, len);
+		if (n > 0) {
+			v[0].iov_len = (size_t)n;
+			evbuffer_commit_space(c->in, v, 1);
+			got = 1;
+			continue;
+		}
+		evbuffer_commit_space(c->in, v, 0);
+		switch (SSL_get_error(c->ssl, n)) {
+		case SSL_ERROR_WANT_READ:
+			return got;
+		case SSL_ERROR_WANT_WRITE:
+			arm_write(c);
+			return got;
+		case SSL_ERROR_ZERO_RETURN:
+			return got ? 1 : -1;
+		default:
+			return got ? 1 : -2;
+		}
+	}
+	return got;
+}
+
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
+	(void)fd;
 	struct conn *c = arg;
 	if (c->failed) {
 		c->cb.event(c->arg, CONN_ERROR);
@@ -48,37 +132,17 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 		c->cb.event(c->arg, CONN_READ_TIMEOUT);
 		return;
 	}
-	struct evbuffer_iovec v[2];
-	int nv = evbuffer_reserve_space(c->in, READ_CHUNK, v, 2);
-	if (nv <= 0) {
-		c->cb.event(c->arg, CONN_ERROR);
+	if (c->ssl && c->handshaking) {
+		handshake(c);
 		return;
 	}
-	size_t want = 0;
-	for (int i = 0; i < nv; i++)
-		want += v[i].iov_len;
-	if (want > READ_CHUNK && nv == 1)
-		v[0].iov_len = READ_CHUNK;
-	ssize_t n = readv(fd, (struct iovec *)v, nv);
-	if (n < 0) {
-		evbuffer_commit_space(c->in, v, 0);
-		if (errno == EAGAIN || errno == EINTR)
-			return;
-		c->cb.event(c->arg, CONN_ERROR);
+	int r = c->ssl ? read_tls(c) : read_plain(c);
+	if (r == 0)
+		return;
+	if (r < 0) {
+		c->cb.event(c->arg, r == -1 ? CONN_EOF : CONN_ERROR);
 		return;
 	}
-	if (n == 0) {
-		evbuffer_commit_space(c->in, v, 0);
-		c->cb.event(c->arg, CONN_EOF);
-		return;
-	}
-	size_t left = (size_t)n;
-	for (int i = 0; i < nv; i++) {
-		if (v[i].iov_len > left)
-			v[i].iov_len = left;
-		left -= v[i].iov_len;
-	}
-	evbuffer_commit_space(c->in, v, nv);
 	if (evbuffer_get_length(c->in) >= c->input_max)
 		conn_stop_reading(c);
 	c->cb.readable(c->arg);
@@ -87,6 +151,28 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 /* Returns false when the write failed (output dropped). */
 static bool write_some(struct conn *c)
 {
+	if (c->ssl) {
+		if (c->handshaking)
+			return true; /* the output waits for the handshake */
+		while (evbuffer_get_length(c->out) > 0) {
+			size_t len = evbuffer_get_length(c->out);
+			if (len > TLS_WRITE_CHUNK)
+				len = TLS_WRITE_CHUNK;
+			const unsigned char *p = evbuffer_pullup(c->out, (ev_ssize_t)len);
+			ERR_clear_error();
+			int n = SSL_write(c->ssl, p, (int)len);
+			if (n > 0) {
+				evbuffer_drain(c->out, (size_t)n);
+				continue;
+			}
+			int e = SSL_get_error(c->ssl, n);
+			if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+				return true;
+			evbuffer_drain(c->out, evbuffer_get_length(c->out));
+			return false;
+		}
+		return true;
+	}
 	while (evbuffer_get_length(c->out) > 0) {
 		int n = evbuffer_write(c->out, c->fd);
 		if (n > 0)
@@ -105,6 +191,10 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 	struct conn *c = arg;
 	if (what & EV_TIMEOUT) {
 		c->cb.event(c->arg, CONN_WRITE_TIMEOUT);
+		return;
+	}
+	if (c->ssl && c->handshaking) {
+		handshake(c);
 		return;
 	}
 	if (!write_some(c)) {
@@ -141,6 +231,8 @@ void conn_free(struct conn *c)
 		return;
 	event_free(c->rev);
 	event_free(c->wev);
+	if (c->ssl)
+		SSL_free(c->ssl);
 	evbuffer_free(c->in);
 	evbuffer_free(c->out);
 	close(c->fd);
@@ -208,4 +300,65 @@ void conn_flush(struct conn *c)
 		c->writing = true;
 		event_add(c->wev, c->wtimeout ? &c->wtv : NULL);
 	}
+}
+
+static void handshake(struct conn *c)
+{
+	ERR_clear_error();
+	int r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->handshaking = false;
+		if (evbuffer_get_length(c->out) == 0)
+			disarm_write(c);
+		if (c->cb.tls_ready)
+			c->cb.tls_ready(c->arg);
+		return;
+	}
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		disarm_write(c);
+		return;
+	case SSL_ERROR_WANT_WRITE:
+		arm_write(c);
+		return;
+	default:
+		c->cb.event(c->arg, CONN_ERROR);
+		return;
+	}
+}
+
+void conn_start_tls(struct conn *c, SSL_CTX *ctx)
+{
+	evbuffer_drain(c->in, evbuffer_get_length(c->in));
+	c->ssl = SSL_new(ctx);
+	if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
+		c->failed = true;
+		event_active(c->rev, EV_READ, 0);
+		return;
+	}
+	SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
+				     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_set_accept_state(c->ssl);
+	c->handshaking = true;
+	conn_start_reading(c);
+}
+
+int conn_is_tls(const struct conn *c)
+{
+	return c->ssl != NULL && !c->handshaking;
+}
+
+const char *conn_tls_version(const struct conn *c)
+{
+	return conn_is_tls(c) ? SSL_get_version(c->ssl) : "";
+}
+
+const char *conn_tls_cipher(const struct conn *c)
+{
+	return conn_is_tls(c) ? SSL_get_cipher_name(c->ssl) : "";
+}
+
+int conn_tls_cipher_bits(const struct conn *c)
+{
+	return conn_is_tls(c) ? SSL_get_cipher_bits(c->ssl, NULL) : 0;
 }

@@ -21,6 +21,7 @@
 struct event_base;
 struct evbuffer;
 struct conn;
+typedef struct ssl_ctx_st SSL_CTX;
 
 enum conn_event {
 	CONN_EOF,           /* the peer closed */
@@ -33,6 +34,7 @@ struct conn_callbacks {
 	void (*readable)(void *arg);                     /* new octets in the input */
 	void (*drained)(void *arg);                      /* blocked output all written */
 	void (*event)(void *arg, enum conn_event what);  /* the end, or a timeout */
+	void (*tls_ready)(void *arg);                    /* TLS handshake done */
 };
 
 struct conn *conn_new(struct event_base *base, int fd, const struct conn_callbacks *cb,
@@ -51,6 +53,20 @@ void conn_set_write_timeout(struct conn *c, double seconds);
  * the rest. A write error drops the output and is reported through the
  * event callback from the loop. */
 void conn_flush(struct conn *c);
+
+/*
+ * Start TLS as the server, now (implicit TLS) or after STARTTLS's 220 has
+ * been flushed. Input not yet processed is discarded: plaintext a client
+ * pipelined behind STARTTLS must never be read as if it came inside TLS.
+ * tls_ready runs when the handshake is done; a failed handshake is a
+ * CONN_ERROR event; the read timeout bounds the handshake.
+ */
+void conn_start_tls(struct conn *c, SSL_CTX *ctx);
+int conn_is_tls(const struct conn *c); /* 1 once the handshake is done */
+/* "TLSv1.3" and "TLS_AES_256_GCM_SHA384" after the handshake, else "". */
+const char *conn_tls_version(const struct conn *c);
+const char *conn_tls_cipher(const struct conn *c);
+int conn_tls_cipher_bits(const struct conn *c);
 void conn_stop_reading(struct conn *c);
 void conn_start_reading(struct conn *c);
 

@@ -17,15 +17,18 @@ size_t received_format(char *buf, size_t len, const struct received_info *ri)
 {
 	char date[64];
 	char rcpt[600] = "";
+	char tls[200] = "";
 	received_date(date, sizeof(date), ri->when);
 	if (ri->rcpt)
 		snprintf(rcpt, sizeof(rcpt), "\r\n\tfor <%s>", ri->rcpt);
+	if (ri->tls)
+		snprintf(tls, sizeof(tls), "\r\n\t(using %s)", ri->tls);
 	int n = snprintf(buf, len,
-			 "Received: from %s (%s [%s])\r\n"
+			 "Received: from %s (%s [%s])%s\r\n"
 			 "\tby %s (Fulmar) with %s id %s%s;\r\n"
 			 "\t%s\r\n",
 			 ri->helo && ri->helo[0] ? ri->helo : "unknown",
-			 ri->rdns ? ri->rdns : "unknown", ri->ip, ri->host, ri->proto,
+			 ri->rdns ? ri->rdns : "unknown", ri->ip, tls, ri->host, ri->proto,
 			 ri->id, rcpt, date);
 	if (n < 0 || (size_t)n >= len)
 		return 0;

@@ -4,6 +4,7 @@
  * caller buffer. Lines end in CR LF, folded with a tab.
  *
  *   Received: from HELO (RDNS [IP])
+ *   	(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))
  *   	by HOST (Fulmar) with PROTO id QUEUEID
  *   	for <RCPT>; Sun, 29 Nov 2026 09:00:00 +0000
  */
@@ -21,6 +22,7 @@ struct received_info {
 	const char *proto;  /* ESMTP, SMTP, UTF8SMTP ... */
 	const char *id;     /* queue id */
 	const char *rcpt;   /* the one recipient, or NULL */
+	const char *tls;    /* "TLSv1.3 with cipher X (256/256 bits)", or NULL */
 	time_t when;
 };
 

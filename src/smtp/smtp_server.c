@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "lib/countmap.h"
 #include "lib/log.h"
+#include "lib/tls.h"
 #include "lib/xalloc.h"
 #include "smtp/smtp_session.h"
 
@@ -25,6 +26,8 @@
 
 struct listener {
 	struct evconnlistener *l;
+	struct smtp_server *srv;
+	SSL_CTX *tls;      /* STARTTLS offered when set */
 	char name[128];
 };
 
@@ -107,9 +110,19 @@ struct smtp_server *smtp_server_bind(struct event_base *base, struct config *cfg
 			return NULL;
 		}
 		struct listener *li = &srv->listeners[srv->nlisteners++];
+		li->srv = srv;
 		snprintf(li->name, sizeof(li->name), "%s:%d", cl->address, cl->port);
+		if (cl->tls_cert) {
+			/* Read now, as root: the key file is usually root's. */
+			li->tls = tls_server_ctx(cl->tls_cert, cl->tls_key, err, errlen);
+			if (li->tls == NULL) {
+				close(fd);
+				smtp_server_free(srv);
+				return NULL;
+			}
+		}
 		/* backlog 0: the socket already listens with LISTEN_BACKLOG */
-		li->l = evconnlistener_new(base, on_accept, srv,
+		li->l = evconnlistener_new(base, on_accept, li,
 					   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_DISABLED, 0, fd);
 		if (li->l == NULL) {
 			close(fd);
@@ -128,7 +141,8 @@ void smtp_server_start(struct smtp_server *srv, struct queue *q)
 	srv->queue = q;
 	for (size_t i = 0; i < srv->nlisteners; i++) {
 		evconnlistener_enable(srv->listeners[i].l);
-		log_msg(LOG_INFO, "listening", "%s role=mx", srv->listeners[i].name);
+		log_msg(LOG_INFO, "listening", "%s role=mx tls=%s", srv->listeners[i].name,
+			srv->listeners[i].tls ? "starttls" : "none");
 	}
 }
 
@@ -136,7 +150,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		      struct sockaddr *sa, int salen, void *arg)
 {
 	(void)l;
-	struct smtp_server *srv = arg;
+	struct listener *li = arg;
+	struct smtp_server *srv = li->srv;
 	const char *reject = NULL;
 	char ip[INET6_ADDRSTRLEN] = "?";
 	if (sa->sa_family == AF_INET6) {
@@ -154,12 +169,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	else if ((uint64_t)countmap_get(srv->per_ip, ip) >=
 		 srv->cfg->limits.connections_per_ip)
 		reject = "421 4.7.0 Too many connections from your address, try again later";
-	struct smtp_session *s = smtp_session_new(srv, srv->cfg, fd, sa,
-						  (socklen_t)salen, ++srv->next_sid, reject);
-	if (s == NULL)
-		return;
-	/* A session rejected at once may already be closed and freed. */
-	(void)s;
+	/* A session rejected at once is already closed and freed (NULL). */
+	smtp_session_new(srv, srv->cfg, fd, sa, (socklen_t)salen, ++srv->next_sid, li->tls,
+			 reject);
 }
 
 /* Called by smtp_session_new (through register) and by close. */
@@ -267,9 +279,10 @@ void smtp_server_shutdown(struct smtp_server *srv, void (*done)(void *), void *a
 	srv->stop_arg = arg;
 	/* Close the listening sockets: new clients are refused at once
 	 * instead of waiting in the kernel's backlog for a greeting. */
-	for (size_t i = 0; i < srv->nlisteners; i++)
+	for (size_t i = 0; i < srv->nlisteners; i++) {
 		evconnlistener_free(srv->listeners[i].l);
-	srv->nlisteners = 0;
+		srv->listeners[i].l = NULL;
+	}
 	if (srv->nsessions == 0) {
 		srv->stop_done = NULL;
 		done(arg);
@@ -291,8 +304,11 @@ void smtp_server_free(struct smtp_server *srv)
 {
 	if (srv == NULL)
 		return;
-	for (size_t i = 0; i < srv->nlisteners; i++)
-		evconnlistener_free(srv->listeners[i].l);
+	for (size_t i = 0; i < srv->nlisteners; i++) {
+		if (srv->listeners[i].l)
+			evconnlistener_free(srv->listeners[i].l);
+		tls_ctx_free(srv->listeners[i].tls);
+	}
 	free(srv->listeners);
 	if (srv->stop_deadline)
 		event_free(srv->stop_deadline);

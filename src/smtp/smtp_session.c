@@ -73,6 +73,7 @@ struct smtp_session {
 	int client_port;
 	enum state state;
 	bool esmtp;
+	SSL_CTX *tls_ctx;    /* STARTTLS offered (not yet started) when set */
 	bool skip_line;      /* discarding the rest of an over-long command */
 	bool paused;         /* not processing input (commit in flight) */
 	bool detached;       /* connection gone, commit in flight */
@@ -277,7 +278,15 @@ static bool open_local_txn(struct smtp_session *s)
 static bool open_txn(struct smtp_session *s)
 {
 	char err[256];
-	const char *proto = !s->esmtp ? "SMTP" : s->env.smtputf8 ? "UTF8SMTP" : "ESMTP";
+	/* RFC 3848 / RFC 6531 protocol words; S when the session is in TLS. */
+	bool tls = conn_is_tls(s->conn);
+	const char *proto = !s->esmtp	     ? (tls ? "SMTPS" : "SMTP")
+			    : s->env.smtputf8 ? (tls ? "UTF8SMTPS" : "UTF8SMTP")
+					      : (tls ? "ESMTPS" : "ESMTP");
+	char tls_info[160];
+	snprintf(tls_info, sizeof(tls_info), "%s with cipher %s (%d/%d bits)",
+		 conn_tls_version(s->conn), conn_tls_cipher(s->conn),
+		 conn_tls_cipher_bits(s->conn), conn_tls_cipher_bits(s->conn));
 	envelope_set(&s->env.proto, proto);
 	size_t nrcpt = s->env.nrcpts;
 	char *from = xstrdup(s->env.sender ? s->env.sender : "");
@@ -302,6 +311,7 @@ static bool open_txn(struct smtp_session *s)
 		.helo = s->env.helo, .rdns = s->rdns, .ip = s->client,
 		.host = s->cfg->hostname, .proto = proto, .id = id,
 		.rcpt = s->rcpt_cmds == 1 ? s->first_rcpt : NULL, .when = time(NULL),
+		.tls = tls ? tls_info : NULL,
 	};
 	size_t n = received_format(hdr, sizeof(hdr), &ri);
 	sink(s, hdr, n);
@@ -456,6 +466,8 @@ static void cmd_helo(struct smtp_session *s, const char *arg, size_t len, bool e
 	reply(s, "250-ENHANCEDSTATUSCODES");
 	reply(s, "250-SMTPUTF8");
 	reply(s, "250-CHUNKING");
+	if (s->tls_ctx && !conn_is_tls(s->conn))
+		reply(s, "250-STARTTLS");
 	reply(s, "250 DSN");
 }
 
@@ -738,6 +750,40 @@ static void cmd_vrfy(struct smtp_session *s, const char *arg, size_t len)
 	reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
 }
 
+static void cmd_starttls(struct smtp_session *s, const char *arg, size_t len)
+{
+	(void)arg;
+	if (s->tls_ctx == NULL && !conn_is_tls(s->conn)) {
+		reply_error(s, "STARTTLS", "502 5.5.1 Error: command not implemented");
+		return;
+	}
+	if (conn_is_tls(s->conn)) {
+		reply_error(s, "STARTTLS", "503 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (len > 0) {
+		reply_error(s, "STARTTLS", "501 5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	if (s->state != S_READY && s->state != S_INIT) {
+		reply_error(s, "STARTTLS", "503 5.5.1 Error: STARTTLS in a mail transaction");
+		return;
+	}
+	reply(s, "220 2.0.0 Ready to start TLS");
+	conn_flush(s->conn);
+	if (conn_pending_output(s->conn) > 0) {
+		/* The 220 must go out in the clear before the handshake. */
+		close_after_flush(s);
+		return;
+	}
+	SSL_CTX *ctx = s->tls_ctx;
+	s->tls_ctx = NULL;
+	/* Discards whatever the client pipelined behind STARTTLS: it must
+	 * never be taken as having come inside TLS (CVE-2011-0411). */
+	conn_start_tls(s->conn, ctx);
+	s->paused = true; /* until the handshake is done */
+}
+
 static void cmd_not_implemented(struct smtp_session *s, const char *arg, size_t len)
 {
 	(void)arg;
@@ -769,7 +815,7 @@ static const struct command commands[] = {
 	{ SMTP_VERB_HELP, ANY_IDLE, cmd_help },
 	{ SMTP_VERB_VRFY, ANY_IDLE, cmd_vrfy },
 	{ SMTP_VERB_EXPN, ANY_IDLE, cmd_not_implemented },
-	{ SMTP_VERB_STARTTLS, ANY_IDLE, cmd_not_implemented },
+	{ SMTP_VERB_STARTTLS, ANY_IDLE, cmd_starttls },
 	{ SMTP_VERB_AUTH, ANY_IDLE, cmd_not_implemented },
 };
 
@@ -953,7 +999,29 @@ static void on_conn_event(void *arg, enum conn_event what)
 	close_now(s); /* EOF, error, or output stuck */
 }
 
-static const struct conn_callbacks session_io = { on_readable, on_drained, on_conn_event };
+/* The handshake is done: forget everything said before it (RFC 3207 4.2):
+ * the client must say EHLO again. */
+static void on_tls_ready(void *arg)
+{
+	struct smtp_session *s = arg;
+	txn_reset(s);
+	envelope_set(&s->env.helo, NULL);
+	s->esmtp = false;
+	s->paused = false;
+	set_state(s, S_INIT);
+	struct log_line l;
+	log_begin(&l, LOG_INFO, "tls");
+	log_int(&l, "sid", (long long)s->sid);
+	log_str(&l, "client", s->client);
+	log_str(&l, "version", conn_tls_version(s->conn));
+	log_str(&l, "cipher", conn_tls_cipher(s->conn));
+	log_end(&l);
+	process(s);
+	settle(s);
+}
+
+static const struct conn_callbacks session_io = { on_readable, on_drained, on_conn_event,
+						  on_tls_ready };
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
@@ -1015,7 +1083,7 @@ static void on_rdns(void *arg, const char *name)
 
 struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cfg,
 				      int fd, const struct sockaddr *sa,
-				      socklen_t salen, uint64_t sid,
+				      socklen_t salen, uint64_t sid, SSL_CTX *tls,
 				      const char *reject_reply)
 {
 	(void)salen;
@@ -1023,6 +1091,7 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 	s->srv = srv;
 	s->cfg = config_ref(cfg);
 	s->sid = sid;
+	s->tls_ctx = tls;
 	envelope_init(&s->env);
 	if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)sa;

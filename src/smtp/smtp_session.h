@@ -25,13 +25,15 @@
 struct smtp_server;
 struct smtp_session;
 struct config;
+typedef struct ssl_ctx_st SSL_CTX;
 
 /* Takes ownership of fd. reject_reply: when non-NULL the session only
  * sends this reply line (e.g. "421 4.7.0 Too many connections") and
- * closes. */
+ * closes (and NULL is returned: the session is gone). tls: offer STARTTLS
+ * with this context (NULL: not offered). */
 struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cfg,
 				      int fd, const struct sockaddr *sa,
-				      socklen_t salen, uint64_t sid,
+				      socklen_t salen, uint64_t sid, SSL_CTX *tls,
 				      const char *reject_reply);
 /* Server shutdown: close now if idle, else after the transaction. */
 void smtp_session_shutdown(struct smtp_session *s);

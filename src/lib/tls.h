@@ -1,0 +1,27 @@
+/*
+ * tls: OpenSSL server contexts with Fulmar's defaults, and self-signed
+ * certificates for first runs and tests. No mail knowledge.
+ *
+ * Defaults: TLS 1.2 at least, TLS 1.3 preferred; AEAD ciphers only (TLS 1.2:
+ * ECDHE/DHE with AES-GCM or ChaCha20-Poly1305; TLS 1.3: all of its suites);
+ * the server's cipher order; no renegotiation, no compression, no session
+ * tickets across restarts.
+ */
+#ifndef FULMAR_TLS_H
+#define FULMAR_TLS_H
+
+#include <stddef.h>
+
+typedef struct ssl_ctx_st SSL_CTX;
+
+/* NULL with err filled (the file and OpenSSL's reason) on failure. */
+SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file,
+			char *err, size_t errlen);
+void tls_ctx_free(SSL_CTX *ctx);
+
+/* Write a new P-256 key (mode 0600) and a self-signed certificate for
+ * hostname (CN and subjectAltName), valid for days. 0, or -1 with err. */
+int tls_selfsigned(const char *cert_file, const char *key_file, const char *hostname,
+		   int days, char *err, size_t errlen);
+
+#endif
