@@ -3,7 +3,7 @@
 # Skips apt-get entirely when everything is already there.
 set -eu
 
-BUILD_PKGS="build-essential cmake pkg-config libevent-dev libconfig-dev zlib1g-dev libc-ares-dev libssl-dev libcmocka-dev"
+BUILD_PKGS="build-essential cmake pkg-config libevent-dev libconfig-dev zlib1g-dev libc-ares-dev libssl-dev libcrypt-dev libcmocka-dev"
 TEST_PKGS="python3 python3-pytest python3-aiosmtpd swaks curl dovecot-imapd openssl libnet-ssleay-perl libio-socket-ssl-perl"
 
 want="$BUILD_PKGS"

@@ -4,6 +4,7 @@
  * SIGHUP reloads, SIGTERM/SIGINT stop gracefully.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <libgen.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "auth/users.h"
 #include "cli/privileges.h"
 #include "config/config.h"
 #include "delivery/delivery.h"
@@ -52,6 +54,8 @@ static void open_log(const struct config *cfg)
 			strerror_safe(errno));
 }
 
+static bool load_users(struct daemon *d, const struct config *cfg);
+
 static void on_sighup(evutil_socket_t sig, short what, void *arg)
 {
 	(void)sig;
@@ -78,8 +82,29 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
 	open_log(cfg);
 	smtp_server_set_config(d->srv, cfg);
 	delivery_set_config(d->delivery, cfg);
+	load_users(d, cfg);
 	log_msg(LOG_INFO, "reloaded", "%s: %zu domains, %zu mailboxes, %zu aliases",
 		cfg->source, cfg->ndomains, cfg->nmailboxes, cfg->naliases);
+}
+
+/* The users who may AUTH. A file that cannot be read keeps the users
+ * already loaded (at reload) and is reported. */
+static bool load_users(struct daemon *d, const struct config *cfg)
+{
+	if (cfg->auth.users_file == NULL) {
+		smtp_server_set_users(d->srv, NULL);
+		return true;
+	}
+	char err[512];
+	struct auth_users *u = auth_users_load(cfg->auth.users_file, err, sizeof(err));
+	if (u == NULL) {
+		log_msg(LOG_ERROR, "users_load_failed", "%s", err);
+		return false;
+	}
+	log_msg(LOG_INFO, "users_loaded", "%s: %zu users", cfg->auth.users_file,
+		auth_users_count(u));
+	smtp_server_set_users(d->srv, u);
+	return true;
 }
 
 static void sessions_done(void *arg)
@@ -145,6 +170,12 @@ static int prepare_dirs(struct daemon *d, char *err, size_t errlen)
 			}
 		}
 	}
+	if (cfg->auth.users_file && d->ru.switch_user &&
+	    chown(cfg->auth.users_file, d->ru.uid, d->ru.gid) < 0 && errno != ENOENT) {
+		snprintf(err, errlen, "cannot give %s to %s: %s", cfg->auth.users_file,
+			 d->ru.name, strerror_safe(errno));
+		return -1;
+	}
 	if (cfg->log_file) {
 		strlcpy_safe(buf, cfg->log_file, sizeof(buf));
 		if (privileges_prepare_dir(&d->ru, dirname(buf), 0755, false) < 0) {
@@ -197,7 +228,12 @@ int cmd_serve(int argc, char **argv)
 	if (d.base == NULL)
 		xfatal("cannot create the event loop");
 	d.srv = smtp_server_bind(d.base, d.cfg, err, sizeof(err));
-	if (d.srv == NULL || privileges_drop(&d.ru, err, sizeof(err)) < 0) {
+	bool ok = d.srv != NULL;
+	if (ok && !load_users(&d, d.cfg)) {
+		snprintf(err, sizeof(err), "cannot load the users file %s", d.cfg->auth.users_file);
+		ok = false;
+	}
+	if (!ok || privileges_drop(&d.ru, err, sizeof(err)) < 0) {
 		fprintf(stderr, "fulmar: %s\n", err);
 		log_msg(LOG_ERROR, "startup_failed", "%s", err);
 		smtp_server_free(d.srv);

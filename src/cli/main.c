@@ -12,6 +12,8 @@ static void usage(FILE *out)
 	      "       fulmar check-config [--config FILE]\n"
 	      "       fulmar queue list [--config FILE]\n"
 	      "       fulmar tls selfsigned --cert FILE --key FILE [--hostname NAME]\n"
+	      "       fulmar user add|passwd|del NAME [--config FILE] [--users-file PATH]\n"
+	      "       fulmar user list [--config FILE] [--users-file PATH]\n"
 	      "       fulmar version\n"
 	      "Without --config, the embedded default configuration is used\n"
 	      "(listening on 127.0.0.1:2525, mail for example.test under ./var).\n",
@@ -33,6 +35,8 @@ int main(int argc, char **argv)
 		return cmd_queue(argc - 1, argv + 1);
 	if (strcmp(cmd, "tls") == 0)
 		return cmd_tls(argc - 1, argv + 1);
+	if (strcmp(cmd, "user") == 0)
+		return cmd_user(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("fulmar %s\n", FULMAR_VERSION);
 		return 0;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -57,6 +58,7 @@ static const struct setting settings[] = {
 	{ "local", "deliver_at_receipt", T_BOOL, OFF(deliver_at_receipt), NULL, 1, 0, 1, false },
 	{ "queue", "retry_first", T_SECONDS, OFF(queue.retry_first), NULL, 300, 1, 86400, false },
 	{ "queue", "retry_max", T_SECONDS, OFF(queue.retry_max), NULL, 3600, 1, 604800, false },
+	{ "auth", "users_file", T_STRING, OFF(auth.users_file), NULL, 0, 0, 0, true },
 	{ "dns", "resolvers", T_STRING, OFF(dns.resolvers), NULL, 0, 0, 0, false },
 	{ "dns", "timeout", T_SECONDS, OFF(dns.timeout), NULL, 5, 0.1, 60, false },
 	{ "dns", "reverse_lookups", T_BOOL, OFF(dns.reverse_lookups), NULL, 1, 0, 1, false },
@@ -64,7 +66,7 @@ static const struct setting settings[] = {
 
 /* Groups and the list settings handled outside the table. */
 static const char *const top_level[] = { "server", "limits", "timeouts", "local",
-					 "listeners", "dns", "queue" };
+					 "listeners", "dns", "queue", "auth" };
 
 struct loader {
 	const char *source;
@@ -224,7 +226,8 @@ static const struct setting *find_setting(const char *group, const char *name)
 
 static bool is_list_member(const char *group, const char *name)
 {
-	return strcmp(group, "local") == 0 && strcmp(name, "domains") == 0;
+	return (strcmp(group, "local") == 0 && strcmp(name, "domains") == 0) ||
+	       (strcmp(group, "auth") == 0 && strcmp(name, "senders") == 0);
 }
 
 static void load_scalars(struct loader *ld, const config_setting_t *root)
@@ -331,7 +334,7 @@ static void load_listeners(struct loader *ld, const config_setting_t *root)
 		return;
 	}
 	static const char *const allowed[] = { "address", "port", "role", "tls_cert",
-					       "tls_key", NULL };
+					       "tls_key", "auth", "auth_plaintext", NULL };
 	struct config *cfg = ld->cfg;
 	int n = config_setting_length(list);
 	if (n == 0)
@@ -353,19 +356,31 @@ static void load_listeners(struct loader *ld, const config_setting_t *root)
 			add_error(ld, port, "'port' must be an integer");
 		else if ((p = config_setting_get_int64(port)) < 0 || p > 65535)
 			add_error(ld, port, "'port' must be between 0 and 65535");
-		if (role && strcmp(role, "mx") != 0)
+		enum listener_role r = ROLE_MX;
+		if (role && strcmp(role, "submission") == 0)
+			r = ROLE_SUBMISSION;
+		else if (role && strcmp(role, "submissions") == 0)
+			r = ROLE_SUBMISSIONS;
+		else if (role && strcmp(role, "mx") != 0)
 			add_error(ld, config_setting_get_member(item, "role"),
-				  "unknown role '%s' (this version knows: mx)", role);
+				  "unknown role '%s' (mx, submission or submissions)", role);
+		int auth = -1, plain = 0;
+		config_setting_lookup_bool(item, "auth", &auth);
+		config_setting_lookup_bool(item, "auth_plaintext", &plain);
 		const char *cert = member_string(ld, item, "tls_cert", false);
 		const char *key = member_string(ld, item, "tls_key", false);
 		if ((cert == NULL) != (key == NULL))
 			add_error(ld, item, "tls_cert and tls_key go together");
+		if (r == ROLE_SUBMISSIONS && cert == NULL)
+			add_error(ld, item, "role submissions (implicit TLS) needs tls_cert and tls_key");
 		if (addr == NULL || p < 0 || p > 65535)
 			continue;
 		struct cfg_listener *l = &cfg->listeners[cfg->nlisteners++];
 		l->address = xstrdup(addr);
 		l->port = (int)p;
-		l->role = ROLE_MX;
+		l->role = r;
+		l->auth = r != ROLE_MX || auth == 1;
+		l->auth_plaintext = plain != 0;
 		if (cert && key) {
 			l->tls_cert = absolute_path(ld, cert);
 			l->tls_key = absolute_path(ld, key);
@@ -579,6 +594,50 @@ static void load_domains(struct loader *ld, const config_setting_t *root)
 	}
 }
 
+static void load_senders(struct loader *ld, const config_setting_t *root)
+{
+	config_setting_t *auth = config_setting_get_member(root, "auth");
+	config_setting_t *list = auth ? config_setting_get_member(auth, "senders") : NULL;
+	if (list == NULL)
+		return;
+	if (!config_setting_is_list(list)) {
+		add_error(ld, list, "auth.senders must be a list ( ... )");
+		return;
+	}
+	static const char *const allowed[] = { "user", "addresses", NULL };
+	struct config *cfg = ld->cfg;
+	int n = config_setting_length(list);
+	cfg->auth.senders = xcalloc(n ? (size_t)n : 1, sizeof(*cfg->auth.senders));
+	for (int i = 0; i < n; i++) {
+		config_setting_t *item = config_setting_get_elem(list, (unsigned)i);
+		check_members(ld, item, allowed, "sender");
+		if (config_setting_type(item) != CONFIG_TYPE_GROUP)
+			continue;
+		const char *user = member_string(ld, item, "user", true);
+		config_setting_t *a = config_setting_get_member(item, "addresses");
+		if (a == NULL || !config_setting_is_array(a)) {
+			add_error(ld, item, "addresses must be an array of strings [ ... ]");
+			continue;
+		}
+		if (user == NULL)
+			continue;
+		struct cfg_sender *sd = &cfg->auth.senders[cfg->auth.nsenders++];
+		sd->user = lower_dup(user);
+		int na = config_setting_length(a);
+		sd->addresses = xcalloc(na ? (size_t)na : 1, sizeof(char *));
+		for (int k = 0; k < na; k++) {
+			const config_setting_t *e = config_setting_get_elem(a, (unsigned)k);
+			const char *v = config_setting_type(e) == CONFIG_TYPE_STRING
+						? config_setting_get_string(e) : NULL;
+			if (v == NULL || strchr(v, '@') == NULL) {
+				add_error(ld, e, "sender addresses look like user@domain or @domain");
+				continue;
+			}
+			sd->addresses[sd->naddresses++] = lower_dup(v);
+		}
+	}
+}
+
 static struct config *load(config_t *lc, const char *source,
 			   struct config_errors *errs, bool read_ok)
 {
@@ -602,6 +661,7 @@ static struct config *load(config_t *lc, const char *source,
 	load_scalars(&ld, root);
 	load_listeners(&ld, root);
 	load_domains(&ld, root);
+	load_senders(&ld, root);
 	if (errs->count != before) {
 		config_unref(ld.cfg);
 		return NULL;
@@ -655,6 +715,14 @@ void config_unref(struct config *cfg)
 	free(cfg->log_file);
 	free(cfg->recipient_delimiter);
 	free(cfg->dns.resolvers);
+	free(cfg->auth.users_file);
+	for (size_t i = 0; i < cfg->auth.nsenders; i++) {
+		for (size_t k = 0; k < cfg->auth.senders[i].naddresses; k++)
+			free(cfg->auth.senders[i].addresses[k]);
+		free(cfg->auth.senders[i].addresses);
+		free(cfg->auth.senders[i].user);
+	}
+	free(cfg->auth.senders);
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		free(cfg->listeners[i].address);
 		free(cfg->listeners[i].tls_cert);
@@ -706,4 +774,30 @@ const struct cfg_alias *config_find_alias(const struct config *cfg,
 		if (strcmp(cfg->aliases[i].address, address) == 0)
 			return &cfg->aliases[i];
 	return NULL;
+}
+
+static bool same_address(const char *a, const char *b)
+{
+	return strcasecmp(a, b) == 0;
+}
+
+bool config_sender_owned(const struct config *cfg, const char *user, const char *sender)
+{
+	if (sender == NULL || sender[0] == '\0')
+		return false; /* the null sender is nobody's */
+	if (same_address(user, sender))
+		return true;
+	const char *at = strrchr(sender, '@');
+	for (size_t i = 0; i < cfg->auth.nsenders; i++) {
+		const struct cfg_sender *sd = &cfg->auth.senders[i];
+		if (strcasecmp(sd->user, user) != 0)
+			continue;
+		for (size_t k = 0; k < sd->naddresses; k++) {
+			const char *a = sd->addresses[k];
+			if (a[0] == '@' ? (at && strcasecmp(a + 1, at + 1) == 0)
+					: same_address(a, sender))
+				return true;
+		}
+	}
+	return false;
 }

@@ -15,7 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum listener_role { ROLE_MX = 0 };
+/* mx: mail from other servers (25); submission: users' mail, STARTTLS +
+ * AUTH (587); submissions: the same over implicit TLS (465, RFC 8314). */
+enum listener_role { ROLE_MX = 0, ROLE_SUBMISSION, ROLE_SUBMISSIONS };
 
 struct cfg_listener {
 	char *address;
@@ -23,7 +25,22 @@ struct cfg_listener {
 	enum listener_role role;
 	char *tls_cert; /* PEM chain, absolute path, or NULL: no TLS */
 	char *tls_key;  /* PEM private key */
+	bool auth;      /* AUTH offered (always on submission roles) */
+	bool auth_plaintext; /* AUTH allowed before TLS (loopback testing only) */
 	int line;
+};
+
+/* Who may use which envelope senders once authenticated. */
+struct cfg_sender {
+	char *user;       /* login name, lower case */
+	char **addresses; /* "addr@domain" or "@domain" (any address there) */
+	size_t naddresses;
+};
+
+struct config_auth {
+	char *users_file;  /* `fulmar user` file, absolute, or NULL: nobody */
+	struct cfg_sender *senders;
+	size_t nsenders;
 };
 
 struct cfg_mailbox {
@@ -82,6 +99,7 @@ struct config {
 	struct config_timeouts timeouts;
 	struct config_dns dns;
 	struct config_queue queue;
+	struct config_auth auth;
 	char *recipient_delimiter; /* set of characters, may be "" */
 	bool deliver_at_receipt;   /* all-local messages skip the queue files */
 	struct cfg_listener *listeners;
@@ -118,5 +136,8 @@ const struct cfg_mailbox *config_find_mailbox(const struct config *cfg,
 					      const char *address);
 const struct cfg_alias *config_find_alias(const struct config *cfg,
 					  const char *address);
+/* May an authenticated user send as this envelope sender? A user owns its
+ * own login name and the addresses auth.senders gives it. */
+bool config_sender_owned(const struct config *cfg, const char *user, const char *sender);
 
 #endif

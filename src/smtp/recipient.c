@@ -145,7 +145,7 @@ enum rcpt_verdict recipient_resolve(const struct config *cfg,
 	for (size_t i = 0; i <= dn; i++)
 		domain[i] = (char)tolower((unsigned char)addr->domain[i]);
 	if (config_find_domain(cfg, domain) == NULL)
-		return RCPT_RELAY_DENIED;
+		return RCPT_REMOTE;
 	/* Local parts that route elsewhere when some MTA re-parses them. */
 	if (strpbrk(addr->local, "@%!") != NULL)
 		return RCPT_RELAY_DENIED;

@@ -17,7 +17,8 @@
 enum rcpt_verdict {
 	RCPT_ACCEPT = 0,      /* finals holds the final addresses */
 	RCPT_UNKNOWN_USER,    /* 550 5.1.1 */
-	RCPT_RELAY_DENIED,    /* 554 5.7.1 */
+	RCPT_RELAY_DENIED,    /* 554 5.7.1: a relay trick or an address literal */
+	RCPT_REMOTE,          /* another domain: relaying, for authenticated users only */
 };
 
 #define RCPT_EXPANSION_MAX 1000 /* final addresses from one RCPT */

@@ -17,7 +17,10 @@
 
 #include "config/config.h"
 #include "lib/countmap.h"
+#include "auth/users.h"
 #include "lib/log.h"
+#include "lib/workpool.h"
+#include "smtp/auth_throttle.h"
 #include "lib/tls.h"
 #include "lib/xalloc.h"
 #include "smtp/smtp_session.h"
@@ -27,8 +30,24 @@
 struct listener {
 	struct evconnlistener *l;
 	struct smtp_server *srv;
-	SSL_CTX *tls;      /* STARTTLS offered when set */
+	struct smtp_listener_info info;
 	char name[128];
+};
+
+/* A users snapshot shared by the checks in flight. */
+struct users_ref {
+	struct auth_users *users;
+	unsigned refs;
+};
+
+struct auth_check {
+	struct users_ref *ref;
+	char *user;
+	char *password;
+	bool ok;
+	bool cancelled;
+	void (*fn)(void *arg, bool ok);
+	void *arg;
 };
 
 struct smtp_server {
@@ -37,6 +56,9 @@ struct smtp_server {
 	struct queue *queue;
 	struct dns *dns;
 	struct local_committer *local;
+	struct users_ref *users;
+	struct workpool *auth_pool;
+	struct auth_throttle *throttle;
 	struct listener *listeners;
 	size_t nlisteners;
 	struct smtp_session *sessions; /* list head */
@@ -100,6 +122,8 @@ struct smtp_server *smtp_server_bind(struct event_base *base, struct config *cfg
 	srv->base = base;
 	srv->cfg = config_ref(cfg);
 	srv->per_ip = countmap_new(4096);
+	srv->throttle = auth_throttle_new();
+	srv->auth_pool = workpool_new(base, 2);
 	srv->listeners = xcalloc(cfg->nlisteners ? cfg->nlisteners : 1,
 				 sizeof(struct listener));
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
@@ -112,10 +136,13 @@ struct smtp_server *smtp_server_bind(struct event_base *base, struct config *cfg
 		struct listener *li = &srv->listeners[srv->nlisteners++];
 		li->srv = srv;
 		snprintf(li->name, sizeof(li->name), "%s:%d", cl->address, cl->port);
+		li->info.role = cl->role;
+		li->info.auth = cl->auth;
+		li->info.auth_plaintext = cl->auth_plaintext;
 		if (cl->tls_cert) {
 			/* Read now, as root: the key file is usually root's. */
-			li->tls = tls_server_ctx(cl->tls_cert, cl->tls_key, err, errlen);
-			if (li->tls == NULL) {
+			li->info.tls = tls_server_ctx(cl->tls_cert, cl->tls_key, err, errlen);
+			if (li->info.tls == NULL) {
 				close(fd);
 				smtp_server_free(srv);
 				return NULL;
@@ -141,8 +168,13 @@ void smtp_server_start(struct smtp_server *srv, struct queue *q)
 	srv->queue = q;
 	for (size_t i = 0; i < srv->nlisteners; i++) {
 		evconnlistener_enable(srv->listeners[i].l);
-		log_msg(LOG_INFO, "listening", "%s role=mx tls=%s", srv->listeners[i].name,
-			srv->listeners[i].tls ? "starttls" : "none");
+		const struct smtp_listener_info *in = &srv->listeners[i].info;
+		static const char *const roles[] = { "mx", "submission", "submissions" };
+		log_msg(LOG_INFO, "listening", "%s role=%s tls=%s auth=%s", srv->listeners[i].name,
+			roles[in->role],
+			in->tls == NULL ? "none"
+			: in->role == ROLE_SUBMISSIONS ? "implicit" : "starttls",
+			!in->auth ? "no" : in->auth_plaintext ? "yes (also without TLS)" : "yes");
 	}
 }
 
@@ -170,7 +202,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		 srv->cfg->limits.connections_per_ip)
 		reject = "421 4.7.0 Too many connections from your address, try again later";
 	/* A session rejected at once is already closed and freed (NULL). */
-	smtp_session_new(srv, srv->cfg, fd, sa, (socklen_t)salen, ++srv->next_sid, li->tls,
+	smtp_session_new(srv, srv->cfg, fd, sa, (socklen_t)salen, ++srv->next_sid, &li->info,
 			 reject);
 }
 
@@ -307,12 +339,80 @@ void smtp_server_free(struct smtp_server *srv)
 	for (size_t i = 0; i < srv->nlisteners; i++) {
 		if (srv->listeners[i].l)
 			evconnlistener_free(srv->listeners[i].l);
-		tls_ctx_free(srv->listeners[i].tls);
+		tls_ctx_free(srv->listeners[i].info.tls);
 	}
 	free(srv->listeners);
+	workpool_free(srv->auth_pool); /* runs the callbacks of checks in flight */
+	if (srv->users && --srv->users->refs == 0) {
+		auth_users_free(srv->users->users);
+		free(srv->users);
+	}
+	auth_throttle_free(srv->throttle);
 	if (srv->stop_deadline)
 		event_free(srv->stop_deadline);
 	countmap_free(srv->per_ip);
 	config_unref(srv->cfg);
 	free(srv);
+}
+
+static void users_release(struct users_ref *r)
+{
+	if (r && --r->refs == 0) {
+		auth_users_free(r->users);
+		free(r);
+	}
+}
+
+void smtp_server_set_users(struct smtp_server *srv, struct auth_users *users)
+{
+	users_release(srv->users);
+	srv->users = xcalloc(1, sizeof(*srv->users));
+	srv->users->users = users;
+	srv->users->refs = 1;
+}
+
+struct auth_throttle *smtp_server_throttle(const struct smtp_server *srv)
+{
+	return srv->throttle;
+}
+
+static void check_work(void *arg)
+{
+	struct auth_check *c = arg;
+	c->ok = c->ref && c->ref->users &&
+		auth_users_verify(c->ref->users, c->user, c->password);
+}
+
+static void check_done(void *arg)
+{
+	struct auth_check *c = arg;
+	users_release(c->ref);
+	explicit_bzero(c->password, strlen(c->password));
+	if (!c->cancelled)
+		c->fn(c->arg, c->ok);
+	free(c->password);
+	free(c->user);
+	free(c);
+}
+
+struct auth_check *smtp_server_check_password(struct smtp_server *srv, const char *user,
+					      const char *password,
+					      void (*fn)(void *arg, bool ok), void *arg)
+{
+	struct auth_check *c = xcalloc(1, sizeof(*c));
+	c->ref = srv->users;
+	if (c->ref)
+		c->ref->refs++;
+	c->user = xstrdup(user);
+	c->password = xstrdup(password);
+	c->fn = fn;
+	c->arg = arg;
+	workpool_submit(srv->auth_pool, check_work, check_done, c);
+	return c;
+}
+
+void smtp_server_cancel_check(struct auth_check *c)
+{
+	if (c)
+		c->cancelled = true;
 }

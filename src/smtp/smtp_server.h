@@ -41,6 +41,20 @@ void smtp_server_free(struct smtp_server *srv);
 /* Resolver for reverse lookups of clients (may be NULL: none). */
 void smtp_server_set_dns(struct smtp_server *srv, struct dns *dns);
 
+/* Users who may AUTH: the server takes ownership of the snapshot; the
+ * previous one is freed once no password check uses it. */
+struct auth_users;
+void smtp_server_set_users(struct smtp_server *srv, struct auth_users *users);
+struct auth_throttle *smtp_server_throttle(const struct smtp_server *srv);
+
+/* Check a password on a worker thread (hashing is slow on purpose); fn runs
+ * on the loop thread, unless the check was cancelled first. */
+struct auth_check;
+struct auth_check *smtp_server_check_password(struct smtp_server *srv, const char *user,
+					      const char *password,
+					      void (*fn)(void *arg, bool ok), void *arg);
+void smtp_server_cancel_check(struct auth_check *c);
+
 /* Committer of deliver-at-receipt transactions (may be NULL: off). */
 struct local_committer;
 void smtp_server_set_local_committer(struct smtp_server *srv, struct local_committer *lc);

@@ -30,11 +30,13 @@
 #include "lib/dns.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
+#include "proto/base64.h"
 #include "proto/data_reader.h"
 #include "proto/smtp_addr.h"
 #include "proto/smtp_cmd.h"
 #include "queue/envelope.h"
 #include "queue/queue.h"
+#include "smtp/auth_throttle.h"
 #include "smtp/received.h"
 #include "smtp/recipient.h"
 #include "smtp/smtp_server.h"
@@ -53,12 +55,19 @@ enum state {
 	S_BDAT_CHUNK, /* reading a BDAT chunk's octets */
 	S_COMMIT,     /* waiting for the queue to make the message durable */
 	S_CLOSING,    /* last reply sent; closing once it is flushed */
+	S_AUTH,       /* AUTH exchange: reading base64 responses */
 	S_COUNT
 };
 
 static const char *const state_names[S_COUNT] = {
-	"init", "ready", "mail", "rcpt", "data", "bdat", "bdat_chunk", "commit", "closing"
+	"init", "ready", "mail", "rcpt", "data", "bdat", "bdat_chunk", "commit", "closing",
+	"auth"
 };
+
+#define AUTH_LINE_MAX 12288   /* RFC 4954 4: a SASL response line */
+#define AUTH_FIELD_MAX 1024   /* user names and passwords */
+
+enum auth_step { AUTH_PLAIN_RESPONSE, AUTH_LOGIN_USER, AUTH_LOGIN_PASSWORD };
 
 struct smtp_session {
 	struct smtp_session_links links;
@@ -74,6 +83,14 @@ struct smtp_session {
 	enum state state;
 	bool esmtp;
 	SSL_CTX *tls_ctx;    /* STARTTLS offered (not yet started) when set */
+	const struct smtp_listener_info *listener;
+	bool greet_after_tls; /* implicit TLS: the 220 waits for the handshake */
+	char *auth_user;     /* authenticated login name, or NULL */
+	enum auth_step auth_step;
+	char auth_login_user[AUTH_FIELD_MAX + 1];
+	char auth_try_user[AUTH_FIELD_MAX + 1]; /* name being checked */
+	struct auth_check *auth_check; /* password check in flight */
+	struct event *auth_delay;     /* the delayed 535 */
 	bool skip_line;      /* discarding the rest of an over-long command */
 	bool paused;         /* not processing input (commit in flight) */
 	bool detached;       /* connection gone, commit in flight */
@@ -280,9 +297,11 @@ static bool open_txn(struct smtp_session *s)
 	char err[256];
 	/* RFC 3848 / RFC 6531 protocol words; S when the session is in TLS. */
 	bool tls = conn_is_tls(s->conn);
-	const char *proto = !s->esmtp	     ? (tls ? "SMTPS" : "SMTP")
-			    : s->env.smtputf8 ? (tls ? "UTF8SMTPS" : "UTF8SMTP")
-					      : (tls ? "ESMTPS" : "ESMTP");
+	char proto_buf[16];
+	snprintf(proto_buf, sizeof(proto_buf), "%s%s%s",
+		 !s->esmtp ? "SMTP" : s->env.smtputf8 ? "UTF8SMTP" : "ESMTP",
+		 tls ? "S" : "", s->auth_user && s->esmtp ? "A" : "");
+	const char *proto = proto_buf;
 	char tls_info[160];
 	snprintf(tls_info, sizeof(tls_info), "%s with cipher %s (%d/%d bits)",
 		 conn_tls_version(s->conn), conn_tls_cipher(s->conn),
@@ -335,6 +354,7 @@ static void on_committed(void *arg, int err, const char *id)
 	if (s->detached) {
 		free(s->log_from);
 		free(s->rdns);
+		free(s->auth_user);
 		envelope_free(&s->env);
 		config_unref(s->cfg);
 		free(s);
@@ -468,6 +488,9 @@ static void cmd_helo(struct smtp_session *s, const char *arg, size_t len, bool e
 	reply(s, "250-CHUNKING");
 	if (s->tls_ctx && !conn_is_tls(s->conn))
 		reply(s, "250-STARTTLS");
+	if (s->listener->auth && s->auth_user == NULL &&
+	    (conn_is_tls(s->conn) || s->listener->auth_plaintext))
+		reply(s, "250-AUTH PLAIN LOGIN");
 	reply(s, "250 DSN");
 }
 
@@ -538,6 +561,18 @@ static void cmd_mail(struct smtp_session *s, const char *arg, size_t len)
 	}
 	if (addr.has_utf8 && !mp.smtputf8) {
 		reply_error(s, "MAIL", "553 5.6.7 UTF-8 addresses need the SMTPUTF8 parameter");
+		return;
+	}
+	if (s->listener->role != ROLE_MX && s->auth_user == NULL) {
+		reply_error(s, "MAIL", "530 5.7.0 Authentication required");
+		return;
+	}
+	if (s->auth_user &&
+	    !config_sender_owned(smtp_server_config(s->srv), s->auth_user, addr.text)) {
+		char line[400];
+		snprintf(line, sizeof(line), "553 5.7.1 Sender address rejected: not owned by "
+					     "user %s", s->auth_user);
+		reply_error(s, "MAIL", line);
 		return;
 	}
 	txn_reset(s);
@@ -613,6 +648,18 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg, size_t len)
 	}
 	struct rcpt_finals finals = { 0 };
 	switch (recipient_resolve(cur, &addr, &finals)) {
+	case RCPT_REMOTE:
+		if (s->auth_user == NULL) {
+			reply_error(s, "RCPT", "554 5.7.1 Relay access denied");
+			return;
+		}
+		/* An authenticated user relays: the outbound engine's. */
+		finals.items = xcalloc(1, sizeof(char *));
+		finals.items[0] = xstrdup(addr.text);
+		for (char *p = strrchr(finals.items[0], '@'); p && *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		finals.n = 1;
+		break;
 	case RCPT_RELAY_DENIED:
 		reply_error(s, "RCPT", "554 5.7.1 Relay access denied");
 		return;
@@ -784,6 +831,183 @@ static void cmd_starttls(struct smtp_session *s, const char *arg, size_t len)
 	s->paused = true; /* until the handshake is done */
 }
 
+/* ---- AUTH (RFC 4954): PLAIN and LOGIN ---- */
+
+static void auth_reply_failure(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct smtp_session *s = arg;
+	s->paused = false;
+	reply_error(s, "AUTH", "535 5.7.8 Error: authentication failed");
+	process(s);
+	settle(s);
+}
+
+static void on_password_checked(void *arg, bool ok)
+{
+	struct smtp_session *s = arg;
+	s->auth_check = NULL;
+	struct auth_throttle *th = smtp_server_throttle(s->srv);
+	int64_t now = (int64_t)time(NULL);
+	struct log_line l;
+	log_begin(&l, ok ? LOG_INFO : LOG_WARNING, ok ? "auth" : "auth_failed");
+	log_int(&l, "sid", (long long)s->sid);
+	log_str(&l, "client", s->client);
+	log_str(&l, "user", s->auth_try_user);
+	log_end(&l);
+	if (ok) {
+		auth_throttle_succeeded(th, s->client, s->auth_try_user);
+		s->auth_user = xstrdup(s->auth_try_user);
+		s->paused = false;
+		reply(s, "235 2.7.0 Authentication successful");
+		process(s);
+		settle(s);
+		return;
+	}
+	/* Each failure waits a little longer before its 535. */
+	int delay = auth_throttle_failed(th, s->client, s->auth_try_user, now);
+	struct timeval tv = { delay, 0 };
+	if (s->auth_delay == NULL)
+		s->auth_delay = evtimer_new(smtp_server_base(s->srv), auth_reply_failure, s);
+	evtimer_add(s->auth_delay, &tv);
+}
+
+static void auth_check_password(struct smtp_session *s, const char *user, size_t ulen,
+				const char *password, size_t plen)
+{
+	set_state(s, S_READY);
+	if (ulen == 0 || ulen > AUTH_FIELD_MAX || plen == 0 || plen > AUTH_FIELD_MAX ||
+	    memchr(user, '\0', ulen) || memchr(password, '\0', plen)) {
+		memcpy(s->auth_try_user, user, ulen > AUTH_FIELD_MAX ? 0 : ulen);
+		s->auth_try_user[ulen > AUTH_FIELD_MAX ? 0 : ulen] = '\0';
+		reply_error(s, "AUTH", "535 5.7.8 Error: authentication failed");
+		return;
+	}
+	memcpy(s->auth_try_user, user, ulen);
+	s->auth_try_user[ulen] = '\0';
+	for (char *p = s->auth_try_user; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	char pw[AUTH_FIELD_MAX + 1];
+	memcpy(pw, password, plen);
+	pw[plen] = '\0';
+	s->paused = true; /* until the worker has hashed it */
+	s->auth_check = smtp_server_check_password(s->srv, s->auth_try_user, pw,
+						   on_password_checked, s);
+	explicit_bzero(pw, sizeof(pw));
+}
+
+/* PLAIN: [authzid] NUL authcid NUL password (RFC 4616). */
+static void auth_plain(struct smtp_session *s, const unsigned char *m, size_t n)
+{
+	const unsigned char *nul1 = memchr(m, '\0', n);
+	const unsigned char *nul2 = nul1 ? memchr(nul1 + 1, '\0', n - (size_t)(nul1 + 1 - m)) : NULL;
+	if (nul1 == NULL || nul2 == NULL) {
+		set_state(s, S_READY);
+		reply_error(s, "AUTH", "501 5.5.2 Error: malformed PLAIN response");
+		return;
+	}
+	size_t zlen = (size_t)(nul1 - m);
+	const char *user = (const char *)nul1 + 1;
+	size_t ulen = (size_t)(nul2 - nul1 - 1);
+	if (zlen > 0 && (zlen != ulen || memcmp(m, user, ulen) != 0)) {
+		/* Acting as another user (authzid) is not supported. */
+		set_state(s, S_READY);
+		reply_error(s, "AUTH", "535 5.7.8 Error: authorization identity not permitted");
+		return;
+	}
+	auth_check_password(s, user, ulen, (const char *)nul2 + 1,
+			    n - (size_t)(nul2 + 1 - m));
+}
+
+/* One base64 response line of the exchange ("*" cancels). */
+static void auth_response(struct smtp_session *s, const char *line, size_t len)
+{
+	if (len == 1 && line[0] == '*') {
+		set_state(s, S_READY);
+		reply_error(s, "AUTH", "501 5.0.0 Authentication aborted");
+		return;
+	}
+	unsigned char buf[AUTH_LINE_MAX];
+	long n = base64_decode(line, len, buf, sizeof(buf));
+	if (n < 0) {
+		set_state(s, S_READY);
+		reply_error(s, "AUTH", "501 5.5.2 Error: cannot decode the response");
+		return;
+	}
+	switch (s->auth_step) {
+	case AUTH_PLAIN_RESPONSE:
+		auth_plain(s, buf, (size_t)n);
+		break;
+	case AUTH_LOGIN_USER:
+		if (n == 0 || n > AUTH_FIELD_MAX || memchr(buf, '\0', (size_t)n)) {
+			set_state(s, S_READY);
+			reply_error(s, "AUTH", "501 5.5.2 Error: malformed user name");
+			break;
+		}
+		memcpy(s->auth_login_user, buf, (size_t)n);
+		s->auth_login_user[n] = '\0';
+		s->auth_step = AUTH_LOGIN_PASSWORD;
+		reply(s, "334 UGFzc3dvcmQ6"); /* "Password:" */
+		break;
+	case AUTH_LOGIN_PASSWORD:
+		auth_check_password(s, s->auth_login_user, strlen(s->auth_login_user),
+				    (const char *)buf, (size_t)n);
+		break;
+	}
+	explicit_bzero(buf, sizeof(buf));
+}
+
+static void cmd_auth(struct smtp_session *s, const char *arg, size_t len)
+{
+	if (!s->listener->auth) {
+		reply_error(s, "AUTH", "503 5.5.1 Error: authentication not enabled");
+		return;
+	}
+	if (s->auth_user) {
+		reply_error(s, "AUTH", "503 5.5.1 Error: already authenticated");
+		return;
+	}
+	if (s->state != S_READY || !s->esmtp) {
+		reply_error(s, "AUTH", s->state == S_INIT || !s->esmtp
+				       ? "503 5.5.1 Error: send EHLO first"
+				       : "503 5.5.1 Error: AUTH not allowed in a mail transaction");
+		return;
+	}
+	if (!conn_is_tls(s->conn) && !s->listener->auth_plaintext) {
+		reply_error(s, "AUTH", "538 5.7.11 Encryption required for requested "
+				       "authentication mechanism");
+		return;
+	}
+	if (auth_throttle_wait(smtp_server_throttle(s->srv), s->client, NULL,
+			       (int64_t)time(NULL)) > 0) {
+		reply_error(s, "AUTH", "454 4.7.0 Too many failed authentication attempts, "
+				       "try again later");
+		return;
+	}
+	const char *sp = memchr(arg, ' ', len);
+	size_t mlen = sp ? (size_t)(sp - arg) : len;
+	const char *initial = sp ? sp + 1 : NULL;
+	size_t ilen = sp ? len - mlen - 1 : 0;
+	if (mlen == 5 && strncasecmp(arg, "PLAIN", 5) == 0) {
+		s->auth_step = AUTH_PLAIN_RESPONSE;
+	} else if (mlen == 5 && strncasecmp(arg, "LOGIN", 5) == 0) {
+		s->auth_step = AUTH_LOGIN_USER;
+	} else {
+		reply_error(s, "AUTH", mlen == 0 ? "501 5.5.4 Syntax: AUTH mechanism"
+						 : "504 5.5.4 Unrecognized authentication type");
+		return;
+	}
+	set_state(s, S_AUTH);
+	if (initial == NULL) {
+		reply(s, s->auth_step == AUTH_PLAIN_RESPONSE ? "334 " : "334 VXNlcm5hbWU6");
+		return;
+	}
+	if (ilen == 1 && initial[0] == '=') /* an empty initial response */
+		ilen = 0;
+	auth_response(s, initial, ilen);
+}
+
 static void cmd_not_implemented(struct smtp_session *s, const char *arg, size_t len)
 {
 	(void)arg;
@@ -816,7 +1040,7 @@ static const struct command commands[] = {
 	{ SMTP_VERB_VRFY, ANY_IDLE, cmd_vrfy },
 	{ SMTP_VERB_EXPN, ANY_IDLE, cmd_not_implemented },
 	{ SMTP_VERB_STARTTLS, ANY_IDLE, cmd_starttls },
-	{ SMTP_VERB_AUTH, ANY_IDLE, cmd_not_implemented },
+	{ SMTP_VERB_AUTH, ANY_IDLE, cmd_auth }, /* checks its state itself */
 };
 
 static const char *sequence_error(const struct smtp_session *s, enum smtp_verb verb)
@@ -841,6 +1065,10 @@ static const char *sequence_error(const struct smtp_session *s, enum smtp_verb v
 
 static void handle_line(struct smtp_session *s, const char *line, size_t len)
 {
+	if (s->state == S_AUTH) {
+		auth_response(s, line, len);
+		return;
+	}
 	struct smtp_cmd cmd;
 	bool bad = false;
 	smtp_cmd_parse(line, len, &cmd, &bad);
@@ -902,7 +1130,7 @@ static bool feed_content(struct smtp_session *s, struct evbuffer *in)
 
 static bool read_command(struct smtp_session *s, struct evbuffer *in)
 {
-	size_t limit = s->cfg->limits.command_line;
+	size_t limit = s->state == S_AUTH ? AUTH_LINE_MAX + 2 : s->cfg->limits.command_line;
 	size_t avail = evbuffer_get_length(in);
 	struct evbuffer_ptr p = evbuffer_search(in, "\n", 1, NULL);
 	if (s->skip_line) {
@@ -918,6 +1146,8 @@ static bool read_command(struct smtp_session *s, struct evbuffer *in)
 		if (avail >= limit) {
 			evbuffer_drain(in, avail);
 			s->skip_line = true;
+			if (s->state == S_AUTH)
+				set_state(s, S_READY); /* the exchange is over */
 			reply_error(s, "?", "500 5.5.2 Error: line too long");
 		}
 		return false;
@@ -925,6 +1155,8 @@ static bool read_command(struct smtp_session *s, struct evbuffer *in)
 	size_t n = (size_t)p.pos + 1;
 	if (n > limit) {
 		evbuffer_drain(in, n);
+		if (s->state == S_AUTH)
+			set_state(s, S_READY); /* the exchange is over */
 		reply_error(s, "?", "500 5.5.2 Error: line too long");
 		return true;
 	}
@@ -1008,7 +1240,13 @@ static void on_tls_ready(void *arg)
 	envelope_set(&s->env.helo, NULL);
 	s->esmtp = false;
 	s->paused = false;
+	free(s->auth_user); /* RFC 3207: nothing learned before TLS counts */
+	s->auth_user = NULL;
 	set_state(s, S_INIT);
+	if (s->greet_after_tls) {
+		s->greet_after_tls = false;
+		replyf(s, "220 %s ESMTP Fulmar", s->cfg->hostname);
+	}
 	struct log_line l;
 	log_begin(&l, LOG_INFO, "tls");
 	log_int(&l, "sid", (long long)s->sid);
@@ -1055,6 +1293,12 @@ static void close_now(struct smtp_session *s)
 	txn_reset(s);
 	dns_cancel(s->rdns_query);
 	s->rdns_query = NULL;
+	smtp_server_cancel_check(s->auth_check);
+	s->auth_check = NULL;
+	if (s->auth_delay) {
+		event_free(s->auth_delay);
+		s->auth_delay = NULL;
+	}
 	if (s->deadline) {
 		event_free(s->deadline);
 		s->deadline = NULL;
@@ -1068,6 +1312,7 @@ static void close_now(struct smtp_session *s)
 	}
 	free(s->log_from);
 	free(s->rdns);
+	free(s->auth_user);
 	envelope_free(&s->env);
 	config_unref(s->cfg);
 	free(s);
@@ -1083,7 +1328,8 @@ static void on_rdns(void *arg, const char *name)
 
 struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cfg,
 				      int fd, const struct sockaddr *sa,
-				      socklen_t salen, uint64_t sid, SSL_CTX *tls,
+				      socklen_t salen, uint64_t sid,
+				      const struct smtp_listener_info *listener,
 				      const char *reject_reply)
 {
 	(void)salen;
@@ -1091,7 +1337,8 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 	s->srv = srv;
 	s->cfg = config_ref(cfg);
 	s->sid = sid;
-	s->tls_ctx = tls;
+	s->listener = listener;
+	s->tls_ctx = listener->role == ROLE_SUBMISSIONS ? NULL : listener->tls;
 	envelope_init(&s->env);
 	if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)sa;
@@ -1133,6 +1380,13 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 	 * it has arrived by then, "unknown" otherwise. */
 	if (cfg->dns.reverse_lookups && smtp_server_dns(srv))
 		s->rdns_query = dns_reverse_verified(smtp_server_dns(srv), sa, on_rdns, s);
+	if (listener->role == ROLE_SUBMISSIONS && listener->tls) {
+		/* Implicit TLS (RFC 8314): the handshake first, then the 220. */
+		s->greet_after_tls = true;
+		s->paused = true;
+		conn_start_tls(s->conn, listener->tls);
+		return s;
+	}
 	replyf(s, "220 %s ESMTP Fulmar", cfg->hostname);
 	conn_start_reading(s->conn);
 	conn_flush(s->conn); /* the greeting goes out now */

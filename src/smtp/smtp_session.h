@@ -27,13 +27,22 @@ struct smtp_session;
 struct config;
 typedef struct ssl_ctx_st SSL_CTX;
 
+/* What a session needs to know of the listener that accepted it. */
+struct smtp_listener_info {
+	int role;            /* enum listener_role */
+	SSL_CTX *tls;        /* STARTTLS (or implicit TLS) context, or NULL */
+	bool auth;           /* AUTH offered */
+	bool auth_plaintext; /* ... even before TLS */
+};
+
 /* Takes ownership of fd. reject_reply: when non-NULL the session only
  * sends this reply line (e.g. "421 4.7.0 Too many connections") and
- * closes (and NULL is returned: the session is gone). tls: offer STARTTLS
- * with this context (NULL: not offered). */
+ * closes (and NULL is returned: the session is gone). listener: its role,
+ * TLS and AUTH settings; it outlives the session. */
 struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cfg,
 				      int fd, const struct sockaddr *sa,
-				      socklen_t salen, uint64_t sid, SSL_CTX *tls,
+				      socklen_t salen, uint64_t sid,
+				      const struct smtp_listener_info *listener,
 				      const char *reject_reply);
 /* Server shutdown: close now if idle, else after the transaction. */
 void smtp_session_shutdown(struct smtp_session *s);

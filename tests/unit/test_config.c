@@ -404,8 +404,12 @@ static void test_listener_errors(void **state)
 {
 	(void)state;
 	expect_only_error("listeners = (\n { address = \"127.0.0.1\"; port = 25; },\n"
-			  " { address = \"::1\"; port = 26;\n   role = \"submission\"; }\n);\n",
-			  4, "unknown role 'submission'");
+			  " { address = \"::1\"; port = 26;\n   role = \"relay\"; }\n);\n",
+			  4, "unknown role 'relay'");
+	/* Implicit TLS without a certificate cannot work. */
+	expect_only_error("listeners = (\n { address = \"::1\"; port = 465;\n"
+			  "   role = \"submissions\"; }\n);\n",
+			  2, "needs tls_cert and tls_key");
 	expect_only_error("listeners = (\n { address = \"127.0.0.1\"; port = 25; },\n"
 			  " { address = \"::1\"; }\n);\n",
 			  3, "missing 'port'");

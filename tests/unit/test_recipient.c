@@ -372,13 +372,13 @@ static void test_unknown_user(void **state)
 static void test_relay_denied(void **state)
 {
 	(void)state;
-	expect_verdict("<alice@remote.test>", RCPT_RELAY_DENIED);
-	expect_verdict("<alice@sub.example.test>", RCPT_RELAY_DENIED);
-	expect_verdict("<alice@example.test.evil>", RCPT_RELAY_DENIED);
-	expect_verdict("<alice@example>", RCPT_RELAY_DENIED);
-	expect_verdict("<alice@test>", RCPT_RELAY_DENIED);
+	expect_verdict("<alice@remote.test>", RCPT_REMOTE);
+	expect_verdict("<alice@sub.example.test>", RCPT_REMOTE);
+	expect_verdict("<alice@example.test.evil>", RCPT_REMOTE);
+	expect_verdict("<alice@example>", RCPT_REMOTE);
+	expect_verdict("<alice@test>", RCPT_REMOTE);
 	/* A source route is ignored: the domain that counts is the last. */
-	expect_verdict("<@example.test:alice@remote.test>", RCPT_RELAY_DENIED);
+	expect_verdict("<@example.test:alice@remote.test>", RCPT_REMOTE);
 }
 
 static void test_relay_tricks(void **state)
