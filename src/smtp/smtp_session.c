@@ -65,6 +65,7 @@ static const char *const state_names[S_COUNT] = {
 };
 
 #define AUTH_LINE_MAX 12288   /* RFC 4954 4: a SASL response line */
+#define HEADER_HOLD_MAX (64u * 1024) /* submission: header held to complete it */
 #define AUTH_FIELD_MAX 1024   /* user names and passwords */
 
 enum auth_step { AUTH_PLAIN_RESPONSE, AUTH_LOGIN_USER, AUTH_LOGIN_PASSWORD };
@@ -90,6 +91,11 @@ struct smtp_session {
 	char auth_login_user[AUTH_FIELD_MAX + 1];
 	char auth_try_user[AUTH_FIELD_MAX + 1]; /* name being checked */
 	struct auth_check *auth_check; /* password check in flight */
+	/* submission: the header section being held (see release_header) */
+	bool hdr_done;
+	char *hdr_buf;
+	size_t hdr_len;
+	char hdr_id[QUEUE_ID_LEN + 1];
 	struct event *auth_delay;     /* the delayed 535 */
 	bool skip_line;      /* discarding the rest of an over-long command */
 	bool paused;         /* not processing input (commit in flight) */
@@ -223,6 +229,9 @@ static void txn_reset(struct smtp_session *s)
 		s->ltxn = NULL;
 	}
 	envelope_reset(&s->env);
+	free(s->hdr_buf);
+	s->hdr_buf = NULL;
+	s->hdr_len = 0;
 	s->rcpt_cmds = 0;
 	s->first_rcpt[0] = '\0';
 	s->bdat_left = 0;
@@ -242,13 +251,87 @@ static void set_read_timeout(struct smtp_session *s, double seconds)
 	conn_set_read_timeout(s->conn, seconds);
 }
 
-static int sink(void *arg, const char *buf, size_t len)
+static void write_content(struct smtp_session *s, const char *buf, size_t len)
 {
-	struct smtp_session *s = arg;
 	if (s->ltxn)
 		local_txn_write(s->ltxn, buf, len);
 	else
 		queue_txn_write(s->txn, buf, len);
+}
+
+/* Is there a header field "name:" at the start of a line of h? */
+static bool has_field(const char *h, size_t len, const char *name)
+{
+	size_t n = strlen(name);
+	for (size_t i = 0; i + n <= len;) {
+		if (strncasecmp(h + i, name, n) == 0)
+			return true;
+		const char *nl = memchr(h + i, '\n', len - i);
+		if (nl == NULL)
+			break;
+		i = (size_t)(nl - h) + 1;
+	}
+	return false;
+}
+
+/*
+ * Submission (RFC 6409 8.2, 8.3): a message without Message-ID: or Date:
+ * gets ours. The header section is held back (at most HEADER_HOLD_MAX
+ * octets) until its end is seen, then the missing fields go in front of
+ * it. A header section longer than that is passed on as it is.
+ */
+static void release_header(struct smtp_session *s)
+{
+	s->hdr_done = true;
+	const char *h = s->hdr_buf;
+	size_t len = s->hdr_len;
+	const char *end = len >= 2 && h[0] == '\r' && h[1] == '\n' ? h : NULL;
+	if (end == NULL && len >= 4)
+		end = memmem(h, len, "\r\n\r\n", 4);
+	size_t scope = end ? (size_t)(end - h) : (s->hdr_len < HEADER_HOLD_MAX ? len : 0);
+	char add[512];
+	size_t n = 0;
+	if (scope > 0 || end == h) {
+		if (!has_field(h, scope, "message-id:"))
+			n += (size_t)snprintf(add + n, sizeof(add) - n,
+					      "Message-ID: <%s.%lld@%s>\r\n", s->hdr_id,
+					      (long long)time(NULL), s->cfg->hostname);
+		if (!has_field(h, scope, "date:")) {
+			char date[64];
+			received_date(date, sizeof(date), time(NULL));
+			n += (size_t)snprintf(add + n, sizeof(add) - n, "Date: %s\r\n", date);
+		}
+	}
+	if (n > 0)
+		write_content(s, add, n);
+	write_content(s, h, len);
+	free(s->hdr_buf);
+	s->hdr_buf = NULL;
+	s->hdr_len = 0;
+}
+
+static int sink(void *arg, const char *buf, size_t len)
+{
+	struct smtp_session *s = arg;
+	if (s->hdr_done) {
+		write_content(s, buf, len);
+		return 0;
+	}
+	size_t take = HEADER_HOLD_MAX - s->hdr_len;
+	if (take > len)
+		take = len;
+	if (s->hdr_buf == NULL)
+		s->hdr_buf = xmalloc(HEADER_HOLD_MAX);
+	memcpy(s->hdr_buf + s->hdr_len, buf, take);
+	size_t from = s->hdr_len >= 3 ? s->hdr_len - 3 : 0;
+	s->hdr_len += take;
+	bool ended = (s->hdr_len >= 2 && s->hdr_buf[0] == '\r' && s->hdr_buf[1] == '\n') ||
+		     memmem(s->hdr_buf + from, s->hdr_len - from, "\r\n\r\n", 4) != NULL;
+	if (ended || s->hdr_len == HEADER_HOLD_MAX) {
+		release_header(s);
+		if (take < len)
+			write_content(s, buf + take, len - take);
+	}
 	return 0;
 }
 
@@ -325,6 +408,11 @@ static bool open_txn(struct smtp_session *s)
 	free(s->log_from);
 	s->log_from = from;
 	s->log_nrcpt = nrcpt;
+	/* Only submitted mail is completed; mail relayed to us is not ours
+	 * to change. */
+	s->hdr_done = s->listener->role == ROLE_MX;
+	s->hdr_len = 0;
+	strlcpy_safe(s->hdr_id, id, sizeof(s->hdr_id));
 	char hdr[2048];
 	struct received_info ri = {
 		.helo = s->env.helo, .rdns = s->rdns, .ip = s->client,
@@ -333,7 +421,7 @@ static bool open_txn(struct smtp_session *s)
 		.tls = tls ? tls_info : NULL,
 	};
 	size_t n = received_format(hdr, sizeof(hdr), &ri);
-	sink(s, hdr, n);
+	write_content(s, hdr, n);
 	return true;
 }
 
@@ -433,6 +521,8 @@ static void content_done(struct smtp_session *s, const char *what, enum data_err
 {
 	switch (e) {
 	case DATA_ERR_NONE:
+		if (!s->hdr_done)
+			release_header(s); /* a message that is all header */
 		commit(s);
 		return;
 	case DATA_ERR_BARE_LF:

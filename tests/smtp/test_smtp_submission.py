@@ -247,3 +247,55 @@ def test_auth_forgotten_after_starttls_is_required(sub):
             break
     assert not any(b"AUTH" in ln for ln in lines)
     sock.close()
+
+
+def clear(d, user):
+    new = os.path.join(d.maildir(user), "new")
+    for f in os.listdir(new):
+        os.unlink(os.path.join(new, f))
+
+
+def submit_raw(d, port, body_bytes):
+    clear(d, "carol")
+    with SMTPClient(port) as c:
+        c.ehlo()
+        expect(c.cmd("AUTH PLAIN " + b64("\0%s\0%s" % (USER, PASSWORD))), 235)
+        expect(c.cmd("MAIL FROM:<%s>" % USER), 250)
+        expect(c.cmd("RCPT TO:<carol@example.test>"), 250)
+        expect(c.cmd("DATA"), 354)
+        c.send(fulmar_test.dot_stuff(body_bytes) + b".\r\n")
+        return expect(c.reply(), 250, "2.0.0").queue_id
+
+
+def take_one(d, user):
+    data = wait_for_one(d.maildir(user))
+    clear(d, user)
+    return data
+
+
+def test_submission_adds_message_id_and_date(sub):
+    qid = submit_raw(sub, sub.ports["plain"], b"Subject: bare\r\n\r\nno id, no date\r\n")
+    data = take_one(sub, "carol")
+    head = data.split(b"\n\n")[0]
+    assert b"\nMessage-ID: <%s." % qid.encode() in head, head
+    assert b"@mx.test.local>" in head and b"\nDate: " in head, head
+    assert data.endswith(b"Subject: bare\n\nno id, no date\n"), data
+
+
+def test_submission_keeps_existing_fields(sub):
+    msg = (b"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nmessage-id: <x@client.test>\r\n"
+           b"Subject: complete\r\n\r\nbody\r\n")
+    submit_raw(sub, sub.ports["plain"], msg)
+    data = take_one(sub, "carol")
+    assert data.count(b"Message-ID") + data.lower().count(b"message-id") == 1, data
+    assert data.endswith(msg.replace(b"\r\n", b"\n")), data
+    assert data.count(b"\nDate: ") == 1, data
+
+
+def test_mx_does_not_add_fields(sub):
+    clear(sub, "carol")
+    with SMTPClient(sub.port) as c:
+        c.ehlo()
+        c.send_mail("s@client.test", ["carol@example.test"], b"Subject: mx\r\n\r\nx\r\n")
+    data = take_one(sub, "carol")
+    assert b"Message-ID" not in data and b"\nDate:" not in data, data
