@@ -4,6 +4,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "config/config.h"
@@ -62,6 +63,8 @@ int cmd_check_config(int argc, char **argv)
 		const struct cfg_listener *l = &cfg->listeners[i];
 		if (l->tls_cert == NULL)
 			continue;
+		if (config_is_default(cfg) && access(l->tls_cert, F_OK) != 0)
+			continue; /* made by serve at the first start */
 		char err[512];
 		SSL_CTX *ctx = tls_server_ctx(l->tls_cert, l->tls_key, err, sizeof(err));
 		if (ctx == NULL) {

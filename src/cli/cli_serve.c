@@ -25,6 +25,7 @@
 #include "lib/dns.h"
 #include "lib/fsio.h"
 #include "lib/log.h"
+#include "lib/tls.h"
 #include "lib/xalloc.h"
 #include "queue/queue.h"
 #include "smtp/smtp_server.h"
@@ -83,6 +84,7 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
 	smtp_server_set_config(d->srv, cfg);
 	delivery_set_config(d->delivery, cfg);
 	load_users(d, cfg);
+	smtp_server_reload_tls(d->srv, cfg);
 	log_msg(LOG_INFO, "reloaded", "%s: %zu domains, %zu mailboxes, %zu aliases",
 		cfg->source, cfg->ndomains, cfg->nmailboxes, cfg->naliases);
 }
@@ -136,6 +138,26 @@ static void raise_fd_limit(void)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+}
+
+/* The embedded default configuration's certificate is made at the first
+ * start, so TLS and AUTH can be tried at once (self-signed: clients must
+ * be told not to verify it). */
+static int default_certificate(const struct config *cfg, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		const struct cfg_listener *l = &cfg->listeners[i];
+		if (l->tls_cert == NULL || access(l->tls_cert, F_OK) == 0)
+			continue;
+		char dir[PATH_MAX];
+		strlcpy_safe(dir, l->tls_cert, sizeof(dir));
+		if (fsio_mkdirs(dirname(dir), 0755, (uid_t)-1, (gid_t)-1) < 0 ||
+		    tls_selfsigned(l->tls_cert, l->tls_key, cfg->hostname, 825, err, errlen) < 0)
+			return -1;
+		log_msg(LOG_INFO, "tls_selfsigned", "made %s and %s (self-signed for %s)",
+			l->tls_cert, l->tls_key, cfg->hostname);
+	}
+	return 0;
 }
 
 /* Directories the unprivileged user must own. */
@@ -212,7 +234,8 @@ int cmd_serve(int argc, char **argv)
 	fsio_init_faults();
 	raise_fd_limit();
 	if (privileges_resolve(d.cfg->user, &d.ru, err, sizeof(err)) < 0 ||
-	    prepare_dirs(&d, err, sizeof(err)) < 0) {
+	    prepare_dirs(&d, err, sizeof(err)) < 0 ||
+	    (config_is_default(d.cfg) && default_certificate(d.cfg, err, sizeof(err)) < 0)) {
 		fprintf(stderr, "fulmar: %s\n", err);
 		config_unref(d.cfg);
 		return 1;

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,6 +273,13 @@ int cmd_user(int argc, char **argv)
 		if (rc == 0)
 			fprintf(stderr, "fulmar: %s user %s\n",
 				add ? "added" : "changed the password of", name);
+		/* Run as root for a daemon that runs as server.user: the file must
+		 * stay readable by the daemon, which rereads it on SIGHUP. */
+		struct passwd *pw_user = rc == 0 && geteuid() == 0 && cfg && cfg->user
+						 ? getpwnam(cfg->user) : NULL;
+		if (pw_user && chown(users_file, pw_user->pw_uid, pw_user->pw_gid) < 0)
+			fprintf(stderr, "fulmar: warning: cannot give %s to %s: %s\n", users_file,
+				cfg->user, strerror_safe(errno));
 	}
 	if (cfg != NULL)
 		config_unref(cfg);

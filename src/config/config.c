@@ -801,3 +801,8 @@ bool config_sender_owned(const struct config *cfg, const char *user, const char 
 	}
 	return false;
 }
+
+bool config_is_default(const struct config *cfg)
+{
+	return strcmp(cfg->source, "(default)") == 0;
+}

@@ -123,6 +123,8 @@ void config_errors_free(struct config_errors *errs);
 /* NULL on error, with every problem found in errs. */
 struct config *config_load_file(const char *path, struct config_errors *errs);
 struct config *config_load_default(struct config_errors *errs);
+/* True for the embedded default (its certificate is made on first start). */
+bool config_is_default(const struct config *cfg);
 /* The embedded default configuration's text. */
 extern const char config_default_text[];
 

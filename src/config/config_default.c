@@ -1,6 +1,9 @@
 /*
  * config_default: the configuration `fulmar serve` uses without --config:
- * a demo domain on loopback, everything under ./var.
+ * a demo domain on loopback, everything under ./var: mx on 2525,
+ * submission on 2587 (STARTTLS + AUTH), submissions on 2465 (implicit
+ * TLS); the self-signed certificate is made at the first start; users are
+ * added with `fulmar user add NAME`.
  */
 #include "config/config.h"
 
@@ -11,7 +14,15 @@ const char config_default_text[] =
 	"  state_dir = \"var/spool\";\n"
 	"  log_file = \"var/log/fulmar.log\";\n"
 	"};\n"
-	"listeners = ( { address = \"127.0.0.1\"; port = 2525; role = \"mx\"; } );\n"
+	"listeners = (\n"
+	"  { address = \"127.0.0.1\"; port = 2525; role = \"mx\";\n"
+	"    tls_cert = \"var/tls/cert.pem\"; tls_key = \"var/tls/key.pem\"; },\n"
+	"  { address = \"127.0.0.1\"; port = 2587; role = \"submission\";\n"
+	"    tls_cert = \"var/tls/cert.pem\"; tls_key = \"var/tls/key.pem\"; },\n"
+	"  { address = \"127.0.0.1\"; port = 2465; role = \"submissions\";\n"
+	"    tls_cert = \"var/tls/cert.pem\"; tls_key = \"var/tls/key.pem\"; }\n"
+	");\n"
+	"auth = { users_file = \"var/users\"; };\n"
 	"local = {\n"
 	"  domains = ( {\n"
 	"    name = \"example.test\";\n"

@@ -416,3 +416,26 @@ void smtp_server_cancel_check(struct auth_check *c)
 	if (c)
 		c->cancelled = true;
 }
+
+int smtp_server_reload_tls(struct smtp_server *srv, const struct config *cfg)
+{
+	int failures = 0;
+	for (size_t i = 0; i < srv->nlisteners && i < cfg->nlisteners; i++) {
+		const struct cfg_listener *cl = &cfg->listeners[i];
+		struct listener *li = &srv->listeners[i];
+		if (cl->tls_cert == NULL || li->info.tls == NULL)
+			continue; /* TLS on or off needs a restart */
+		char err[512];
+		SSL_CTX *ctx = tls_server_ctx(cl->tls_cert, cl->tls_key, err, sizeof(err));
+		if (ctx == NULL) {
+			log_msg(LOG_ERROR, "tls_reload_failed", "%s: %s; keeping the old certificate",
+				li->name, err);
+			failures++;
+			continue;
+		}
+		tls_ctx_free(li->info.tls);
+		li->info.tls = ctx;
+		log_msg(LOG_INFO, "tls_reloaded", "%s: %s", li->name, cl->tls_cert);
+	}
+	return failures;
+}

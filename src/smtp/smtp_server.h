@@ -25,6 +25,12 @@ struct dns;
  * err filled when one cannot be bound. */
 struct smtp_server *smtp_server_bind(struct event_base *base, struct config *cfg,
 				     char *err, size_t errlen);
+/* Reload the TLS certificates of the listeners from cfg (same listeners,
+ * same order). A listener whose files fail to load keeps its old ones;
+ * returns the number of failures (each logged). Open sessions keep the
+ * certificate they started with. */
+int smtp_server_reload_tls(struct smtp_server *srv, const struct config *cfg);
+
 /* Start accepting, delivering messages into q. */
 void smtp_server_start(struct smtp_server *srv, struct queue *q);
 /* The configuration new sessions and recipient lookups use. */

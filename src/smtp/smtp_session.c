@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -443,6 +444,7 @@ static void on_committed(void *arg, int err, const char *id)
 		free(s->log_from);
 		free(s->rdns);
 		free(s->auth_user);
+		SSL_CTX_free(s->tls_ctx);
 		envelope_free(&s->env);
 		config_unref(s->cfg);
 		free(s);
@@ -918,6 +920,7 @@ static void cmd_starttls(struct smtp_session *s, const char *arg, size_t len)
 	/* Discards whatever the client pipelined behind STARTTLS: it must
 	 * never be taken as having come inside TLS (CVE-2011-0411). */
 	conn_start_tls(s->conn, ctx);
+	SSL_CTX_free(ctx); /* the connection's SSL holds its own reference */
 	s->paused = true; /* until the handshake is done */
 }
 
@@ -1403,6 +1406,7 @@ static void close_now(struct smtp_session *s)
 	free(s->log_from);
 	free(s->rdns);
 	free(s->auth_user);
+	SSL_CTX_free(s->tls_ctx);
 	envelope_free(&s->env);
 	config_unref(s->cfg);
 	free(s);
@@ -1428,7 +1432,10 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 	s->cfg = config_ref(cfg);
 	s->sid = sid;
 	s->listener = listener;
+	/* Our own reference: a reload may replace the listener's context. */
 	s->tls_ctx = listener->role == ROLE_SUBMISSIONS ? NULL : listener->tls;
+	if (s->tls_ctx)
+		SSL_CTX_up_ref(s->tls_ctx);
 	envelope_init(&s->env);
 	if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)sa;

@@ -194,3 +194,52 @@ def test_example_configuration_is_valid():
                         os.path.join(repo, "etc", "fulmar.conf")], capture_output=True,
                        timeout=30)
     assert r.returncode == 0, r.stderr.decode()
+
+
+def peer_cn(port):
+    """Subject CN of the certificate the server shows after STARTTLS."""
+    r = subprocess.run(["openssl", "s_client", "-starttls", "smtp", "-connect",
+                        "127.0.0.1:%d" % port, "-brief", "-ign_eof"],
+                       input=b"quit\r\n", capture_output=True, timeout=30)
+    text = (r.stdout + r.stderr).decode(errors="replace")
+    for ln in text.splitlines():
+        if ln.startswith("Peer certificate:"):
+            return ln.split("CN = ", 1)[-1].strip()
+    raise AssertionError(text)
+
+
+def test_certificate_reload_on_sighup(tls_fulmar):
+    d = tls_fulmar
+    assert peer_cn(d.port) == "mx.test.local"
+    with SMTPClient(d.port) as c:          # a session open across the reload
+        c.ehlo()
+        expect(c.cmd("MAIL FROM:<s@client.test>"), 250)
+        r = subprocess.run([d.bin, "tls", "selfsigned", "--cert", d.cert, "--key",
+                            d.cert.replace("cert.pem", "key.pem"), "--hostname",
+                            "renewed.test.local"], capture_output=True, env=d.env())
+        assert r.returncode == 0, r.stderr
+        if fulmar_test.is_root():           # the daemon rereads it as its own user
+            for f in (d.cert, d.cert.replace("cert.pem", "key.pem")):
+                fulmar_test._chown_run_user(f)
+        d.reload()
+        deadline = time.time() + 10
+        while "event=tls_reloaded" not in d.log_text() and time.time() < deadline:
+            time.sleep(0.1)
+        assert "event=tls_reloaded" in d.log_text(), d.log_tail()
+        expect(c.cmd("RCPT TO:<alice@example.test>"), 250)   # still served
+        expect(c.cmd("DATA"), 354)
+        c.send(b"Subject: across reload\r\n\r\nx\r\n.\r\n")
+        expect(c.reply(), 250, "2.0.0")
+    assert peer_cn(d.port) == "renewed.test.local"
+
+
+def test_broken_certificate_on_reload_keeps_the_old(tls_fulmar):
+    d = tls_fulmar
+    with open(d.cert, "w") as f:
+        f.write("not a certificate\n")
+    d.reload()
+    deadline = time.time() + 10
+    while "event=tls_reload_failed" not in d.log_text() and time.time() < deadline:
+        time.sleep(0.1)
+    assert "event=tls_reload_failed" in d.log_text()
+    assert peer_cn(d.port) == "mx.test.local"

@@ -733,9 +733,17 @@ static void test_load_default(void **state)
 	assert_string_equal(cfg->state_dir, want);
 	snprintf(want, sizeof(want), "%s/var/log/fulmar.log", cwd);
 	assert_string_equal(cfg->log_file, want);
-	assert_int_equal(cfg->nlisteners, 1);
+	assert_int_equal(cfg->nlisteners, 3); /* mx 2525, submission 2587, submissions 2465 */
 	assert_string_equal(cfg->listeners[0].address, "127.0.0.1");
 	assert_int_equal(cfg->listeners[0].port, 2525);
+	assert_int_equal(cfg->listeners[0].role, ROLE_MX);
+	assert_int_equal(cfg->listeners[1].port, 2587);
+	assert_int_equal(cfg->listeners[1].role, ROLE_SUBMISSION);
+	assert_int_equal(cfg->listeners[2].port, 2465);
+	assert_int_equal(cfg->listeners[2].role, ROLE_SUBMISSIONS);
+	snprintf(want, sizeof(want), "%s/var/tls/cert.pem", cwd);
+	assert_string_equal(cfg->listeners[2].tls_cert, want);
+	assert_true(config_is_default(cfg));
 	assert_non_null(config_find_domain(cfg, "example.test"));
 	const struct cfg_mailbox *mb = config_find_mailbox(cfg, "alice@example.test");
 	assert_non_null(mb);
