@@ -54,6 +54,7 @@ static const struct setting settings[] = {
 	{ "timeouts", "data", T_SECONDS, OFF(timeouts.data), NULL, 300, 0.01, 86400, false },
 	{ "timeouts", "session", T_SECONDS, OFF(timeouts.session), NULL, 3600, 0.01, 604800, false },
 	{ "timeouts", "shutdown", T_SECONDS, OFF(timeouts.shutdown), NULL, 30, 0, 3600, false },
+	{ "timeouts", "tls_handshake", T_SECONDS, OFF(timeouts.tls_handshake), NULL, 30, 0.01, 3600, false },
 	{ "local", "recipient_delimiter", T_STRING, OFF(recipient_delimiter), "+", 0, 0, 0, false },
 	{ "local", "deliver_at_receipt", T_BOOL, OFF(deliver_at_receipt), NULL, 1, 0, 1, false },
 	{ "queue", "retry_first", T_SECONDS, OFF(queue.retry_first), NULL, 300, 1, 86400, false },

@@ -74,6 +74,7 @@ struct config_timeouts {
 	double data;
 	double session;
 	double shutdown;
+	double tls_handshake;
 };
 
 struct config_queue {

@@ -343,6 +343,11 @@ void conn_start_tls(struct conn *c, SSL_CTX *ctx)
 	conn_start_reading(c);
 }
 
+int conn_handshaking(const struct conn *c)
+{
+	return c->ssl != NULL && c->handshaking;
+}
+
 int conn_is_tls(const struct conn *c)
 {
 	return c->ssl != NULL && !c->handshaking;

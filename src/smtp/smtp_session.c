@@ -190,7 +190,9 @@ static void close_after_flush(struct smtp_session *s)
 static void settle(struct smtp_session *s)
 {
 	conn_flush(s->conn);
-	if (s->state == S_CLOSING && conn_pending_output(s->conn) == 0)
+	/* Mid-handshake nothing can be sent: a closing session just goes. */
+	if (s->state == S_CLOSING &&
+	    (conn_pending_output(s->conn) == 0 || conn_handshaking(s->conn)))
 		close_now(s);
 }
 
@@ -921,6 +923,7 @@ static void cmd_starttls(struct smtp_session *s, const char *arg, size_t len)
 	 * never be taken as having come inside TLS (CVE-2011-0411). */
 	conn_start_tls(s->conn, ctx);
 	SSL_CTX_free(ctx); /* the connection's SSL holds its own reference */
+	set_read_timeout(s, s->cfg->timeouts.tls_handshake);
 	s->paused = true; /* until the handshake is done */
 }
 
@@ -1313,7 +1316,8 @@ static void on_drained(void *arg)
 static void on_conn_event(void *arg, enum conn_event what)
 {
 	struct smtp_session *s = arg;
-	if (what == CONN_READ_TIMEOUT && s->state != S_CLOSING) {
+	if (what == CONN_READ_TIMEOUT && s->state != S_CLOSING &&
+	    !conn_handshaking(s->conn)) {
 		reply(s, "421 4.4.2 Timeout exceeded, closing connection");
 		log_reject(s, "-", "421 4.4.2 timeout");
 		txn_reset(s);
@@ -1336,6 +1340,7 @@ static void on_tls_ready(void *arg)
 	free(s->auth_user); /* RFC 3207: nothing learned before TLS counts */
 	s->auth_user = NULL;
 	set_state(s, S_INIT);
+	set_read_timeout(s, s->cfg->timeouts.command);
 	if (s->greet_after_tls) {
 		s->greet_after_tls = false;
 		replyf(s, "220 %s ESMTP Fulmar", s->cfg->hostname);
@@ -1482,6 +1487,7 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 		s->greet_after_tls = true;
 		s->paused = true;
 		conn_start_tls(s->conn, listener->tls);
+		set_read_timeout(s, cfg->timeouts.tls_handshake);
 		return s;
 	}
 	replyf(s, "220 %s ESMTP Fulmar", cfg->hostname);

@@ -299,3 +299,56 @@ def test_mx_does_not_add_fields(sub):
         c.send_mail("s@client.test", ["carol@example.test"], b"Subject: mx\r\n\r\nx\r\n")
     data = take_one(sub, "carol")
     assert b"Message-ID" not in data and b"\nDate:" not in data, data
+
+
+def test_msmtp(sub, tmp_path):
+    rc = tmp_path / "msmtprc"
+    rc.write_text("account default\nhost 127.0.0.1\nport %d\ntls on\ntls_starttls on\n"
+                  "tls_certcheck off\nauth on\nuser %s\npassword %s\nfrom %s\n"
+                  % (sub.ports["submission"], USER, PASSWORD, USER))
+    os.chmod(rc, 0o600)
+    clear(sub, "carol")
+    r = subprocess.run(["msmtp", "-C", str(rc), "carol@example.test"],
+                       input=b"Subject: msmtp\n\nsent by msmtp\n", capture_output=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    assert b"sent by msmtp" in take_one(sub, "carol")
+
+
+def test_openssl_s_client_implicit_tls(sub):
+    r = subprocess.run(["openssl", "s_client", "-connect",
+                        "127.0.0.1:%d" % sub.ports["submissions"], "-brief", "-ign_eof"],
+                       input=b"ehlo s.client.test\r\nquit\r\n", capture_output=True,
+                       timeout=30)
+    text = (r.stdout + r.stderr).decode(errors="replace")
+    assert "Protocol version: TLSv1.3" in text, text
+    assert "220 mx.test.local" in text and "250-AUTH PLAIN LOGIN" in text, text
+    assert "221 2.0.0" in text, text
+
+
+def test_mail_auth_parameter_accepted(sub):
+    with SMTPClient(sub.ports["plain"]) as c:
+        c.ehlo()
+        expect(c.cmd("AUTH PLAIN " + b64("\0%s\0%s" % (USER, PASSWORD))), 235)
+        expect(c.cmd("MAIL FROM:<%s> AUTH=<>" % USER), 250)
+        expect(c.cmd("RSET"), 250)
+        expect(c.cmd("MAIL FROM:<%s> AUTH=%s" % (USER, USER)), 250)
+
+
+def test_tls_handshake_timeout(fulmar_factory):
+    d = fulmar_factory(start=False, timeouts={"tls_handshake": 1.0})
+    cert = os.path.join(d.root, "cert.pem")
+    key = os.path.join(d.root, "key.pem")
+    subprocess.run([d.bin, "tls", "selfsigned", "--cert", cert, "--key", key],
+                   check=True, capture_output=True, env=d.env())
+    port = fulmar_test.free_port()
+    d.config["listeners"].append(dict(address="127.0.0.1", port=port, role="submissions",
+                                      tls_cert=cert, tls_key=key))
+    d.write_config()
+    d.start()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    t0 = time.time()
+    sock.settimeout(10)
+    got = sock.recv(100)          # we never send a ClientHello
+    assert got == b"" and time.time() - t0 < 5, got
+    sock.close()
