@@ -366,6 +366,12 @@ static void load_listeners(struct loader *ld, const config_setting_t *root)
 			add_error(ld, config_setting_get_member(item, "role"),
 				  "unknown role '%s' (mx, submission or submissions)", role);
 		int auth = -1, plain = 0;
+		static const char *const flags[] = { "auth", "auth_plaintext" };
+		for (size_t f = 0; f < 2; f++) {
+			const config_setting_t *b = config_setting_get_member(item, flags[f]);
+			if (b && config_setting_type(b) != CONFIG_TYPE_BOOL)
+				add_error(ld, b, "'%s' must be true or false", flags[f]);
+		}
 		config_setting_lookup_bool(item, "auth", &auth);
 		config_setting_lookup_bool(item, "auth_plaintext", &plain);
 		const char *cert = member_string(ld, item, "tls_cert", false);

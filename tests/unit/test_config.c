@@ -406,6 +406,9 @@ static void test_listener_errors(void **state)
 	expect_only_error("listeners = (\n { address = \"127.0.0.1\"; port = 25; },\n"
 			  " { address = \"::1\"; port = 26;\n   role = \"relay\"; }\n);\n",
 			  4, "unknown role 'relay'");
+	expect_only_error("listeners = (\n { address = \"::1\"; port = 25;\n"
+			  "   auth = \"yes\"; }\n);\n",
+			  3, "'auth' must be true or false");
 	/* Implicit TLS without a certificate cannot work. */
 	expect_only_error("listeners = (\n { address = \"::1\"; port = 465;\n"
 			  "   role = \"submissions\"; }\n);\n",
