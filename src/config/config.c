@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "lib/tls.h"
 #include "lib/xalloc.h"
 #include "proto/smtp_addr.h"
 
@@ -335,7 +336,7 @@ static void load_listeners(struct loader *ld, const config_setting_t *root)
 		return;
 	}
 	static const char *const allowed[] = { "address", "port", "role", "tls_cert",
-					       "tls_key", "auth", "auth_plaintext", NULL };
+					       "tls_key", "auth", "auth_plaintext", "sni", NULL };
 	struct config *cfg = ld->cfg;
 	int n = config_setting_length(list);
 	if (n == 0)
@@ -391,6 +392,36 @@ static void load_listeners(struct loader *ld, const config_setting_t *root)
 		if (cert && key) {
 			l->tls_cert = absolute_path(ld, cert);
 			l->tls_key = absolute_path(ld, key);
+		}
+		config_setting_t *sni = config_setting_get_member(item, "sni");
+		if (sni && (!config_setting_is_list(sni) || cert == NULL)) {
+			add_error(ld, sni, cert == NULL ? "sni needs tls_cert and tls_key too"
+							: "sni must be a list ( ... )");
+			sni = NULL;
+		}
+		int ns = sni ? config_setting_length(sni) : 0;
+		if (ns > 0)
+			l->sni = xcalloc((size_t)ns, sizeof(*l->sni));
+		static const char *const sni_allowed[] = { "name", "tls_cert", "tls_key", NULL };
+		for (int k = 0; k < ns; k++) {
+			config_setting_t *e = config_setting_get_elem(sni, (unsigned)k);
+			check_members(ld, e, sni_allowed, "sni certificate");
+			if (config_setting_type(e) != CONFIG_TYPE_GROUP)
+				continue;
+			const char *nm = member_string(ld, e, "name", true);
+			const char *c = member_string(ld, e, "tls_cert", true);
+			const char *kf = member_string(ld, e, "tls_key", true);
+			if (nm == NULL || c == NULL || kf == NULL)
+				continue;
+			const char *bare = strncmp(nm, "*.", 2) == 0 ? nm + 2 : nm;
+			if (!smtp_addr_domain_valid(bare, strlen(bare), false)) {
+				add_error(ld, e, "sni name '%s' is not a host name", nm);
+				continue;
+			}
+			struct cfg_sni *sd = &l->sni[l->nsni++];
+			sd->name = lower_dup(nm);
+			sd->tls_cert = absolute_path(ld, c);
+			sd->tls_key = absolute_path(ld, kf);
 		}
 		l->line = (int)config_setting_source_line(item);
 	}
@@ -734,6 +765,12 @@ void config_unref(struct config *cfg)
 		free(cfg->listeners[i].address);
 		free(cfg->listeners[i].tls_cert);
 		free(cfg->listeners[i].tls_key);
+		for (size_t k = 0; k < cfg->listeners[i].nsni; k++) {
+			free(cfg->listeners[i].sni[k].name);
+			free(cfg->listeners[i].sni[k].tls_cert);
+			free(cfg->listeners[i].sni[k].tls_key);
+		}
+		free(cfg->listeners[i].sni);
 	}
 	free(cfg->listeners);
 	for (size_t i = 0; i < cfg->ndomains; i++) {
@@ -812,4 +849,16 @@ bool config_sender_owned(const struct config *cfg, const char *user, const char 
 bool config_is_default(const struct config *cfg)
 {
 	return strcmp(cfg->source, "(default)") == 0;
+}
+
+SSL_CTX *config_listener_tls(const struct cfg_listener *l, char *err, size_t errlen)
+{
+	struct tls_sni_cert sni[64];
+	size_t n = l->nsni < 64 ? l->nsni : 64;
+	for (size_t i = 0; i < n; i++) {
+		sni[i].name = l->sni[i].name;
+		sni[i].cert_file = l->sni[i].tls_cert;
+		sni[i].key_file = l->sni[i].tls_key;
+	}
+	return tls_server_ctx(l->tls_cert, l->tls_key, sni, n, err, errlen);
 }

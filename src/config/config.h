@@ -19,12 +19,20 @@
  * AUTH (587); submissions: the same over implicit TLS (465, RFC 8314). */
 enum listener_role { ROLE_MX = 0, ROLE_SUBMISSION, ROLE_SUBMISSIONS };
 
+struct cfg_sni {
+	char *name;     /* "mail.example.org" or "*.example.org" */
+	char *tls_cert;
+	char *tls_key;
+};
+
 struct cfg_listener {
 	char *address;
 	int port;
 	enum listener_role role;
 	char *tls_cert; /* PEM chain, absolute path, or NULL: no TLS */
 	char *tls_key;  /* PEM private key */
+	struct cfg_sni *sni; /* certificates by server name (SNI) */
+	size_t nsni;
 	bool auth;      /* AUTH offered (always on submission roles) */
 	bool auth_plaintext; /* AUTH allowed before TLS (loopback testing only) */
 	int line;
@@ -124,6 +132,11 @@ void config_errors_free(struct config_errors *errs);
 /* NULL on error, with every problem found in errs. */
 struct config *config_load_file(const char *path, struct config_errors *errs);
 struct config *config_load_default(struct config_errors *errs);
+/* The listener's TLS context: its certificate and its SNI certificates
+ * (lib/tls.h). NULL with err filled when one fails to load. */
+typedef struct ssl_ctx_st SSL_CTX;
+SSL_CTX *config_listener_tls(const struct cfg_listener *l, char *err, size_t errlen);
+
 /* True for the embedded default (its certificate is made on first start). */
 bool config_is_default(const struct config *cfg);
 /* The embedded default configuration's text. */

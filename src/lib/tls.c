@@ -12,7 +12,10 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "lib/xalloc.h"
@@ -29,8 +32,90 @@ static void openssl_reason(char *err, size_t errlen, const char *what, const cha
 	ERR_clear_error();
 }
 
+/* The SNI table hangs off the default context and dies with it. */
+struct sni_table {
+	size_t n;
+	char **names;
+	SSL_CTX **ctxs;
+};
+
+static int sni_index = -1;
+
+static void sni_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+		     void *argp)
+{
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	struct sni_table *t = ptr;
+	if (t == NULL)
+		return;
+	for (size_t i = 0; i < t->n; i++) {
+		free(t->names[i]);
+		SSL_CTX_free(t->ctxs[i]);
+	}
+	free(t->names);
+	free(t->ctxs);
+	free(t);
+}
+
+static bool sni_match(const char *pattern, const char *name)
+{
+	if (strncmp(pattern, "*.", 2) == 0) {
+		const char *dot = strchr(name, '.');
+		return dot && dot != name && strcasecmp(dot + 1, pattern + 2) == 0;
+	}
+	return strcasecmp(pattern, name) == 0;
+}
+
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+	(void)alert;
+	const struct sni_table *t = arg;
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	if (name == NULL)
+		return SSL_TLSEXT_ERR_NOACK;
+	for (size_t i = 0; i < t->n; i++)
+		if (sni_match(t->names[i], name)) {
+			SSL_set_SSL_CTX(ssl, t->ctxs[i]);
+			return SSL_TLSEXT_ERR_OK;
+		}
+	return SSL_TLSEXT_ERR_NOACK; /* the default certificate */
+}
+
+static SSL_CTX *one_ctx(const char *cert_file, const char *key_file, char *err,
+			size_t errlen);
+
 SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file,
-			char *err, size_t errlen)
+			const struct tls_sni_cert *sni, size_t n, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = one_ctx(cert_file, key_file, err, errlen);
+	if (ctx == NULL || n == 0)
+		return ctx;
+	if (sni_index < 0)
+		sni_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sni_free);
+	struct sni_table *t = xcalloc(1, sizeof(*t));
+	t->names = xcalloc(n, sizeof(char *));
+	t->ctxs = xcalloc(n, sizeof(SSL_CTX *));
+	SSL_CTX_set_ex_data(ctx, sni_index, t);
+	for (size_t i = 0; i < n; i++) {
+		SSL_CTX *c = one_ctx(sni[i].cert_file, sni[i].key_file, err, errlen);
+		if (c == NULL) {
+			SSL_CTX_free(ctx); /* frees the table too */
+			return NULL;
+		}
+		t->names[t->n] = xstrdup(sni[i].name);
+		t->ctxs[t->n++] = c;
+	}
+	SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
+	SSL_CTX_set_tlsext_servername_arg(ctx, t);
+	return ctx;
+}
+
+static SSL_CTX *one_ctx(const char *cert_file, const char *key_file, char *err,
+			size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	if (ctx == NULL) {

@@ -14,9 +14,19 @@
 
 typedef struct ssl_ctx_st SSL_CTX;
 
-/* NULL with err filled (the file and OpenSSL's reason) on failure. */
+/* A certificate for clients that ask for this name (SNI, RFC 6066). name
+ * may start with "*." to match one label. */
+struct tls_sni_cert {
+	const char *name;
+	const char *cert_file;
+	const char *key_file;
+};
+
+/* NULL with err filled (the file and OpenSSL's reason) on failure. The
+ * SNI certificates are optional (n = 0); clients naming none of them, or
+ * no name at all, get the default one. */
 SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file,
-			char *err, size_t errlen);
+			const struct tls_sni_cert *sni, size_t n, char *err, size_t errlen);
 void tls_ctx_free(SSL_CTX *ctx);
 
 /* Write a new P-256 key (mode 0600) and a self-signed certificate for

@@ -196,10 +196,11 @@ def test_example_configuration_is_valid():
     assert r.returncode == 0, r.stderr.decode()
 
 
-def peer_cn(port):
+def peer_cn(port, servername=None):
     """Subject CN of the certificate the server shows after STARTTLS."""
+    sni = ["-servername", servername] if servername else ["-noservername"]
     r = subprocess.run(["openssl", "s_client", "-starttls", "smtp", "-connect",
-                        "127.0.0.1:%d" % port, "-brief", "-ign_eof"],
+                        "127.0.0.1:%d" % port, "-brief", "-ign_eof"] + sni,
                        input=b"quit\r\n", capture_output=True, timeout=30)
     text = (r.stdout + r.stderr).decode(errors="replace")
     for ln in text.splitlines():
@@ -243,3 +244,26 @@ def test_broken_certificate_on_reload_keeps_the_old(tls_fulmar):
         time.sleep(0.1)
     assert "event=tls_reload_failed" in d.log_text()
     assert peer_cn(d.port) == "mx.test.local"
+
+
+def test_sni_certificates(fulmar_factory):
+    d = fulmar_factory(start=False)
+    files = {}
+    for host in ("mx.test.local", "other.test.local", "wild.test.local"):
+        files[host] = (os.path.join(d.root, host + ".pem"), os.path.join(d.root, host + ".key"))
+        subprocess.run([d.bin, "tls", "selfsigned", "--cert", files[host][0], "--key",
+                        files[host][1], "--hostname", host], check=True, capture_output=True,
+                       env=d.env())
+    d.config["listeners"][0].update({
+        "tls_cert": files["mx.test.local"][0], "tls_key": files["mx.test.local"][1],
+        "sni": [{"name": "other.test.local", "tls_cert": files["other.test.local"][0],
+                 "tls_key": files["other.test.local"][1]},
+                {"name": "*.wild.test", "tls_cert": files["wild.test.local"][0],
+                 "tls_key": files["wild.test.local"][1]}]})
+    d.write_config()
+    d.start()
+    assert peer_cn(d.port) == "mx.test.local"
+    assert peer_cn(d.port, "other.test.local") == "other.test.local"
+    assert peer_cn(d.port, "OTHER.test.local") == "other.test.local"
+    assert peer_cn(d.port, "mail.wild.test") == "wild.test.local"
+    assert peer_cn(d.port, "unknown.test") == "mx.test.local"
