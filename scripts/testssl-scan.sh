@@ -24,7 +24,8 @@
 # work directory with testssl.sh's logs and JSON and Fulmar's log.
 #
 # Never scans anything but 127.0.0.1.  Environment: FULMAR_BIN (default
-# build/fulmar), SUBMISSION_PORT, SUBMISSIONS_PORT.
+# build/fulmar), FULMAR_COMMIT (the commit named in the summary; default
+# the work tree's HEAD), SUBMISSION_PORT, SUBMISSIONS_PORT.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -36,7 +37,7 @@ FAST=0
 KEEP=0
 OUT=""
 
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -106,7 +107,7 @@ HOST=mail.example.test
     die "fulmar tls selfsigned failed"
 # One user, so that the submission roles have a users file (AUTH is not
 # what this scan looks at).
-head -c 18 /dev/urandom | base64 | "$FULMAR_BIN" user add --users-file "$W/users" scan >/dev/null ||
+head -c 18 /dev/urandom | base64 | "$FULMAR_BIN" user add --users-file "$W/users" scan >"$W/user-add.log" 2>&1 ||
     die "fulmar user add failed"
 mkdir -p "$W/state" "$W/mail/example.test/scan"/{cur,new,tmp}
 : >"$W/fulmar.log"
@@ -159,7 +160,8 @@ if [ "$ready" != 1 ]; then
     die "Fulmar does not listen on 127.0.0.1:$SUBMISSION_PORT and :$SUBMISSIONS_PORT"
 fi
 VERSION=$("$FULMAR_BIN" version 2>/dev/null | head -n1)
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+# The commit the binary was built from: FULMAR_COMMIT, or the work tree's HEAD.
+COMMIT=${FULMAR_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)}
 log "$VERSION (commit $COMMIT) up: submission 127.0.0.1:$SUBMISSION_PORT (STARTTLS), submissions 127.0.0.1:$SUBMISSIONS_PORT (implicit TLS)"
 
 # ---------------------------------------------------------------- scans
@@ -346,7 +348,7 @@ nocon = sorted({x["id"].split("-", 1)[1] for n, _, _ in scans
                 if x["id"].startswith("clientsimulation-")
                 and x["finding"].startswith("No connection")})
 if nocon:
-    P("Simulated clients that cannot connect (no TLS 1.2): " + ", ".join(nocon) + ".")
+    P("Simulated clients that cannot connect (they lack TLS 1.2 with an AEAD cipher): " + ", ".join(nocon) + ".")
     P("")
 
 # Fulmar during the scan.

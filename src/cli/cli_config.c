@@ -66,7 +66,7 @@ int cmd_check_config(int argc, char **argv)
 		if (config_is_default(cfg) && access(l->tls_cert, F_OK) != 0)
 			continue; /* made by serve at the first start */
 		char err[512];
-		SSL_CTX *ctx = config_listener_tls(l, err, sizeof(err));
+		SSL_CTX *ctx = config_listener_tls(cfg, l, err, sizeof(err));
 		if (ctx == NULL) {
 			fprintf(stderr, "%s:%d: listener %s:%d: %s\n", cfg->source, l->line,
 				l->address, l->port, err);

@@ -60,6 +60,9 @@ static const struct setting settings[] = {
 	{ "local", "deliver_at_receipt", T_BOOL, OFF(deliver_at_receipt), NULL, 1, 0, 1, false },
 	{ "queue", "retry_first", T_SECONDS, OFF(queue.retry_first), NULL, 300, 1, 86400, false },
 	{ "queue", "retry_max", T_SECONDS, OFF(queue.retry_max), NULL, 3600, 1, 604800, false },
+	{ "tls", "min_version", T_STRING, OFF(tls.min_version), "TLSv1.2", 0, 0, 0, false },
+	{ "tls", "ciphers", T_STRING, OFF(tls.ciphers), NULL, 0, 0, 0, false },
+	{ "tls", "ciphersuites", T_STRING, OFF(tls.ciphersuites), NULL, 0, 0, 0, false },
 	{ "auth", "users_file", T_STRING, OFF(auth.users_file), NULL, 0, 0, 0, true },
 	{ "dns", "resolvers", T_STRING, OFF(dns.resolvers), NULL, 0, 0, 0, false },
 	{ "dns", "timeout", T_SECONDS, OFF(dns.timeout), NULL, 5, 0.1, 60, false },
@@ -68,7 +71,7 @@ static const struct setting settings[] = {
 
 /* Groups and the list settings handled outside the table. */
 static const char *const top_level[] = { "server", "limits", "timeouts", "local",
-					 "listeners", "dns", "queue", "auth" };
+					 "listeners", "dns", "queue", "auth", "tls" };
 
 struct loader {
 	const char *source;
@@ -700,6 +703,13 @@ static struct config *load(config_t *lc, const char *source,
 	load_listeners(&ld, root);
 	load_domains(&ld, root);
 	load_senders(&ld, root);
+	struct tls_options o = { ld.cfg->tls.min_version, ld.cfg->tls.ciphers,
+				 ld.cfg->tls.ciphersuites };
+	char terr[512];
+	if (tls_check_options(&o, terr, sizeof(terr)) < 0) {
+		const config_setting_t *tg = config_setting_get_member(root, "tls");
+		add_error(&ld, tg, "%s", terr);
+	}
 	if (errs->count != before) {
 		config_unref(ld.cfg);
 		return NULL;
@@ -754,6 +764,9 @@ void config_unref(struct config *cfg)
 	free(cfg->recipient_delimiter);
 	free(cfg->dns.resolvers);
 	free(cfg->auth.users_file);
+	free(cfg->tls.min_version);
+	free(cfg->tls.ciphers);
+	free(cfg->tls.ciphersuites);
 	for (size_t i = 0; i < cfg->auth.nsenders; i++) {
 		for (size_t k = 0; k < cfg->auth.senders[i].naddresses; k++)
 			free(cfg->auth.senders[i].addresses[k]);
@@ -851,8 +864,11 @@ bool config_is_default(const struct config *cfg)
 	return strcmp(cfg->source, "(default)") == 0;
 }
 
-SSL_CTX *config_listener_tls(const struct cfg_listener *l, char *err, size_t errlen)
+SSL_CTX *config_listener_tls(const struct config *cfg, const struct cfg_listener *l,
+			     char *err, size_t errlen)
 {
+	struct tls_options o = { cfg->tls.min_version, cfg->tls.ciphers,
+				 cfg->tls.ciphersuites };
 	struct tls_sni_cert sni[64];
 	size_t n = l->nsni < 64 ? l->nsni : 64;
 	for (size_t i = 0; i < n; i++) {
@@ -860,5 +876,5 @@ SSL_CTX *config_listener_tls(const struct cfg_listener *l, char *err, size_t err
 		sni[i].cert_file = l->sni[i].tls_cert;
 		sni[i].key_file = l->sni[i].tls_key;
 	}
-	return tls_server_ctx(l->tls_cert, l->tls_key, sni, n, err, errlen);
+	return tls_server_ctx(l->tls_cert, l->tls_key, sni, n, &o, err, errlen);
 }

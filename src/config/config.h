@@ -45,6 +45,12 @@ struct cfg_sender {
 	size_t naddresses;
 };
 
+struct config_tls {
+	char *min_version;  /* "TLSv1.2" (default) or "TLSv1.3" */
+	char *ciphers;      /* TLS 1.2 list, or NULL: Fulmar's AEAD-only default */
+	char *ciphersuites; /* TLS 1.3 suites, or NULL: OpenSSL's */
+};
+
 struct config_auth {
 	char *users_file;  /* `fulmar user` file, absolute, or NULL: nobody */
 	struct cfg_sender *senders;
@@ -109,6 +115,7 @@ struct config {
 	struct config_dns dns;
 	struct config_queue queue;
 	struct config_auth auth;
+	struct config_tls tls;
 	char *recipient_delimiter; /* set of characters, may be "" */
 	bool deliver_at_receipt;   /* all-local messages skip the queue files */
 	struct cfg_listener *listeners;
@@ -135,7 +142,8 @@ struct config *config_load_default(struct config_errors *errs);
 /* The listener's TLS context: its certificate and its SNI certificates
  * (lib/tls.h). NULL with err filled when one fails to load. */
 typedef struct ssl_ctx_st SSL_CTX;
-SSL_CTX *config_listener_tls(const struct cfg_listener *l, char *err, size_t errlen);
+SSL_CTX *config_listener_tls(const struct config *cfg, const struct cfg_listener *l,
+			     char *err, size_t errlen);
 
 /* True for the embedded default (its certificate is made on first start). */
 bool config_is_default(const struct config *cfg);

@@ -9,6 +9,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -34,6 +35,7 @@ struct conn {
 	bool failed;    /* a write failed: report once from the loop */
 	SSL *ssl;       /* TLS, or NULL */
 	bool handshaking;
+	char tls_error[160]; /* why the handshake failed, for the log */
 };
 
 static void arm_write(struct conn *c)
@@ -231,8 +233,13 @@ void conn_free(struct conn *c)
 		return;
 	event_free(c->rev);
 	event_free(c->wev);
-	if (c->ssl)
+	if (c->ssl) {
+		/* close_notify, best effort: the socket is non-blocking and we
+		 * do not wait for the peer's. */
+		if (!c->handshaking && !c->failed)
+			SSL_shutdown(c->ssl);
 		SSL_free(c->ssl);
+	}
 	evbuffer_free(c->in);
 	evbuffer_free(c->out);
 	close(c->fd);
@@ -314,16 +321,27 @@ static void handshake(struct conn *c)
 			c->cb.tls_ready(c->arg);
 		return;
 	}
-	switch (SSL_get_error(c->ssl, r)) {
+	int e = SSL_get_error(c->ssl, r);
+	switch (e) {
 	case SSL_ERROR_WANT_READ:
 		disarm_write(c);
 		return;
 	case SSL_ERROR_WANT_WRITE:
 		arm_write(c);
 		return;
-	default:
+	default: {
+		unsigned long code = ERR_peek_last_error();
+		if (code)
+			ERR_error_string_n(code, c->tls_error, sizeof(c->tls_error));
+		else
+			snprintf(c->tls_error, sizeof(c->tls_error), "%s",
+				 e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN
+					 ? "connection closed during the handshake"
+					 : "handshake failed");
+		ERR_clear_error();
 		c->cb.event(c->arg, CONN_ERROR);
 		return;
+	}
 	}
 }
 
@@ -341,6 +359,11 @@ void conn_start_tls(struct conn *c, SSL_CTX *ctx)
 	SSL_set_accept_state(c->ssl);
 	c->handshaking = true;
 	conn_start_reading(c);
+}
+
+const char *conn_tls_error(const struct conn *c)
+{
+	return c->tls_error;
 }
 
 int conn_handshaking(const struct conn *c)

@@ -64,6 +64,8 @@ void conn_flush(struct conn *c);
 void conn_start_tls(struct conn *c, SSL_CTX *ctx);
 int conn_is_tls(const struct conn *c); /* 1 once the handshake is done */
 int conn_handshaking(const struct conn *c); /* 1 while the handshake runs */
+/* Why the handshake failed ("" if it did not): OpenSSL's reason. */
+const char *conn_tls_error(const struct conn *c);
 /* "TLSv1.3" and "TLS_AES_256_GCM_SHA384" after the handshake, else "". */
 const char *conn_tls_version(const struct conn *c);
 const char *conn_tls_cipher(const struct conn *c);

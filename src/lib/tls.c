@@ -85,13 +85,14 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
 	return SSL_TLSEXT_ERR_NOACK; /* the default certificate */
 }
 
-static SSL_CTX *one_ctx(const char *cert_file, const char *key_file, char *err,
-			size_t errlen);
+static SSL_CTX *one_ctx(const char *cert_file, const char *key_file,
+			const struct tls_options *opts, char *err, size_t errlen);
 
 SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file,
-			const struct tls_sni_cert *sni, size_t n, char *err, size_t errlen)
+			const struct tls_sni_cert *sni, size_t n,
+			const struct tls_options *opts, char *err, size_t errlen)
 {
-	SSL_CTX *ctx = one_ctx(cert_file, key_file, err, errlen);
+	SSL_CTX *ctx = one_ctx(cert_file, key_file, opts, err, errlen);
 	if (ctx == NULL || n == 0)
 		return ctx;
 	if (sni_index < 0)
@@ -101,7 +102,7 @@ SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file,
 	t->ctxs = xcalloc(n, sizeof(SSL_CTX *));
 	SSL_CTX_set_ex_data(ctx, sni_index, t);
 	for (size_t i = 0; i < n; i++) {
-		SSL_CTX *c = one_ctx(sni[i].cert_file, sni[i].key_file, err, errlen);
+		SSL_CTX *c = one_ctx(sni[i].cert_file, sni[i].key_file, opts, err, errlen);
 		if (c == NULL) {
 			SSL_CTX_free(ctx); /* frees the table too */
 			return NULL;
@@ -114,19 +115,57 @@ SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file,
 	return ctx;
 }
 
-static SSL_CTX *one_ctx(const char *cert_file, const char *key_file, char *err,
-			size_t errlen)
+static int apply_options(SSL_CTX *ctx, const struct tls_options *opts, char *err,
+			 size_t errlen)
+{
+	const char *minv = opts && opts->min_version ? opts->min_version : "TLSv1.2";
+	int v = strcmp(minv, "TLSv1.2") == 0 ? TLS1_2_VERSION
+		: strcmp(minv, "TLSv1.3") == 0 ? TLS1_3_VERSION : 0;
+	if (v == 0) {
+		snprintf(err, errlen, "TLS minimum version \"%s\": TLSv1.2 or TLSv1.3", minv);
+		return -1;
+	}
+	SSL_CTX_set_min_proto_version(ctx, v);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+					 SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET);
+	/* No resumption at all: no TLS 1.3 tickets, no server-side cache. */
+	SSL_CTX_set_num_tickets(ctx, 0);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_dh_auto(ctx, 1);
+	const char *list = opts && opts->ciphers ? opts->ciphers : TLS12_CIPHERS;
+	if (SSL_CTX_set_cipher_list(ctx, list) != 1) {
+		openssl_reason(err, errlen, "TLS 1.2 ciphers", list);
+		return -1;
+	}
+	if (opts && opts->ciphersuites &&
+	    SSL_CTX_set_ciphersuites(ctx, opts->ciphersuites) != 1) {
+		openssl_reason(err, errlen, "TLS 1.3 ciphersuites", opts->ciphersuites);
+		return -1;
+	}
+	return 0;
+}
+
+int tls_check_options(const struct tls_options *opts, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	if (ctx == NULL) {
+		openssl_reason(err, errlen, "TLS context", NULL);
+		return -1;
+	}
+	int rc = apply_options(ctx, opts, err, errlen);
+	SSL_CTX_free(ctx);
+	return rc;
+}
+
+static SSL_CTX *one_ctx(const char *cert_file, const char *key_file,
+			const struct tls_options *opts, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	if (ctx == NULL) {
 		openssl_reason(err, errlen, "TLS context", NULL);
 		return NULL;
 	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-					 SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET);
-	if (SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1) {
-		openssl_reason(err, errlen, "TLS ciphers", TLS12_CIPHERS);
+	if (apply_options(ctx, opts, err, errlen) < 0) {
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
@@ -183,7 +222,7 @@ int tls_selfsigned(const char *cert_file, const char *key_file, const char *host
 	ASN1_INTEGER_set(X509_get_serialNumber(x), (long)time(NULL));
 	X509_set_version(x, 2);
 	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-	X509_gmtime_adj(X509_getm_notAfter(x), (long)days * 86400);
+	X509_gmtime_adj(X509_getm_notAfter(x), (long)days * 86400 - 3600);
 	X509_set_pubkey(x, key);
 	X509_NAME *name = X509_get_subject_name(x);
 	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)hostname,

@@ -3,9 +3,10 @@
  * certificates for first runs and tests. No mail knowledge.
  *
  * Defaults: TLS 1.2 at least, TLS 1.3 preferred; AEAD ciphers only (TLS 1.2:
- * ECDHE/DHE with AES-GCM or ChaCha20-Poly1305; TLS 1.3: all of its suites);
- * the server's cipher order; no renegotiation, no compression, no session
- * tickets across restarts.
+ * ECDHE/DHE with AES-GCM or ChaCha20-Poly1305, DH groups chosen by
+ * OpenSSL; TLS 1.3: all of its suites); the server's cipher order; no
+ * renegotiation, no compression, no session tickets or session cache (no
+ * resumption: every session is a full handshake).
  */
 #ifndef FULMAR_TLS_H
 #define FULMAR_TLS_H
@@ -22,11 +23,22 @@ struct tls_sni_cert {
 	const char *key_file;
 };
 
+/* Protocol choices; NULL fields keep the defaults above. */
+struct tls_options {
+	const char *min_version;  /* "TLSv1.2" or "TLSv1.3" */
+	const char *ciphers;      /* TLS 1.2 cipher list (OpenSSL syntax) */
+	const char *ciphersuites; /* TLS 1.3 suites */
+};
+
 /* NULL with err filled (the file and OpenSSL's reason) on failure. The
  * SNI certificates are optional (n = 0); clients naming none of them, or
- * no name at all, get the default one. */
+ * no name at all, get the default one. opts may be NULL. */
 SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file,
-			const struct tls_sni_cert *sni, size_t n, char *err, size_t errlen);
+			const struct tls_sni_cert *sni, size_t n,
+			const struct tls_options *opts, char *err, size_t errlen);
+
+/* 0 when the options are acceptable to OpenSSL, else -1 with err. */
+int tls_check_options(const struct tls_options *opts, char *err, size_t errlen);
 void tls_ctx_free(SSL_CTX *ctx);
 
 /* Write a new P-256 key (mode 0600) and a self-signed certificate for

@@ -141,7 +141,7 @@ struct smtp_server *smtp_server_bind(struct event_base *base, struct config *cfg
 		li->info.auth_plaintext = cl->auth_plaintext;
 		if (cl->tls_cert) {
 			/* Read now, as root: the key file is usually root's. */
-			li->info.tls = config_listener_tls(cl, err, errlen);
+			li->info.tls = config_listener_tls(cfg, cl, err, errlen);
 			if (li->info.tls == NULL) {
 				close(fd);
 				smtp_server_free(srv);
@@ -426,7 +426,7 @@ int smtp_server_reload_tls(struct smtp_server *srv, const struct config *cfg)
 		if (cl->tls_cert == NULL || li->info.tls == NULL)
 			continue; /* TLS on or off needs a restart */
 		char err[512];
-		SSL_CTX *ctx = config_listener_tls(cl, err, sizeof(err));
+		SSL_CTX *ctx = config_listener_tls(cfg, cl, err, sizeof(err));
 		if (ctx == NULL) {
 			log_msg(LOG_ERROR, "tls_reload_failed", "%s: %s; keeping the old certificate",
 				li->name, err);

@@ -1325,6 +1325,17 @@ static void on_conn_event(void *arg, enum conn_event what)
 		settle(s);
 		return;
 	}
+	if (conn_handshaking(s->conn) || conn_tls_error(s->conn)[0]) {
+		struct log_line l;
+		log_begin(&l, LOG_INFO, "tls_failed");
+		log_int(&l, "sid", (long long)s->sid);
+		log_str(&l, "client", s->client);
+		log_str(&l, "reason", conn_tls_error(s->conn)[0] ? conn_tls_error(s->conn)
+							      : what == CONN_READ_TIMEOUT
+								? "handshake timeout"
+								: "connection closed during the handshake");
+		log_end(&l);
+	}
 	close_now(s); /* EOF, error, or output stuck */
 }
 

@@ -267,3 +267,53 @@ def test_sni_certificates(fulmar_factory):
     assert peer_cn(d.port, "OTHER.test.local") == "other.test.local"
     assert peer_cn(d.port, "mail.wild.test") == "wild.test.local"
     assert peer_cn(d.port, "unknown.test") == "mx.test.local"
+
+
+def s_client(port, *args, stdin=b"quit\r\n"):
+    r = subprocess.run(["openssl", "s_client", "-starttls", "smtp", "-connect",
+                        "127.0.0.1:%d" % port] + list(args), input=stdin,
+                       capture_output=True, timeout=30)
+    return r.returncode, (r.stdout + r.stderr).decode(errors="replace")
+
+
+def test_no_session_tickets_no_resumption(tls_fulmar):
+    rc, text = s_client(tls_fulmar.port, "-ign_eof")
+    assert "New Session Ticket" not in text, text
+    assert "221 2.0.0" in text, text
+
+
+def test_close_notify_sent(tls_fulmar):
+    p = subprocess.run("(sleep 1; echo QUIT; sleep 1) | openssl s_client -quiet -starttls "
+                       "smtp -connect 127.0.0.1:%d" % tls_fulmar.port, shell=True,
+                       capture_output=True, timeout=30)
+    text = (p.stdout + p.stderr).decode(errors="replace")
+    assert "221 2.0.0" in text, text
+    assert "unexpected eof" not in text, text
+
+
+def test_failed_handshake_is_logged(tls_fulmar):
+    s_client(tls_fulmar.port, "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0")
+    deadline = time.time() + 5
+    while "event=tls_failed" not in tls_fulmar.log_text() and time.time() < deadline:
+        time.sleep(0.1)
+    assert "event=tls_failed" in tls_fulmar.log_text(), tls_fulmar.log_tail()
+
+
+def test_tls_options_configurable(fulmar_factory):
+    d = fulmar_factory(start=False, tls={"min_version": "TLSv1.3"})
+    cert, key = os.path.join(d.root, "c.pem"), os.path.join(d.root, "k.pem")
+    subprocess.run([d.bin, "tls", "selfsigned", "--cert", cert, "--key", key], check=True,
+                   capture_output=True, env=d.env())
+    d.config["listeners"][0].update({"tls_cert": cert, "tls_key": key})
+    d.write_config()
+    d.start()
+    rc, text = s_client(d.port, "-tls1_2")
+    assert "Cipher is (NONE)" in text or rc != 0, text
+    rc, text = s_client(d.port, "-tls1_3", "-ign_eof")
+    assert "TLSv1.3" in text and "221 2.0.0" in text, text
+
+
+def test_bad_tls_options_rejected(fulmar_factory):
+    d = fulmar_factory(start=False, tls={"min_version": "TLSv1.0"})
+    r = d.cli("check-config", "--config", d.config_path)
+    assert r.returncode == 1 and b"TLSv1.2 or TLSv1.3" in r.stderr, r.stderr
