@@ -352,3 +352,26 @@ def test_tls_handshake_timeout(fulmar_factory):
     got = sock.recv(100)          # we never send a ClientHello
     assert got == b"" and time.time() - t0 < 5, got
     sock.close()
+
+
+def test_mx_listener_with_auth_enabled(fulmar_factory):
+    """auth = true on an mx listener: AUTH offered (here without TLS, as
+    auth_plaintext allows), and an authenticated client may relay."""
+    d = fulmar_factory(start=False)
+    users = os.path.join(d.root, "users")
+    subprocess.run([d.bin, "user", "add", "--users-file", users, USER],
+                   input=(PASSWORD + "\n").encode(), check=True, capture_output=True,
+                   env=d.env())
+    d.config["listeners"][0].update({"auth": True, "auth_plaintext": True})
+    d.config["auth"] = {"users_file": users}
+    d.write_config()
+    d.start()
+    with SMTPClient(d.port) as c:
+        assert "AUTH PLAIN LOGIN" in c.ehlo().text
+        expect(c.cmd("RCPT TO:<x@remote.test>"), 503)           # no MAIL yet
+        expect(c.cmd("MAIL FROM:<other@client.test>"), 250)      # mx: no AUTH needed
+        expect(c.cmd("RCPT TO:<x@remote.test>"), 554, "5.7.1")   # but no relaying
+        expect(c.cmd("RSET"), 250)
+        expect(c.cmd("AUTH PLAIN " + b64("\0%s\0%s" % (USER, PASSWORD))), 235)
+        expect(c.cmd("MAIL FROM:<%s>" % USER), 250)
+        expect(c.cmd("RCPT TO:<x@remote.test>"), 250)
