@@ -117,8 +117,26 @@ static char *lower_dup(const char *s)
 	return p;
 }
 
+/*
+ * Paths are made absolute against the start-up directory and bounded:
+ * everything that later builds a file name from them (queue files, Maildir
+ * names, ".tmp" siblings) fits in PATH_MAX because of this check.
+ */
+#define CONFIG_PATH_MAX 1024
+
+static char *absolute_path_at(struct loader *ld, const char *p, const config_setting_t *s);
+
 static char *absolute_path(struct loader *ld, const char *p)
 {
+	return absolute_path_at(ld, p, NULL);
+}
+
+static char *absolute_path_at(struct loader *ld, const char *p, const config_setting_t *s)
+{
+	if (strlen(p) + strlen(ld->cwd) + 1 > CONFIG_PATH_MAX) {
+		add_error(ld, s, "path too long (at most %d octets): %.60s...", CONFIG_PATH_MAX, p);
+		return xstrdup("/");
+	}
 	if (p[0] == '/')
 		return xstrdup(p);
 	size_t n = strlen(ld->cwd) + 1 + strlen(p) + 1;
@@ -179,7 +197,7 @@ static void apply_setting(struct loader *ld, const struct setting *st,
 		str = config_setting_get_string(s);
 		free(*(char **)(base + st->offset));
 		*(char **)(base + st->offset) =
-			st->is_path ? absolute_path(ld, str) : xstrdup(str);
+			st->is_path ? absolute_path_at(ld, str, s) : xstrdup(str);
 		return;
 	case T_LOGLEVEL:
 		str = config_setting_type(s) == CONFIG_TYPE_STRING
@@ -393,8 +411,8 @@ static void load_listeners(struct loader *ld, const config_setting_t *root)
 		l->auth = r != ROLE_MX || auth == 1;
 		l->auth_plaintext = plain != 0;
 		if (cert && key) {
-			l->tls_cert = absolute_path(ld, cert);
-			l->tls_key = absolute_path(ld, key);
+			l->tls_cert = absolute_path_at(ld, cert, item);
+			l->tls_key = absolute_path_at(ld, key, item);
 		}
 		config_setting_t *sni = config_setting_get_member(item, "sni");
 		if (sni && (!config_setting_is_list(sni) || cert == NULL)) {
@@ -403,6 +421,10 @@ static void load_listeners(struct loader *ld, const config_setting_t *root)
 			sni = NULL;
 		}
 		int ns = sni ? config_setting_length(sni) : 0;
+		if (ns > CFG_SNI_MAX) {
+			add_error(ld, sni, "at most %d sni certificates per listener", CFG_SNI_MAX);
+			ns = 0;
+		}
 		if (ns > 0)
 			l->sni = xcalloc((size_t)ns, sizeof(*l->sni));
 		static const char *const sni_allowed[] = { "name", "tls_cert", "tls_key", NULL };
@@ -423,8 +445,8 @@ static void load_listeners(struct loader *ld, const config_setting_t *root)
 			}
 			struct cfg_sni *sd = &l->sni[l->nsni++];
 			sd->name = lower_dup(nm);
-			sd->tls_cert = absolute_path(ld, c);
-			sd->tls_key = absolute_path(ld, kf);
+			sd->tls_cert = absolute_path_at(ld, c, e);
+			sd->tls_key = absolute_path_at(ld, kf, e);
 		}
 		l->line = (int)config_setting_source_line(item);
 	}
@@ -515,7 +537,7 @@ static void load_mailboxes(struct loader *ld, const config_setting_t *list,
 		cfg->mailboxes = xrealloc(cfg->mailboxes,
 					  (cfg->nmailboxes + 1) * sizeof(*cfg->mailboxes));
 		cfg->mailboxes[cfg->nmailboxes].address = addr;
-		cfg->mailboxes[cfg->nmailboxes].maildir = absolute_path(ld, maildir);
+		cfg->mailboxes[cfg->nmailboxes].maildir = absolute_path_at(ld, maildir, item);
 		cfg->nmailboxes++;
 	}
 }
@@ -869,8 +891,8 @@ SSL_CTX *config_listener_tls(const struct config *cfg, const struct cfg_listener
 {
 	struct tls_options o = { cfg->tls.min_version, cfg->tls.ciphers,
 				 cfg->tls.ciphersuites };
-	struct tls_sni_cert sni[64];
-	size_t n = l->nsni < 64 ? l->nsni : 64;
+	struct tls_sni_cert sni[CFG_SNI_MAX];
+	size_t n = l->nsni; /* at most CFG_SNI_MAX, checked at load */
 	for (size_t i = 0; i < n; i++) {
 		sni[i].name = l->sni[i].name;
 		sni[i].cert_file = l->sni[i].tls_cert;

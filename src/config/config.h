@@ -19,6 +19,8 @@
  * AUTH (587); submissions: the same over implicit TLS (465, RFC 8314). */
 enum listener_role { ROLE_MX = 0, ROLE_SUBMISSION, ROLE_SUBMISSIONS };
 
+#define CFG_SNI_MAX 64 /* SNI certificates per listener */
+
 struct cfg_sni {
 	char *name;     /* "mail.example.org" or "*.example.org" */
 	char *tls_cert;

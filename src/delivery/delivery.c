@@ -29,7 +29,7 @@ struct delivery {
 	struct queue *q;
 	struct config *cfg;
 	struct workpool *pool;
-	char host[256]; /* our host name, made safe for Maildir names */
+	char host[256]; /* our host name, for Maildir names */
 	unsigned in_flight;         /* attempts submitted, not yet done */
 	unsigned batches;           /* worker jobs running */
 	struct attempt *wait_head;  /* attempts waiting for a worker */
@@ -50,19 +50,6 @@ struct attempt {
 	char err[160];
 };
 
-static void safe_host(char *out, size_t len, const char *host)
-{
-	size_t o = 0;
-	for (const char *p = host; *p && o + 4 < len; p++) {
-		if (*p == '/' || *p == ':') { /* Maildir: escape as \057 \072 */
-			o += (size_t)snprintf(out + o, len - o, "\\%03o", (unsigned char)*p);
-		} else {
-			out[o++] = *p;
-		}
-	}
-	out[o] = '\0';
-}
-
 struct delivery *delivery_new(struct event_base *base, struct queue *q,
 			      struct config *cfg)
 {
@@ -71,7 +58,7 @@ struct delivery *delivery_new(struct event_base *base, struct queue *q,
 	d->q = q;
 	d->cfg = config_ref(cfg);
 	d->pool = workpool_new(base, DELIVERY_THREADS);
-	safe_host(d->host, sizeof(d->host), cfg->hostname);
+	strlcpy_safe(d->host, cfg->hostname, sizeof(d->host));
 	return d;
 }
 
@@ -303,8 +290,8 @@ static void start_attempt(struct delivery *d, struct qmsg *m)
 			continue;
 		}
 		char name[512];
-		snprintf(name, sizeof(name), "%lld.Q%sR%zu.%s",
-			 (long long)(m->env.arrival_us / 1000000), m->env.id, i, d->host);
+		maildir_name(name, sizeof(name), (long long)(m->env.arrival_us / 1000000),
+			     m->env.id, i, d->host);
 		size_t k = a->n++;
 		a->idx[k] = i;
 		a->names[k] = xstrdup(name);

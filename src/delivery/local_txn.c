@@ -110,7 +110,7 @@ static void rollback(struct local_txn *t)
 
 struct local_txn *local_txn_begin(struct local_committer *lc, const char *sender,
 				  const struct local_target_spec *specs, size_t n,
-				  const char *name_prefix, const char *host,
+				  long long arrival_s, const char *queue_id, const char *host,
 				  char *err, size_t errlen)
 {
 	if (n == 0 || n > LOCAL_TXN_MAX_TARGETS) {
@@ -129,7 +129,7 @@ struct local_txn *local_txn_begin(struct local_committer *lc, const char *sender
 		struct target *g = &t->targets[t->n++];
 		g->maildir = xstrdup(specs[i].maildir);
 		g->linked = false;
-		snprintf(g->name, sizeof(g->name), "%sR%zu.%s", name_prefix, i, host);
+		maildir_name(g->name, sizeof(g->name), arrival_s, queue_id, i, host);
 		tmp_path(g, path, sizeof(path));
 		g->fd = fsio_open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		if (g->fd < 0 && errno == ENOENT && maildir_create(g->maildir) == 0)
@@ -225,38 +225,33 @@ static void publish_batch(struct local_txn *batch)
 	}
 }
 
-/* Worker: one fsync per distinct new/ of the whole batch. */
+/* Worker, the syncer: publish the batch, then one fsync per distinct new/. */
 static void sync_work(void *arg)
 {
 	struct sync_job *job = arg;
-	char path[PATH_MAX];
 	publish_batch(job->batch);
-	for (struct local_txn *t = job->batch; t; t = t->next) {
-		for (size_t i = 0; i < t->n && t->err == 0; i++) {
-			const char *md = t->targets[i].maildir;
-			bool seen = false;
-			/* earlier targets of this batch with the same maildir */
-			for (struct local_txn *u = job->batch; u && !seen; u = u->next)
-				for (size_t k = 0; k < u->n && !seen; k++) {
-					if (u == t && k == i)
-						goto check;
-					seen = strcmp(u->targets[k].maildir, md) == 0;
-				}
-		check:
-			if (seen)
-				continue;
-			snprintf(path, sizeof(path), "%s/new", md);
-			if (fsio_fsync_dir(path) < 0) {
-				int e = errno;
-				/* every transaction of the batch using md fails */
-				for (struct local_txn *u = job->batch; u; u = u->next)
-					for (size_t k = 0; k < u->n; k++)
-						if (strcmp(u->targets[k].maildir, md) == 0 &&
-						    u->err == 0)
-							u->err = e;
-			}
-		}
+	size_t total = 0;
+	for (struct local_txn *t = job->batch; t; t = t->next)
+		total += t->n;
+	const char **dirs = xcalloc(total ? total : 1, sizeof(char *));
+	int *errs = xcalloc(total ? total : 1, sizeof(int));
+	size_t k = 0;
+	for (struct local_txn *t = job->batch; t; t = t->next)
+		for (size_t i = 0; i < t->n; i++, k++)
+			dirs[k] = t->err ? NULL : t->targets[i].maildir;
+	maildir_sync_dirs(dirs, total, errs);
+	/* A failed directory fsync fails every transaction that used it. */
+	for (size_t x = 0; x < total; x++) {
+		if (errs[x] == 0)
+			continue;
+		k = 0;
+		for (struct local_txn *t = job->batch; t; t = t->next)
+			for (size_t i = 0; i < t->n; i++, k++)
+				if (dirs[k] && strcmp(dirs[k], dirs[x]) == 0 && t->err == 0)
+					t->err = errs[x];
 	}
+	free(errs);
+	free(dirs);
 	for (struct local_txn *t = job->batch; t; t = t->next)
 		if (t->err)
 			rollback(t);

@@ -43,12 +43,12 @@ struct local_target_spec {
 
 /*
  * Open a tmp/ file in each Maildir and write the Return-Path: and
- * Delivered-To: headers. name_prefix makes unique names ("SEC.QID");
+ * Delivered-To: headers; file names come from maildir_name();
  * NULL with err filled on failure (nothing left behind).
  */
 struct local_txn *local_txn_begin(struct local_committer *lc, const char *sender,
 				  const struct local_target_spec *targets, size_t n,
-				  const char *name_prefix, const char *host,
+				  long long arrival_s, const char *queue_id, const char *host,
 				  char *err, size_t errlen);
 /* Message octets as received (CR LF line ends). */
 void local_txn_write(struct local_txn *t, const char *data, size_t len);

@@ -201,27 +201,53 @@ int maildir_deliver(int qfd, off_t content_off, const char *return_path,
 	return 0;
 }
 
-void maildir_sync_new(struct maildir_target **targets, size_t n)
+void maildir_sync_dirs(const char *const *dirs, size_t n, int *errs)
 {
 	char path[PATH_MAX];
-	/* fsync each new/ we linked into, once per distinct directory. */
 	for (size_t i = 0; i < n; i++) {
-		struct maildir_target *t = targets[i];
-		if (t->err || t->duplicate)
+		errs[i] = 0;
+		if (dirs[i] == NULL)
 			continue;
-		bool seen = false;
-		for (size_t k = 0; k < i && !seen; k++)
-			seen = targets[k]->err == 0 && !targets[k]->duplicate &&
-			       strcmp(targets[k]->maildir, t->maildir) == 0;
-		if (seen)
+		size_t first = i; /* the first entry with this directory */
+		for (size_t k = 0; k < i && first == i; k++)
+			if (dirs[k] && strcmp(dirs[k], dirs[i]) == 0)
+				first = k;
+		if (first != i) {
+			errs[i] = errs[first];
 			continue;
-		snprintf(path, sizeof(path), "%s/new", t->maildir);
-		if (fsio_fsync_dir(path) < 0) {
-			int e = errno;
-			for (size_t k = i; k < n; k++)
-				if (strcmp(targets[k]->maildir, t->maildir) == 0 &&
-				    !targets[k]->duplicate)
-					targets[k]->err = e;
 		}
+		snprintf(path, sizeof(path), "%s/new", dirs[i]);
+		if (fsio_fsync_dir(path) < 0)
+			errs[i] = errno;
 	}
+}
+
+void maildir_sync_new(struct maildir_target **targets, size_t n)
+{
+	const char **dirs = xcalloc(n ? n : 1, sizeof(char *));
+	int *errs = xcalloc(n ? n : 1, sizeof(int));
+	for (size_t i = 0; i < n; i++)
+		if (targets[i]->err == 0 && !targets[i]->duplicate)
+			dirs[i] = targets[i]->maildir;
+	maildir_sync_dirs(dirs, n, errs);
+	for (size_t i = 0; i < n; i++)
+		if (errs[i])
+			targets[i]->err = errs[i];
+	free(errs);
+	free(dirs);
+}
+
+void maildir_name(char *buf, size_t len, long long arrival_s, const char *queue_id,
+		  size_t rcpt_index, const char *host)
+{
+	char safe[256 * 4 + 1];
+	size_t o = 0;
+	for (const char *p = host; *p && o + 5 < sizeof(safe); p++) {
+		if (*p == '/' || *p == ':')
+			o += (size_t)snprintf(safe + o, sizeof(safe) - o, "\\%03o", (unsigned char)*p);
+		else
+			safe[o++] = *p;
+	}
+	safe[o] = '\0';
+	snprintf(buf, len, "%lld.Q%sR%zu.%s", arrival_s, queue_id, rcpt_index, safe);
 }

@@ -59,6 +59,21 @@ void maildir_sync_new(struct maildir_target **targets, size_t n);
  */
 size_t maildir_lf_convert(bool *pending_cr, const char *data, size_t len, char *out);
 
+/*
+ * The file name of a message's copy for one recipient:
+ * "ARRIVAL.QqueueidRindex.HOST", with '/' and ':' in HOST escaped as \057
+ * and \072 (Maildir spec). Deterministic, so a repeated delivery finds the
+ * copy it made before (see above); unique, since queue ids are.
+ */
+void maildir_name(char *buf, size_t len, long long arrival_s, const char *queue_id,
+		  size_t rcpt_index, const char *host);
+
+/*
+ * fsync each distinct "DIR/new" of dirs[0..n) once; errs[i] receives 0 or
+ * the errno of the fsync that covers dirs[i]. NULL entries are skipped.
+ */
+void maildir_sync_dirs(const char *const *dirs, size_t n, int *errs);
+
 /* Create dir, dir/tmp, dir/new and dir/cur (mode 0700) as needed. */
 int maildir_create(const char *dir);
 

@@ -32,7 +32,6 @@ struct workpool {
 	pthread_t *threads;
 	int efd;
 	struct event *wake;
-	unsigned pending; /* loop thread only */
 };
 
 static void push(struct job **head, struct job **tail, struct job *j)
@@ -83,7 +82,6 @@ static void run_done(struct workpool *pool)
 	pthread_mutex_unlock(&pool->lock);
 	while (j) {
 		struct job *next = j->next;
-		pool->pending--;
 		if (j->done)
 			j->done(j->arg);
 		free(j);
@@ -125,16 +123,10 @@ void workpool_submit(struct workpool *pool, workpool_fn work, workpool_fn done,
 	j->work = work;
 	j->done = done;
 	j->arg = arg;
-	pool->pending++;
 	pthread_mutex_lock(&pool->lock);
 	push(&pool->todo_head, &pool->todo_tail, j);
 	pthread_cond_signal(&pool->cond);
 	pthread_mutex_unlock(&pool->lock);
-}
-
-unsigned workpool_pending(const struct workpool *pool)
-{
-	return pool->pending;
 }
 
 void workpool_free(struct workpool *pool)

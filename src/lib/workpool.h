@@ -19,8 +19,6 @@ typedef void (*workpool_fn)(void *arg);
 struct workpool *workpool_new(struct event_base *base, int nthreads);
 void workpool_submit(struct workpool *pool, workpool_fn work,
 		     workpool_fn done, void *arg);
-/* Jobs submitted and not yet done (their done() not yet run). */
-unsigned workpool_pending(const struct workpool *pool);
 void workpool_free(struct workpool *pool);
 
 #endif

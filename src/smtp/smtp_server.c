@@ -19,6 +19,7 @@
 #include "lib/countmap.h"
 #include "auth/users.h"
 #include "lib/log.h"
+#include "lib/netaddr.h"
 #include "lib/workpool.h"
 #include "smtp/auth_throttle.h"
 #include "lib/tls.h"
@@ -185,17 +186,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	struct listener *li = arg;
 	struct smtp_server *srv = li->srv;
 	const char *reject = NULL;
-	char ip[INET6_ADDRSTRLEN] = "?";
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)sa;
-		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
-			inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], ip, sizeof(ip));
-		else
-			inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
-	} else if (sa->sa_family == AF_INET) {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
-			  ip, sizeof(ip));
-	}
+	char ip[NETADDR_TEXT_MAX];
+	netaddr_text(sa, ip, sizeof(ip));
 	if (srv->nsessions >= srv->cfg->limits.connections)
 		reject = "421 4.3.2 Too many connections, try again later";
 	else if ((uint64_t)countmap_get(srv->per_ip, ip) >=

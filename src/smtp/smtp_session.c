@@ -30,6 +30,7 @@
 #include "lib/conn.h"
 #include "lib/dns.h"
 #include "lib/log.h"
+#include "lib/netaddr.h"
 #include "lib/xalloc.h"
 #include "proto/base64.h"
 #include "proto/data_reader.h"
@@ -78,7 +79,7 @@ struct smtp_session {
 	struct conn *conn;
 	struct event *deadline;
 	uint64_t sid;
-	char client[INET6_ADDRSTRLEN];
+	char client[NETADDR_TEXT_MAX];
 	char *rdns;                  /* verified client name, or NULL */
 	struct dns_query *rdns_query; /* in flight, or NULL */
 	int client_port;
@@ -101,7 +102,9 @@ struct smtp_session {
 	bool skip_line;      /* discarding the rest of an over-long command */
 	bool paused;         /* not processing input (commit in flight) */
 	bool detached;       /* connection gone, commit in flight */
-	bool deadline_hit;   /* session deadline passed during a commit */
+	/* The 421 to send once the commit in flight has been answered (the
+	 * session deadline passed, or the server is shutting down). */
+	const char *close_after_commit;
 	unsigned errors;
 	unsigned messages;
 	unsigned rcpt_cmds;  /* RCPT commands accepted in this transaction */
@@ -135,6 +138,7 @@ const char *smtp_session_client(const struct smtp_session *s)
 
 static void process(struct smtp_session *s);
 static void close_now(struct smtp_session *s);
+static void session_free(struct smtp_session *s);
 
 /* ---- replies ---- */
 
@@ -359,15 +363,10 @@ static bool open_local_txn(struct smtp_session *s)
 		specs[i].address = s->env.rcpts[i].addr;
 	}
 	queue_new_id(smtp_server_queue(s->srv), s->ltxn_id, &s->ltxn_arrival_us);
-	char prefix[64], host[256], err[256];
-	snprintf(prefix, sizeof(prefix), "%lld.Q%s",
-		 (long long)(s->ltxn_arrival_us / 1000000), s->ltxn_id);
-	size_t h = 0;
-	for (const char *p = s->cfg->hostname; *p && h + 1 < sizeof(host); p++)
-		host[h++] = (*p == '/' || *p == ':') ? '_' : *p;
-	host[h] = '\0';
+	char err[256];
 	s->ltxn = local_txn_begin(lc, s->env.sender ? s->env.sender : "", specs,
-				  s->env.nrcpts, prefix, host, err, sizeof(err));
+				  s->env.nrcpts, (long long)(s->ltxn_arrival_us / 1000000),
+				  s->ltxn_id, s->cfg->hostname, err, sizeof(err));
 	if (s->ltxn == NULL) {
 		/* The queue will retry these deliveries with backoff. */
 		log_msg(LOG_WARNING, "deliver_at_receipt_failed", "sid=%llu: %s",
@@ -443,13 +442,7 @@ static void on_committed(void *arg, int err, const char *id)
 		log_end(&l);
 	}
 	if (s->detached) {
-		free(s->log_from);
-		free(s->rdns);
-		free(s->auth_user);
-		SSL_CTX_free(s->tls_ctx);
-		envelope_free(&s->env);
-		config_unref(s->cfg);
-		free(s);
+		session_free(s);
 		return;
 	}
 	if (err == 0) {
@@ -461,8 +454,8 @@ static void on_committed(void *arg, int err, const char *id)
 	}
 	s->paused = false;
 	back_to_ready(s);
-	if (s->deadline_hit) {
-		reply(s, "421 4.4.2 Session time limit exceeded, closing connection");
+	if (s->close_after_commit) {
+		reply(s, s->close_after_commit);
 		close_after_flush(s);
 		settle(s);
 		return;
@@ -1376,7 +1369,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (s->state == S_COMMIT) {
-		s->deadline_hit = true;
+		s->close_after_commit = "421 4.4.2 Session time limit exceeded, closing connection";
 		return;
 	}
 	if (s->state == S_CLOSING)
@@ -1419,9 +1412,16 @@ static void close_now(struct smtp_session *s)
 		s->detached = true; /* on_committed frees it */
 		return;
 	}
+	session_free(s);
+}
+
+/* The memory of a session whose connection is gone (close_now has run). */
+static void session_free(struct smtp_session *s)
+{
 	free(s->log_from);
 	free(s->rdns);
 	free(s->auth_user);
+	free(s->hdr_buf);
 	SSL_CTX_free(s->tls_ctx);
 	envelope_free(&s->env);
 	config_unref(s->cfg);
@@ -1453,18 +1453,7 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 	if (s->tls_ctx)
 		SSL_CTX_up_ref(s->tls_ctx);
 	envelope_init(&s->env);
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)sa;
-		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
-			inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], s->client, sizeof(s->client));
-		else
-			inet_ntop(AF_INET6, &a->sin6_addr, s->client, sizeof(s->client));
-		s->client_port = ntohs(a->sin6_port);
-	} else {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)sa;
-		inet_ntop(AF_INET, &a->sin_addr, s->client, sizeof(s->client));
-		s->client_port = ntohs(a->sin_port);
-	}
+	s->client_port = netaddr_text(sa, s->client, sizeof(s->client));
 	envelope_set(&s->env.client_addr, s->client);
 	struct event_base *base = smtp_server_base(srv);
 	s->conn = conn_new(base, fd, &session_io, s, INPUT_HIGH);
@@ -1522,7 +1511,7 @@ void smtp_session_abort(struct smtp_session *s)
 	if (s->state == S_CLOSING)
 		return;
 	if (s->state == S_COMMIT) {
-		s->deadline_hit = true;
+		s->close_after_commit = "421 4.3.2 Service shutting down, closing connection";
 		return;
 	}
 	reply(s, "421 4.3.2 Service shutting down, closing connection");

@@ -409,6 +409,13 @@ static void test_listener_errors(void **state)
 	expect_only_error("listeners = (\n { address = \"::1\"; port = 25;\n"
 			  "   auth = \"yes\"; }\n);\n",
 			  3, "'auth' must be true or false");
+	/* Paths are bounded: file names built from them must fit PATH_MAX. */
+	{
+		char text[1400];
+		snprintf(text, sizeof(text), LISTENER "server = {\n  state_dir = \"/%01100d\";\n};\n",
+			 0);
+		expect_only_error(text, 3, "path too long");
+	}
 	/* Implicit TLS without a certificate cannot work. */
 	expect_only_error("listeners = (\n { address = \"::1\"; port = 465;\n"
 			  "   role = \"submissions\"; }\n);\n",
