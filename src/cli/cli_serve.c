@@ -20,6 +20,7 @@
 #include "auth/users.h"
 #include "cli/privileges.h"
 #include "config/config.h"
+#include "control/control.h"
 #include "delivery/delivery.h"
 #include "delivery/local_txn.h"
 #include "lib/dns.h"
@@ -37,6 +38,7 @@ struct daemon {
 	struct smtp_server *srv;
 	struct queue *queue;
 	struct delivery *delivery;
+	struct control *control; /* STATE_DIR/control.sock */
 	struct dns *dns;
 	struct local_committer *local;
 	struct run_user ru;
@@ -264,10 +266,13 @@ int cmd_serve(int argc, char **argv)
 		config_unref(d.cfg);
 		return 1;
 	}
-	d.queue = queue_open(d.base, d.cfg->state_dir, err, sizeof(err));
+	/* After the drop: the control socket belongs to server.user. */
+	d.control = control_open(d.base, d.cfg->state_dir, err, sizeof(err));
+	d.queue = d.control ? queue_open(d.base, d.cfg->state_dir, err, sizeof(err)) : NULL;
 	if (d.queue == NULL) {
 		fprintf(stderr, "fulmar: %s\n", err);
 		log_msg(LOG_ERROR, "startup_failed", "%s", err);
+		control_free(d.control);
 		smtp_server_free(d.srv);
 		event_base_free(d.base);
 		config_unref(d.cfg);
@@ -279,8 +284,9 @@ int cmd_serve(int argc, char **argv)
 	smtp_server_set_dns(d.srv, d.dns);
 	d.local = local_committer_new(d.base);
 	smtp_server_set_local_committer(d.srv, d.local);
-	d.delivery = delivery_new(d.base, d.queue, d.cfg);
+	d.delivery = delivery_new(d.base, d.queue, d.dns, d.cfg);
 	queue_set_ready_hook(d.queue, delivery_schedule, d.delivery);
+	control_start(d.control, d.delivery);
 	log_msg(LOG_INFO, "starting", "fulmar %s config=%s hostname=%s state_dir=%s user=%s",
 		FULMAR_VERSION, d.cfg->source, d.cfg->hostname, d.cfg->state_dir,
 		d.ru.switch_user ? d.ru.name : "(unchanged)");
@@ -298,6 +304,7 @@ int cmd_serve(int argc, char **argv)
 
 	log_msg(LOG_INFO, "draining", "%u commits and %u deliveries in flight",
 		queue_commits_in_flight(d.queue), delivery_in_flight(d.delivery));
+	control_free(d.control);
 	local_committer_free(d.local);
 	delivery_free(d.delivery);
 	queue_close(d.queue);

@@ -6,6 +6,7 @@
  * after an error so one run of check-config shows them all.
  */
 #include "config/config.h"
+#include "config/config_load.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -60,6 +61,22 @@ static const struct setting settings[] = {
 	{ "local", "deliver_at_receipt", T_BOOL, OFF(deliver_at_receipt), NULL, 1, 0, 1, false },
 	{ "queue", "retry_first", T_SECONDS, OFF(queue.retry_first), NULL, 300, 1, 86400, false },
 	{ "queue", "retry_max", T_SECONDS, OFF(queue.retry_max), NULL, 3600, 1, 604800, false },
+	{ "queue", "max_lifetime", T_SECONDS, OFF(queue.max_lifetime), NULL, 432000, 1, 31536000, false },
+	{ "queue", "delay_warning", T_SECONDS, OFF(queue.delay_warning), NULL, 14400, 0, 31536000, false },
+	{ "outbound", "port", T_COUNT, OFF(outbound.port), NULL, 25, 1, 65535, false },
+	{ "outbound", "connections", T_COUNT, OFF(outbound.connections), NULL, 100, 1, 100000, false },
+	{ "outbound", "connections_per_destination", T_COUNT, OFF(outbound.connections_per_destination), NULL, 20, 1, 100000, false },
+	{ "outbound", "messages_per_connection", T_COUNT, OFF(outbound.messages_per_connection), NULL, 100, 1, 1000000, false },
+	{ "outbound", "rate_per_destination", T_COUNT, OFF(outbound.rate_per_destination), NULL, 0, 0, 10000000, false },
+	{ "outbound", "idle_time", T_SECONDS, OFF(outbound.idle_time), NULL, 5, 0, 3600, false },
+	{ "outbound", "tls", T_STRING, OFF(outbound.tls), "may", 0, 0, 0, false },
+	{ "outbound", "allow_loopback", T_BOOL, OFF(outbound.allow_loopback), NULL, 0, 0, 1, false },
+	{ "outbound", "helo_name", T_STRING, OFF(outbound.helo_name), NULL, 0, 0, 0, false },
+	{ "outbound", "connect_timeout", T_SECONDS, OFF(outbound.connect_timeout), NULL, 30, 0.01, 3600, false },
+	{ "outbound", "greeting_timeout", T_SECONDS, OFF(outbound.greeting_timeout), NULL, 300, 0.01, 3600, false },
+	{ "outbound", "command_timeout", T_SECONDS, OFF(outbound.command_timeout), NULL, 300, 0.01, 3600, false },
+	{ "outbound", "data_timeout", T_SECONDS, OFF(outbound.data_timeout), NULL, 180, 0.01, 3600, false },
+	{ "outbound", "data_done_timeout", T_SECONDS, OFF(outbound.data_done_timeout), NULL, 600, 0.01, 3600, false },
 	{ "tls", "min_version", T_STRING, OFF(tls.min_version), "TLSv1.2", 0, 0, 0, false },
 	{ "tls", "ciphers", T_STRING, OFF(tls.ciphers), NULL, 0, 0, 0, false },
 	{ "tls", "ciphersuites", T_STRING, OFF(tls.ciphersuites), NULL, 0, 0, 0, false },
@@ -71,19 +88,11 @@ static const struct setting settings[] = {
 
 /* Groups and the list settings handled outside the table. */
 static const char *const top_level[] = { "server", "limits", "timeouts", "local",
-					 "listeners", "dns", "queue", "auth", "tls" };
+					 "listeners", "dns", "queue", "auth", "tls",
+					 "outbound", "routes" };
 
-struct loader {
-	const char *source;
-	struct config_errors *errs;
-	struct config *cfg;
-	char cwd[PATH_MAX];
-};
 
-static void add_error(struct loader *ld, const config_setting_t *s,
-		      const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void add_error(struct loader *ld, const config_setting_t *s,
+void cfg_error(struct loader *ld, const config_setting_t *s,
 		      const char *fmt, ...)
 {
 	char msg[512];
@@ -109,7 +118,7 @@ void config_errors_free(struct config_errors *errs)
 	errs->count = 0;
 }
 
-static char *lower_dup(const char *s)
+char *cfg_lower_dup(const char *s)
 {
 	char *p = xstrdup(s);
 	for (char *q = p; *q; q++)
@@ -134,7 +143,7 @@ static char *absolute_path(struct loader *ld, const char *p)
 static char *absolute_path_at(struct loader *ld, const char *p, const config_setting_t *s)
 {
 	if (strlen(p) + strlen(ld->cwd) + 1 > CONFIG_PATH_MAX) {
-		add_error(ld, s, "path too long (at most %d octets): %.60s...", CONFIG_PATH_MAX, p);
+		cfg_error(ld, s, "path too long (at most %d octets): %.60s...", CONFIG_PATH_MAX, p);
 		return xstrdup("/");
 	}
 	if (p[0] == '/')
@@ -191,7 +200,7 @@ static void apply_setting(struct loader *ld, const struct setting *st,
 	switch (st->type) {
 	case T_STRING:
 		if (config_setting_type(s) != CONFIG_TYPE_STRING) {
-			add_error(ld, s, "%s.%s must be a string", st->group, st->name);
+			cfg_error(ld, s, "%s.%s must be a string", st->group, st->name);
 			return;
 		}
 		str = config_setting_get_string(s);
@@ -203,7 +212,7 @@ static void apply_setting(struct loader *ld, const struct setting *st,
 		str = config_setting_type(s) == CONFIG_TYPE_STRING
 			      ? config_setting_get_string(s) : "";
 		if (log_level_parse(str) < 0) {
-			add_error(ld, s, "%s.%s must be debug, info, warning or error",
+			cfg_error(ld, s, "%s.%s must be debug, info, warning or error",
 				  st->group, st->name);
 			return;
 		}
@@ -211,7 +220,7 @@ static void apply_setting(struct loader *ld, const struct setting *st,
 		return;
 	case T_BOOL:
 		if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
-			add_error(ld, s, "%s.%s must be true or false", st->group, st->name);
+			cfg_error(ld, s, "%s.%s must be true or false", st->group, st->name);
 			return;
 		}
 		*(bool *)(base + st->offset) = config_setting_get_bool(s) != 0;
@@ -219,13 +228,13 @@ static void apply_setting(struct loader *ld, const struct setting *st,
 	case T_COUNT:
 	case T_SECONDS:
 		if (!is_number(s)) {
-			add_error(ld, s, "%s.%s must be a number", st->group, st->name);
+			cfg_error(ld, s, "%s.%s must be a number", st->group, st->name);
 			return;
 		}
 		double v = number_of(s);
 		if (v < st->min || v > st->max ||
 		    (st->type == T_COUNT && v != (double)(uint64_t)v)) {
-			add_error(ld, s, "%s.%s must be %s between %g and %g", st->group,
+			cfg_error(ld, s, "%s.%s must be %s between %g and %g", st->group,
 				  st->name, st->type == T_COUNT ? "an integer" : "a number",
 				  st->min, st->max);
 			return;
@@ -266,13 +275,13 @@ static void load_scalars(struct loader *ld, const config_setting_t *root)
 		for (size_t k = 0; k < sizeof(top_level) / sizeof(top_level[0]); k++)
 			known |= strcmp(gname, top_level[k]) == 0;
 		if (!known) {
-			add_error(ld, g, "unknown setting '%s'", gname);
+			cfg_error(ld, g, "unknown setting '%s'", gname);
 			continue;
 		}
-		if (strcmp(gname, "listeners") == 0)
+		if (strcmp(gname, "listeners") == 0 || strcmp(gname, "routes") == 0)
 			continue;
 		if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
-			add_error(ld, g, "'%s' must be a group { ... }", gname);
+			cfg_error(ld, g, "'%s' must be a group { ... }", gname);
 			continue;
 		}
 		int m = config_setting_length(g);
@@ -283,7 +292,7 @@ static void load_scalars(struct loader *ld, const config_setting_t *root)
 			if (st)
 				apply_setting(ld, st, s);
 			else if (!is_list_member(gname, sname))
-				add_error(ld, s, "unknown setting '%s.%s'", gname, sname);
+				cfg_error(ld, s, "unknown setting '%s.%s'", gname, sname);
 		}
 	}
 	struct config *cfg = ld->cfg;
@@ -295,41 +304,41 @@ static void load_scalars(struct loader *ld, const config_setting_t *root)
 		cfg->hostname = xstrdup(host);
 	} else if (!smtp_addr_domain_valid(cfg->hostname, strlen(cfg->hostname), false)) {
 		const config_setting_t *srv = config_setting_get_member(root, "server");
-		add_error(ld, srv ? config_setting_get_member(srv, "hostname") : NULL,
+		cfg_error(ld, srv ? config_setting_get_member(srv, "hostname") : NULL,
 			  "server.hostname '%s' is not a valid domain name", cfg->hostname);
 	}
 	for (const char *d = cfg->recipient_delimiter; *d; d++) {
 		if (ispunct((unsigned char)*d) && *d != '@' && *d != '"' && *d != '\\')
 			continue;
 		const config_setting_t *lg = config_setting_get_member(root, "local");
-		add_error(ld, lg ? config_setting_get_member(lg, "recipient_delimiter") : NULL,
+		cfg_error(ld, lg ? config_setting_get_member(lg, "recipient_delimiter") : NULL,
 			  "local.recipient_delimiter may hold only punctuation "
 			  "other than @, \" and \\");
 		break;
 	}
 }
 
-static const char *member_string(struct loader *ld, const config_setting_t *item,
+const char *cfg_member_string(struct loader *ld, const config_setting_t *item,
 				 const char *name, bool required)
 {
 	config_setting_t *m = config_setting_get_member(item, name);
 	if (m == NULL) {
 		if (required)
-			add_error(ld, item, "missing '%s'", name);
+			cfg_error(ld, item, "missing '%s'", name);
 		return NULL;
 	}
 	if (config_setting_type(m) != CONFIG_TYPE_STRING) {
-		add_error(ld, m, "'%s' must be a string", name);
+		cfg_error(ld, m, "'%s' must be a string", name);
 		return NULL;
 	}
 	return config_setting_get_string(m);
 }
 
-static void check_members(struct loader *ld, const config_setting_t *item,
+void cfg_check_members(struct loader *ld, const config_setting_t *item,
 			  const char *const *allowed, const char *what)
 {
 	if (config_setting_type(item) != CONFIG_TYPE_GROUP) {
-		add_error(ld, item, "each %s must be a group { ... }", what);
+		cfg_error(ld, item, "each %s must be a group { ... }", what);
 		return;
 	}
 	int n = config_setting_length(item);
@@ -339,7 +348,7 @@ static void check_members(struct loader *ld, const config_setting_t *item,
 		for (const char *const *a = allowed; *a; a++)
 			ok |= strcmp(*a, config_setting_name(m)) == 0;
 		if (!ok)
-			add_error(ld, m, "unknown setting '%s' in %s",
+			cfg_error(ld, m, "unknown setting '%s' in %s",
 				  config_setting_name(m), what);
 	}
 }
@@ -348,12 +357,12 @@ static void load_listeners(struct loader *ld, const config_setting_t *root)
 {
 	config_setting_t *list = config_setting_get_member(root, "listeners");
 	if (list == NULL) {
-		add_error(ld, NULL, "no listeners: add listeners = ( { address = ...; "
+		cfg_error(ld, NULL, "no listeners: add listeners = ( { address = ...; "
 				    "port = ...; role = \"mx\"; } );");
 		return;
 	}
 	if (!config_setting_is_list(list)) {
-		add_error(ld, list, "listeners must be a list ( ... )");
+		cfg_error(ld, list, "listeners must be a list ( ... )");
 		return;
 	}
 	static const char *const allowed[] = { "address", "port", "role", "tls_cert",
@@ -361,47 +370,47 @@ static void load_listeners(struct loader *ld, const config_setting_t *root)
 	struct config *cfg = ld->cfg;
 	int n = config_setting_length(list);
 	if (n == 0)
-		add_error(ld, list, "listeners is empty: Fulmar needs at least one");
+		cfg_error(ld, list, "listeners is empty: Fulmar needs at least one");
 	cfg->listeners = xcalloc(n ? (size_t)n : 1, sizeof(*cfg->listeners));
 	for (int i = 0; i < n; i++) {
 		config_setting_t *item = config_setting_get_elem(list, (unsigned)i);
-		check_members(ld, item, allowed, "listener");
+		cfg_check_members(ld, item, allowed, "listener");
 		if (config_setting_type(item) != CONFIG_TYPE_GROUP)
 			continue;
-		const char *addr = member_string(ld, item, "address", true);
-		const char *role = member_string(ld, item, "role", false);
+		const char *addr = cfg_member_string(ld, item, "address", true);
+		const char *role = cfg_member_string(ld, item, "role", false);
 		config_setting_t *port = config_setting_get_member(item, "port");
 		long long p = -1;
 		if (port == NULL)
-			add_error(ld, item, "missing 'port'");
+			cfg_error(ld, item, "missing 'port'");
 		else if (config_setting_type(port) != CONFIG_TYPE_INT &&
 			 config_setting_type(port) != CONFIG_TYPE_INT64)
-			add_error(ld, port, "'port' must be an integer");
+			cfg_error(ld, port, "'port' must be an integer");
 		else if ((p = config_setting_get_int64(port)) < 0 || p > 65535)
-			add_error(ld, port, "'port' must be between 0 and 65535");
+			cfg_error(ld, port, "'port' must be between 0 and 65535");
 		enum listener_role r = ROLE_MX;
 		if (role && strcmp(role, "submission") == 0)
 			r = ROLE_SUBMISSION;
 		else if (role && strcmp(role, "submissions") == 0)
 			r = ROLE_SUBMISSIONS;
 		else if (role && strcmp(role, "mx") != 0)
-			add_error(ld, config_setting_get_member(item, "role"),
+			cfg_error(ld, config_setting_get_member(item, "role"),
 				  "unknown role '%s' (mx, submission or submissions)", role);
 		int auth = -1, plain = 0;
 		static const char *const flags[] = { "auth", "auth_plaintext" };
 		for (size_t f = 0; f < 2; f++) {
 			const config_setting_t *b = config_setting_get_member(item, flags[f]);
 			if (b && config_setting_type(b) != CONFIG_TYPE_BOOL)
-				add_error(ld, b, "'%s' must be true or false", flags[f]);
+				cfg_error(ld, b, "'%s' must be true or false", flags[f]);
 		}
 		config_setting_lookup_bool(item, "auth", &auth);
 		config_setting_lookup_bool(item, "auth_plaintext", &plain);
-		const char *cert = member_string(ld, item, "tls_cert", false);
-		const char *key = member_string(ld, item, "tls_key", false);
+		const char *cert = cfg_member_string(ld, item, "tls_cert", false);
+		const char *key = cfg_member_string(ld, item, "tls_key", false);
 		if ((cert == NULL) != (key == NULL))
-			add_error(ld, item, "tls_cert and tls_key go together");
+			cfg_error(ld, item, "tls_cert and tls_key go together");
 		if (r == ROLE_SUBMISSIONS && cert == NULL)
-			add_error(ld, item, "role submissions (implicit TLS) needs tls_cert and tls_key");
+			cfg_error(ld, item, "role submissions (implicit TLS) needs tls_cert and tls_key");
 		if (addr == NULL || p < 0 || p > 65535)
 			continue;
 		struct cfg_listener *l = &cfg->listeners[cfg->nlisteners++];
@@ -416,13 +425,13 @@ static void load_listeners(struct loader *ld, const config_setting_t *root)
 		}
 		config_setting_t *sni = config_setting_get_member(item, "sni");
 		if (sni && (!config_setting_is_list(sni) || cert == NULL)) {
-			add_error(ld, sni, cert == NULL ? "sni needs tls_cert and tls_key too"
+			cfg_error(ld, sni, cert == NULL ? "sni needs tls_cert and tls_key too"
 							: "sni must be a list ( ... )");
 			sni = NULL;
 		}
 		int ns = sni ? config_setting_length(sni) : 0;
 		if (ns > CFG_SNI_MAX) {
-			add_error(ld, sni, "at most %d sni certificates per listener", CFG_SNI_MAX);
+			cfg_error(ld, sni, "at most %d sni certificates per listener", CFG_SNI_MAX);
 			ns = 0;
 		}
 		if (ns > 0)
@@ -430,21 +439,21 @@ static void load_listeners(struct loader *ld, const config_setting_t *root)
 		static const char *const sni_allowed[] = { "name", "tls_cert", "tls_key", NULL };
 		for (int k = 0; k < ns; k++) {
 			config_setting_t *e = config_setting_get_elem(sni, (unsigned)k);
-			check_members(ld, e, sni_allowed, "sni certificate");
+			cfg_check_members(ld, e, sni_allowed, "sni certificate");
 			if (config_setting_type(e) != CONFIG_TYPE_GROUP)
 				continue;
-			const char *nm = member_string(ld, e, "name", true);
-			const char *c = member_string(ld, e, "tls_cert", true);
-			const char *kf = member_string(ld, e, "tls_key", true);
+			const char *nm = cfg_member_string(ld, e, "name", true);
+			const char *c = cfg_member_string(ld, e, "tls_cert", true);
+			const char *kf = cfg_member_string(ld, e, "tls_key", true);
 			if (nm == NULL || c == NULL || kf == NULL)
 				continue;
 			const char *bare = strncmp(nm, "*.", 2) == 0 ? nm + 2 : nm;
 			if (!smtp_addr_domain_valid(bare, strlen(bare), false)) {
-				add_error(ld, e, "sni name '%s' is not a host name", nm);
+				cfg_error(ld, e, "sni name '%s' is not a host name", nm);
 				continue;
 			}
 			struct cfg_sni *sd = &l->sni[l->nsni++];
-			sd->name = lower_dup(nm);
+			sd->name = cfg_lower_dup(nm);
 			sd->tls_cert = absolute_path_at(ld, c, e);
 			sd->tls_key = absolute_path_at(ld, kf, e);
 		}
@@ -513,24 +522,24 @@ static void load_mailboxes(struct loader *ld, const config_setting_t *list,
 	int n = config_setting_length(list);
 	for (int i = 0; i < n; i++) {
 		config_setting_t *item = config_setting_get_elem(list, (unsigned)i);
-		check_members(ld, item, allowed, "mailbox");
+		cfg_check_members(ld, item, allowed, "mailbox");
 		if (config_setting_type(item) != CONFIG_TYPE_GROUP)
 			continue;
-		const char *user = member_string(ld, item, "user", true);
-		const char *maildir = member_string(ld, item, "maildir", true);
+		const char *user = cfg_member_string(ld, item, "user", true);
+		const char *maildir = cfg_member_string(ld, item, "maildir", true);
 		if (user == NULL || maildir == NULL)
 			continue;
 		if (!valid_local_part(user) || strchr(user, '@')) {
-			add_error(ld, item, "mailbox user '%s' is not a valid local part", user);
+			cfg_error(ld, item, "mailbox user '%s' is not a valid local part", user);
 			continue;
 		}
 		if (maildir[0] == '\0') {
-			add_error(ld, item, "mailbox maildir must not be empty");
+			cfg_error(ld, item, "mailbox maildir must not be empty");
 			continue;
 		}
 		char *addr = qualify(user, domain);
 		if (config_find_mailbox(cfg, addr) || config_find_alias(cfg, addr)) {
-			add_error(ld, item, "'%s' is defined twice", addr);
+			cfg_error(ld, item, "'%s' is defined twice", addr);
 			free(addr);
 			continue;
 		}
@@ -550,19 +559,19 @@ static void load_aliases(struct loader *ld, const config_setting_t *list,
 	int n = config_setting_length(list);
 	for (int i = 0; i < n; i++) {
 		config_setting_t *item = config_setting_get_elem(list, (unsigned)i);
-		check_members(ld, item, allowed, "alias");
+		cfg_check_members(ld, item, allowed, "alias");
 		if (config_setting_type(item) != CONFIG_TYPE_GROUP)
 			continue;
-		const char *name = member_string(ld, item, "name", true);
+		const char *name = cfg_member_string(ld, item, "name", true);
 		config_setting_t *to = config_setting_get_member(item, "to");
 		if (to == NULL) {
-			add_error(ld, item, "missing 'to'");
+			cfg_error(ld, item, "missing 'to'");
 			continue;
 		}
 		if (name == NULL)
 			continue;
 		if (!valid_local_part(name)) {
-			add_error(ld, item, "alias name '%s' is not a valid local part", name);
+			cfg_error(ld, item, "alias name '%s' is not a valid local part", name);
 			continue;
 		}
 		int nt = config_setting_type(to) == CONFIG_TYPE_STRING ? 1
@@ -570,12 +579,12 @@ static void load_aliases(struct loader *ld, const config_setting_t *list,
 				 ? config_setting_length(to)
 				 : -1;
 		if (nt <= 0) {
-			add_error(ld, to, "'to' must be a string or a non-empty array of strings");
+			cfg_error(ld, to, "'to' must be a string or a non-empty array of strings");
 			continue;
 		}
 		char *addr = qualify(name, domain);
 		if (config_find_mailbox(cfg, addr) || config_find_alias(cfg, addr)) {
-			add_error(ld, item, "'%s' is defined twice", addr);
+			cfg_error(ld, item, "'%s' is defined twice", addr);
 			free(addr);
 			continue;
 		}
@@ -586,12 +595,12 @@ static void load_aliases(struct loader *ld, const config_setting_t *list,
 				config_setting_type(to) == CONFIG_TYPE_STRING
 					? to : config_setting_get_elem(to, (unsigned)k);
 			if (config_setting_type(e) != CONFIG_TYPE_STRING) {
-				add_error(ld, e, "alias targets must be strings");
+				cfg_error(ld, e, "alias targets must be strings");
 				continue;
 			}
 			char *t = qualify(config_setting_get_string(e), domain);
 			if (!valid_address(t)) {
-				add_error(ld, e, "alias target '%s' is not a valid address", t);
+				cfg_error(ld, e, "alias target '%s' is not a valid address", t);
 				free(t);
 				continue;
 			}
@@ -609,7 +618,7 @@ static void load_domains(struct loader *ld, const config_setting_t *root)
 	if (list == NULL)
 		return; /* no local domains: a valid if useless server */
 	if (!config_setting_is_list(list)) {
-		add_error(ld, list, "local.domains must be a list ( ... )");
+		cfg_error(ld, list, "local.domains must be a list ( ... )");
 		return;
 	}
 	static const char *const allowed[] = { "name", "mailboxes", "aliases",
@@ -619,39 +628,39 @@ static void load_domains(struct loader *ld, const config_setting_t *root)
 	cfg->domains = xcalloc((size_t)n, sizeof(*cfg->domains));
 	for (int i = 0; i < n; i++) {
 		config_setting_t *item = config_setting_get_elem(list, (unsigned)i);
-		check_members(ld, item, allowed, "domain");
+		cfg_check_members(ld, item, allowed, "domain");
 		if (config_setting_type(item) != CONFIG_TYPE_GROUP)
 			continue;
-		const char *name = member_string(ld, item, "name", true);
+		const char *name = cfg_member_string(ld, item, "name", true);
 		if (name == NULL)
 			continue;
 		if (!smtp_addr_domain_valid(name, strlen(name), true)) {
-			add_error(ld, item, "'%s' is not a valid domain name", name);
+			cfg_error(ld, item, "'%s' is not a valid domain name", name);
 			continue;
 		}
-		char *lname = lower_dup(name);
+		char *lname = cfg_lower_dup(name);
 		if (config_find_domain(cfg, lname)) {
-			add_error(ld, item, "domain '%s' is defined twice", lname);
+			cfg_error(ld, item, "domain '%s' is defined twice", lname);
 			free(lname);
 			continue;
 		}
 		struct cfg_domain *d = &cfg->domains[cfg->ndomains++];
 		d->name = lname;
-		const char *catch_all = member_string(ld, item, "catch_all", false);
+		const char *catch_all = cfg_member_string(ld, item, "catch_all", false);
 		if (catch_all) {
 			d->catch_all = qualify(catch_all, lname);
 			if (!valid_address(d->catch_all))
-				add_error(ld, config_setting_get_member(item, "catch_all"),
+				cfg_error(ld, config_setting_get_member(item, "catch_all"),
 					  "catch_all '%s' is not a valid address", catch_all);
 		}
 		config_setting_t *mb = config_setting_get_member(item, "mailboxes");
 		if (mb && !config_setting_is_list(mb))
-			add_error(ld, mb, "mailboxes must be a list ( ... )");
+			cfg_error(ld, mb, "mailboxes must be a list ( ... )");
 		else if (mb)
 			load_mailboxes(ld, mb, lname);
 		config_setting_t *al = config_setting_get_member(item, "aliases");
 		if (al && !config_setting_is_list(al))
-			add_error(ld, al, "aliases must be a list ( ... )");
+			cfg_error(ld, al, "aliases must be a list ( ... )");
 		else if (al)
 			load_aliases(ld, al, lname);
 	}
@@ -664,7 +673,7 @@ static void load_senders(struct loader *ld, const config_setting_t *root)
 	if (list == NULL)
 		return;
 	if (!config_setting_is_list(list)) {
-		add_error(ld, list, "auth.senders must be a list ( ... )");
+		cfg_error(ld, list, "auth.senders must be a list ( ... )");
 		return;
 	}
 	static const char *const allowed[] = { "user", "addresses", NULL };
@@ -673,19 +682,19 @@ static void load_senders(struct loader *ld, const config_setting_t *root)
 	cfg->auth.senders = xcalloc(n ? (size_t)n : 1, sizeof(*cfg->auth.senders));
 	for (int i = 0; i < n; i++) {
 		config_setting_t *item = config_setting_get_elem(list, (unsigned)i);
-		check_members(ld, item, allowed, "sender");
+		cfg_check_members(ld, item, allowed, "sender");
 		if (config_setting_type(item) != CONFIG_TYPE_GROUP)
 			continue;
-		const char *user = member_string(ld, item, "user", true);
+		const char *user = cfg_member_string(ld, item, "user", true);
 		config_setting_t *a = config_setting_get_member(item, "addresses");
 		if (a == NULL || !config_setting_is_array(a)) {
-			add_error(ld, item, "addresses must be an array of strings [ ... ]");
+			cfg_error(ld, item, "addresses must be an array of strings [ ... ]");
 			continue;
 		}
 		if (user == NULL)
 			continue;
 		struct cfg_sender *sd = &cfg->auth.senders[cfg->auth.nsenders++];
-		sd->user = lower_dup(user);
+		sd->user = cfg_lower_dup(user);
 		int na = config_setting_length(a);
 		sd->addresses = xcalloc(na ? (size_t)na : 1, sizeof(char *));
 		for (int k = 0; k < na; k++) {
@@ -693,10 +702,10 @@ static void load_senders(struct loader *ld, const config_setting_t *root)
 			const char *v = config_setting_type(e) == CONFIG_TYPE_STRING
 						? config_setting_get_string(e) : NULL;
 			if (v == NULL || strchr(v, '@') == NULL) {
-				add_error(ld, e, "sender addresses look like user@domain or @domain");
+				cfg_error(ld, e, "sender addresses look like user@domain or @domain");
 				continue;
 			}
-			sd->addresses[sd->naddresses++] = lower_dup(v);
+			sd->addresses[sd->naddresses++] = cfg_lower_dup(v);
 		}
 	}
 }
@@ -725,12 +734,13 @@ static struct config *load(config_t *lc, const char *source,
 	load_listeners(&ld, root);
 	load_domains(&ld, root);
 	load_senders(&ld, root);
+	cfg_load_outbound(&ld, root);
 	struct tls_options o = { ld.cfg->tls.min_version, ld.cfg->tls.ciphers,
 				 ld.cfg->tls.ciphersuites };
 	char terr[512];
 	if (tls_check_options(&o, terr, sizeof(terr)) < 0) {
 		const config_setting_t *tg = config_setting_get_member(root, "tls");
-		add_error(&ld, tg, "%s", terr);
+		cfg_error(&ld, tg, "%s", terr);
 	}
 	if (errs->count != before) {
 		config_unref(ld.cfg);
@@ -789,6 +799,7 @@ void config_unref(struct config *cfg)
 	free(cfg->tls.min_version);
 	free(cfg->tls.ciphers);
 	free(cfg->tls.ciphersuites);
+	cfg_free_routes(cfg);
 	for (size_t i = 0; i < cfg->auth.nsenders; i++) {
 		for (size_t k = 0; k < cfg->auth.senders[i].naddresses; k++)
 			free(cfg->auth.senders[i].addresses[k]);

@@ -16,8 +16,9 @@
 #include <stdint.h>
 
 /* mx: mail from other servers (25); submission: users' mail, STARTTLS +
- * AUTH (587); submissions: the same over implicit TLS (465, RFC 8314). */
-enum listener_role { ROLE_MX = 0, ROLE_SUBMISSION, ROLE_SUBMISSIONS };
+ * AUTH (587); submissions: the same over implicit TLS (465, RFC 8314);
+ * local: STATE_DIR/sendmail.sock for `fulmar sendmail` (never configured). */
+enum listener_role { ROLE_MX = 0, ROLE_SUBMISSION, ROLE_SUBMISSIONS, ROLE_LOCAL };
 
 #define CFG_SNI_MAX 64 /* SNI certificates per listener */
 
@@ -96,6 +97,47 @@ struct config_timeouts {
 struct config_queue {
 	double retry_first;   /* seconds before the first retry */
 	double retry_max;     /* cap of the doubling backoff */
+	double max_lifetime;  /* then a deferred recipient bounces (4.4.7) */
+	double delay_warning; /* a "delayed" DSN after this long; 0 = never */
+};
+
+/* TLS on outbound connections. */
+enum tls_policy {
+	TLS_POLICY_INHERIT = 0, /* routes only: use outbound.tls */
+	TLS_POLICY_MAY,         /* STARTTLS when offered (opportunistic) */
+	TLS_POLICY_REQUIRED,    /* defer rather than send in clear */
+	TLS_POLICY_NONE,        /* never STARTTLS */
+};
+
+struct config_outbound {
+	uint64_t port;                 /* of MX and A/AAAA deliveries */
+	uint64_t connections;          /* in total */
+	uint64_t connections_per_destination;
+	uint64_t messages_per_connection;
+	uint64_t rate_per_destination; /* messages per minute; 0 = no limit */
+	double idle_time;              /* an idle connection waits for reuse */
+	char *tls;                     /* text of tls_policy, checked at load */
+	enum tls_policy tls_policy;
+	bool allow_loopback;           /* MX/A answers at loopback are no loop */
+	char *helo_name;               /* NULL: server.hostname */
+	double connect_timeout;
+	double greeting_timeout;
+	double command_timeout;
+	double data_timeout;
+	double data_done_timeout;
+};
+
+/* A static route (transport map entry); domain "*" is the default route. */
+struct cfg_route {
+	char *domain;          /* lower case, or "*" */
+	char *host;            /* name or address; NULL: MX routing, limits only */
+	int port;              /* 0: outbound.port */
+	enum tls_policy tls;
+	char *auth_user;       /* AUTH PLAIN credentials, or NULL */
+	char *auth_password;
+	uint64_t connections;  /* 0: outbound.connections_per_destination */
+	int64_t rate;          /* messages per minute; -1: outbound's */
+	int line;
 };
 
 struct config_dns {
@@ -116,6 +158,9 @@ struct config {
 	struct config_timeouts timeouts;
 	struct config_dns dns;
 	struct config_queue queue;
+	struct config_outbound outbound;
+	struct cfg_route *routes;
+	size_t nroutes;
 	struct config_auth auth;
 	struct config_tls tls;
 	char *recipient_delimiter; /* set of characters, may be "" */
@@ -162,6 +207,8 @@ const struct cfg_mailbox *config_find_mailbox(const struct config *cfg,
 					      const char *address);
 const struct cfg_alias *config_find_alias(const struct config *cfg,
 					  const char *address);
+/* The route for a recipient domain: exact match, else "*", else NULL. */
+const struct cfg_route *config_find_route(const struct config *cfg, const char *domain);
 /* May an authenticated user send as this envelope sender? A user owns its
  * own login name and the addresses auth.senders gives it. */
 bool config_sender_owned(const struct config *cfg, const char *user, const char *sender);

@@ -1,5 +1,14 @@
 /*
- * delivery: scheduling of local deliveries and retries (delivery.h).
+ * delivery: the rounds of a queued message (delivery.h).
+ *
+ * A round starts when a message is committed, recovered, or its retry
+ * timer fires: every due recipient goes to a local attempt (one worker
+ * job per message) or to the outbound scheduler (one job per
+ * destination). msg->busy counts what runs. When the last piece is back,
+ * the round ends: the notifications owed are queued (a failed recipient
+ * is journaled failed only once its bounce is durable), the retry timer
+ * is armed, and the queue releases the message if every recipient is
+ * final.
  */
 #include "delivery/delivery.h"
 
@@ -15,10 +24,13 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "delivery/bounce.h"
 #include "delivery/maildir.h"
+#include "delivery/outbound.h"
 #include "lib/log.h"
 #include "lib/workpool.h"
 #include "lib/xalloc.h"
+#include "proto/smtp_cmd.h"
 #include "queue/queue.h"
 
 #define DELIVERY_THREADS 4
@@ -28,6 +40,7 @@ struct delivery {
 	struct event_base *base;
 	struct queue *q;
 	struct config *cfg;
+	struct outbound *out;
 	struct workpool *pool;
 	char host[256]; /* our host name, for Maildir names */
 	unsigned in_flight;         /* attempts submitted, not yet done */
@@ -50,7 +63,10 @@ struct attempt {
 	char err[160];
 };
 
-struct delivery *delivery_new(struct event_base *base, struct queue *q,
+static void outbound_done(void *arg, struct qmsg *m, const struct outbound_result *res,
+			  size_t n, bool corrupt);
+
+struct delivery *delivery_new(struct event_base *base, struct queue *q, struct dns *dns,
 			      struct config *cfg)
 {
 	struct delivery *d = xcalloc(1, sizeof(*d));
@@ -58,6 +74,7 @@ struct delivery *delivery_new(struct event_base *base, struct queue *q,
 	d->q = q;
 	d->cfg = config_ref(cfg);
 	d->pool = workpool_new(base, DELIVERY_THREADS);
+	d->out = outbound_new(base, q, dns, cfg, outbound_done, d);
 	strlcpy_safe(d->host, cfg->hostname, sizeof(d->host));
 	return d;
 }
@@ -66,6 +83,7 @@ void delivery_set_config(struct delivery *d, struct config *cfg)
 {
 	config_unref(d->cfg);
 	d->cfg = config_ref(cfg);
+	outbound_set_config(d->out, cfg);
 }
 
 unsigned delivery_in_flight(const struct delivery *d)
@@ -169,6 +187,8 @@ static void pump(struct delivery *d)
 	}
 }
 
+static void round_end(struct delivery *d, struct qmsg *m);
+static void round_close(struct delivery *d, struct qmsg *m, bool reports_failed);
 static void start_attempt(struct delivery *d, struct qmsg *m);
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -179,6 +199,15 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 	start_attempt(m->engine, m);
 }
 
+static void arm_timer(struct delivery *d, struct qmsg *m, int64_t at)
+{
+	int64_t wait = at - now_s();
+	struct timeval tv = { wait > 0 ? (time_t)wait : 0, 0 };
+	if (m->retry == NULL)
+		m->retry = evtimer_new(d->base, retry_cb, m);
+	evtimer_add(m->retry, &tv);
+}
+
 static void arm_retry(struct delivery *d, struct qmsg *m)
 {
 	int64_t next = 0;
@@ -187,13 +216,8 @@ static void arm_retry(struct delivery *d, struct qmsg *m)
 		if (r->state == RCPT_DEFERRED && (next == 0 || r->next_attempt < next))
 			next = r->next_attempt;
 	}
-	if (next == 0)
-		return;
-	int64_t wait = next - now_s();
-	struct timeval tv = { wait > 0 ? (time_t)wait : 0, 0 };
-	if (m->retry == NULL)
-		m->retry = evtimer_new(d->base, retry_cb, m);
-	evtimer_add(m->retry, &tv);
+	if (next != 0 && !m->env.held)
+		arm_timer(d, m, next);
 }
 
 /* queue.retry_first, doubling with each attempt, at most queue.retry_max. */
@@ -207,8 +231,8 @@ static int64_t backoff(const struct config *cfg, unsigned attempts)
 	return s < 1 ? 1 : (int64_t)s;
 }
 
-static void log_outcome(const struct qmsg *m, size_t idx, const char *status,
-			const char *dsn, const char *detail)
+static void log_outcome(const struct qmsg *m, size_t idx, const char *relay,
+			const char *status, const char *dsn, const char *detail)
 {
 	const struct env_rcpt *r = &m->env.rcpts[idx];
 	struct timeval tv;
@@ -221,7 +245,7 @@ static void log_outcome(const struct qmsg *m, size_t idx, const char *status,
 	log_str(&l, "to", r->addr);
 	if (strcmp(r->orig, r->addr) != 0)
 		log_str(&l, "orig_to", r->orig);
-	log_str(&l, "relay", "local");
+	log_str(&l, "relay", relay);
 	log_fmt(&l, "delay", "%.3f", delay < 0 ? 0.0 : delay);
 	log_str(&l, "dsn", dsn);
 	log_str(&l, "status", status);
@@ -230,44 +254,369 @@ static void log_outcome(const struct qmsg *m, size_t idx, const char *status,
 	log_end(&l);
 }
 
+/* ---- outcomes of one recipient ---- */
+
+static void owe_report(struct env_rcpt *r, enum rcpt_report what, const char *status,
+		       const char *remote, const char *detail)
+{
+	r->report = what;
+	snprintf(r->report_status, sizeof(r->report_status), "%s", status);
+	envelope_set(&r->report_remote, remote && remote[0] ? remote : NULL);
+	r->report_time = now_s();
+	if (detail)
+		envelope_set(&r->last_error, detail);
+}
+
+static void rcpt_sent(struct delivery *d, struct qmsg *m, size_t idx, const char *relay,
+		      const char *dsn, const char *detail, enum rcpt_report notice,
+		      const char *remote)
+{
+	struct env_rcpt *r = &m->env.rcpts[idx];
+	queue_rcpt_update(d->q, m, idx, RCPT_DELIVERED, 0, NULL);
+	log_outcome(m, idx, relay, "sent", dsn, detail);
+	if (r->notify & SMTP_NOTIFY_SUCCESS)
+		owe_report(r, notice, dsn, remote, detail);
+}
+
+/* A permanent failure: journaled once the bounce is queued (round_end). */
+static void rcpt_failed(struct qmsg *m, size_t idx, const char *relay, const char *dsn,
+			const char *detail, const char *remote)
+{
+	struct env_rcpt *r = &m->env.rcpts[idx];
+	log_outcome(m, idx, relay, "bounced", dsn, detail);
+	owe_report(r, REPORT_FAILED, dsn, remote, detail);
+}
+
+static void rcpt_deferred(struct delivery *d, struct qmsg *m, size_t idx, const char *relay,
+			  const char *dsn, const char *detail, const char *remote)
+{
+	struct env_rcpt *r = &m->env.rcpts[idx];
+	int64_t now = now_s();
+	int64_t age = now - m->env.arrival_us / 1000000;
+	if (age >= (int64_t)d->cfg->queue.max_lifetime) {
+		char why[600];
+		snprintf(why, sizeof(why), "message expired after %llds in the queue: %s",
+			 (long long)age, detail);
+		log_outcome(m, idx, relay, "bounced", "4.4.7", why);
+		owe_report(r, REPORT_FAILED, "4.4.7", remote, why);
+		return;
+	}
+	unsigned attempts = r->attempts + 1;
+	queue_rcpt_update(d->q, m, idx, RCPT_DEFERRED, now + backoff(d->cfg, attempts),
+			  detail);
+	log_outcome(m, idx, relay, "deferred", dsn, detail);
+	if (!r->delay_warned && d->cfg->queue.delay_warning > 0 &&
+	    age >= (int64_t)d->cfg->queue.delay_warning &&
+	    (r->notify == 0 || (r->notify & SMTP_NOTIFY_DELAY))) {
+		r->delay_warned = true;
+		owe_report(r, REPORT_DELAYED, dsn, remote, detail);
+	}
+}
+
+/* ---- local attempts ---- */
+
+/* The queue file does not read back: stop everything, quarantine it at
+ * the end of the round. */
+static void mark_corrupt(struct delivery *d, struct qmsg *m, const char *why)
+{
+	if (m->corrupt)
+		return;
+	m->corrupt = true;
+	snprintf(m->corrupt_why, sizeof(m->corrupt_why), "%s", why);
+	m->busy -= (unsigned)outbound_withdraw(d->out, m);
+}
+
 static void attempt_done(struct attempt *a)
 {
 	struct delivery *d = a->d;
 	struct qmsg *m = a->msg;
 	d->in_flight--;
-	m->busy = false;
+	m->busy--;
 	if (a->rc < 0 && a->err[0] && strstr(a->err, "cannot open") == NULL) {
 		/* The queue file itself is bad: nothing was delivered from it. */
-		queue_msg_quarantine(d->q, m, a->err);
+		mark_corrupt(d, m, a->err);
 		attempt_free(a);
+		if (m->busy == 0)
+			round_end(d, m);
 		return;
 	}
 	for (size_t i = 0; i < a->n; i++) {
 		const struct maildir_target *t = &a->targets[i];
 		size_t idx = a->idx[i];
 		if (t->err == 0) {
-			queue_rcpt_update(d->q, m, idx, RCPT_DELIVERED, 0, NULL);
-			log_outcome(m, idx, "sent", "2.0.0",
-				    t->duplicate ? "already in maildir" : "delivered to maildir");
+			rcpt_sent(d, m, idx, "local", "2.0.0",
+				  t->duplicate ? "already in maildir" : "delivered to maildir",
+				  REPORT_DELIVERED, NULL);
 		} else {
 			char why[200];
 			snprintf(why, sizeof(why), "maildir %s: %s", t->maildir,
 				 strerror_safe(t->err));
-			unsigned attempts = m->env.rcpts[idx].attempts + 1;
-			queue_rcpt_update(d->q, m, idx, RCPT_DEFERRED,
-					  now_s() + backoff(d->cfg, attempts), why);
-			log_outcome(m, idx, "deferred", "4.3.0", why);
+			rcpt_deferred(d, m, idx, "local", "4.3.0", why, NULL);
 		}
 	}
 	attempt_free(a);
+	if (m->busy == 0)
+		round_end(d, m);
+}
+
+/* ---- remote attempts ---- */
+
+static void outbound_done(void *arg, struct qmsg *m, const struct outbound_result *res,
+			  size_t n, bool corrupt)
+{
+	struct delivery *d = arg;
+	m->busy--;
+	if (corrupt) {
+		mark_corrupt(d, m, res[0].detail);
+		if (m->busy == 0)
+			round_end(d, m);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct outbound_result *r = &res[i];
+		switch (r->status) {
+		case OUT_SENT:
+			/* A server with DSN got NOTIFY and reports by itself. */
+			if (r->remote_dsn)
+				m->env.rcpts[r->idx].notify &= ~(unsigned)SMTP_NOTIFY_SUCCESS;
+			rcpt_sent(d, m, r->idx, r->relay, r->dsn, r->detail, REPORT_RELAYED,
+				  r->remote_mta);
+			break;
+		case OUT_BOUNCED:
+			rcpt_failed(m, r->idx, r->relay, r->dsn, r->detail, r->remote_mta);
+			break;
+		case OUT_DEFERRED:
+			rcpt_deferred(d, m, r->idx, r->relay, r->dsn, r->detail, r->remote_mta);
+			break;
+		}
+	}
+	if (m->busy == 0)
+		round_end(d, m);
+}
+
+/* ---- the end of a round: notifications, timers, release ---- */
+
+/* Does recipient r's NOTIFY ask for this report? */
+static bool wants(const struct env_rcpt *r)
+{
+	if (r->notify & SMTP_NOTIFY_NEVER)
+		return false;
+	switch (r->report) {
+	case REPORT_FAILED:
+		return r->notify == 0 || (r->notify & SMTP_NOTIFY_FAILURE);
+	case REPORT_DELAYED:
+		return r->notify == 0 || (r->notify & SMTP_NOTIFY_DELAY);
+	case REPORT_DELIVERED:
+	case REPORT_RELAYED:
+		return (r->notify & SMTP_NOTIFY_SUCCESS) != 0;
+	default:
+		return false;
+	}
+}
+
+/* The report is settled (queued, or not wanted): make it final. */
+static void settle(struct delivery *d, struct qmsg *m, size_t idx)
+{
+	struct env_rcpt *r = &m->env.rcpts[idx];
+	if (r->report == REPORT_FAILED)
+		queue_rcpt_update(d->q, m, idx, RCPT_FAILED, 0, r->last_error);
+	r->report = REPORT_NONE;
+}
+
+struct bounce_job {
+	struct delivery *d;
+	struct qmsg *m;
+	size_t *idx;
+	size_t n;
+	char id[QUEUE_ID_LEN + 1];
+};
+
+static void bounce_committed(void *arg, int err, const char *id)
+{
+	(void)id;
+	struct bounce_job *b = arg;
+	struct delivery *d = b->d;
+	struct qmsg *m = b->m;
+	m->busy--;
+	d->in_flight--;
+	for (size_t i = 0; i < b->n; i++) {
+		struct env_rcpt *r = &m->env.rcpts[b->idx[i]];
+		if (err == 0) {
+			struct log_line l;
+			static const char *const names[] = { "none", "failed", "delayed",
+							     "delivered", "relayed" };
+			log_begin(&l, LOG_INFO, "bounce");
+			log_str(&l, "id", m->env.id);
+			log_str(&l, "bounce_id", b->id);
+			log_str(&l, "to", m->env.sender);
+			log_str(&l, "rcpt", r->addr);
+			log_str(&l, "action", names[r->report]);
+			log_end(&l);
+			settle(d, m, b->idx[i]);
+		}
+	}
+	free(b->idx);
+	free(b);
+	if (err) {
+		log_msg(LOG_WARNING, "bounce_failed", "id=%s: cannot queue the notification: %s",
+			m->env.id, strerror_safe(err));
+		if (m->busy == 0)
+			round_close(d, m, true);
+		return;
+	}
+	if (m->busy == 0)
+		round_end(d, m);
+}
+
+/* Queue one DSN for the reports owed; returns whether one is on its way. */
+static bool send_reports(struct delivery *d, struct qmsg *m)
+{
+	size_t *idx = xcalloc(m->env.nrcpts, sizeof(size_t));
+	size_t n = 0;
+	for (size_t i = 0; i < m->env.nrcpts; i++) {
+		struct env_rcpt *r = &m->env.rcpts[i];
+		if (r->report == REPORT_NONE)
+			continue;
+		if (m->env.sender[0] == '\0' || !wants(r)) {
+			if (m->env.sender[0] == '\0' && r->report == REPORT_FAILED)
+				log_msg(LOG_INFO, "bounce_suppressed",
+					"id=%s: the sender is <>: no notification", m->env.id);
+			settle(d, m, i);
+			continue;
+		}
+		idx[n++] = i;
+	}
+	if (n == 0) {
+		free(idx);
+		return false;
+	}
+	struct bounce_job *b = xcalloc(1, sizeof(*b));
+	b->d = d;
+	b->m = m;
+	b->idx = idx;
+	b->n = n;
+	char err[256];
+	m->busy++;
+	d->in_flight++;
+	if (bounce_queue(d->q, d->cfg, m, idx, n, bounce_committed, b, b->id, err,
+			 sizeof(err)) < 0) {
+		m->busy--;
+		d->in_flight--;
+		log_msg(LOG_WARNING, "bounce_failed", "id=%s: %s", m->env.id, err);
+		free(idx);
+		free(b);
+		round_close(d, m, true);
+		return true; /* the reports wait for the next round */
+	}
+	return true;
+}
+
+/* Arm the next round and let the queue release the message. When a DSN
+ * could not be queued, the next round (after queue.retry_first) tries
+ * again. */
+static void round_close(struct delivery *d, struct qmsg *m, bool reports_failed)
+{
 	arm_retry(d, m);
+	if (reports_failed) {
+		int64_t at = now_s() + (int64_t)d->cfg->queue.retry_first;
+		if (m->retry == NULL || !evtimer_pending(m->retry, NULL))
+			arm_timer(d, m, at);
+	}
 	queue_msg_release(d->q, m);
+}
+
+static void operator_bounce(struct delivery *d, struct qmsg *m)
+{
+	m->bouncing = false;
+	for (size_t i = 0; i < m->env.nrcpts; i++) {
+		struct env_rcpt *r = &m->env.rcpts[i];
+		if (r->state == RCPT_DELIVERED || r->state == RCPT_FAILED ||
+		    r->report == REPORT_FAILED)
+			continue;
+		rcpt_failed(m, i, "none", "5.0.0", "message bounced by the administrator",
+			    NULL);
+	}
+	(void)d;
+}
+
+static void round_end(struct delivery *d, struct qmsg *m)
+{
+	if (m->corrupt) {
+		queue_msg_quarantine(d->q, m, m->corrupt_why);
+		return;
+	}
+	if (m->deleting) {
+		struct log_line l;
+		log_begin(&l, LOG_INFO, "deleted");
+		log_str(&l, "id", m->env.id);
+		log_end(&l);
+		queue_msg_remove(d->q, m);
+		return;
+	}
+	if (m->bouncing)
+		operator_bounce(d, m);
+	if (send_reports(d, m))
+		return; /* round_end again once the DSN is queued */
+	round_close(d, m, false);
+}
+
+/* ---- the start of a round ---- */
+
+static void submit_local(struct delivery *d, struct qmsg *m, struct attempt *a)
+{
+	queue_msg_path(d->q, m->env.id, a->qpath, sizeof(a->qpath));
+	m->busy++;
+	d->in_flight++;
+	if (d->wait_tail)
+		d->wait_tail->next = a;
+	else
+		d->wait_head = a;
+	d->wait_tail = a;
+	pump(d);
+}
+
+/* The domain of an address (after the last '@'). */
+static const char *domain_of(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	return at ? at + 1 : addr;
+}
+
+/* Remote recipients idx[0..n): one outbound job per destination. */
+static void submit_remote(struct delivery *d, struct qmsg *m, size_t *idx, size_t n)
+{
+	char (*keys)[300] = xcalloc(n ? n : 1, sizeof(*keys));
+	bool *taken = xcalloc(n ? n : 1, sizeof(bool));
+	size_t *group = xcalloc(n ? n : 1, sizeof(size_t));
+	for (size_t i = 0; i < n; i++)
+		outbound_destination(d->out, domain_of(m->env.rcpts[idx[i]].addr), keys[i],
+				     sizeof(keys[i]));
+	for (size_t i = 0; i < n; i++) {
+		if (taken[i])
+			continue;
+		size_t k = 0;
+		for (size_t j = i; j < n; j++) {
+			if (!taken[j] && strcmp(keys[i], keys[j]) == 0) {
+				taken[j] = true;
+				group[k++] = idx[j];
+			}
+		}
+		m->busy++;
+		outbound_submit(d->out, m, group, k, domain_of(m->env.rcpts[idx[i]].addr));
+	}
+	free(keys);
+	free(taken);
+	free(group);
 }
 
 static void start_attempt(struct delivery *d, struct qmsg *m)
 {
-	if (m->busy)
+	if (m->busy > 0)
 		return;
+	if (m->env.held || m->deleting || m->bouncing) {
+		round_end(d, m);
+		return;
+	}
 	int64_t now = now_s();
 	struct attempt *a = xcalloc(1, sizeof(*a));
 	a->d = d;
@@ -277,16 +626,18 @@ static void start_attempt(struct delivery *d, struct qmsg *m)
 	a->targets = xcalloc(cap, sizeof(struct maildir_target));
 	a->names = xcalloc(cap, sizeof(char *));
 	a->maildirs = xcalloc(cap, sizeof(char *));
-	bool remote_waiting = false;
+	size_t *remote = xcalloc(cap ? cap : 1, sizeof(size_t));
+	size_t nremote = 0;
 	for (size_t i = 0; i < m->env.nrcpts; i++) {
 		struct env_rcpt *r = &m->env.rcpts[i];
-		if (r->state == RCPT_DELIVERED || r->state == RCPT_FAILED)
+		if (r->state == RCPT_DELIVERED || r->state == RCPT_FAILED ||
+		    r->report == REPORT_FAILED)
 			continue;
 		if (r->state == RCPT_DEFERRED && r->next_attempt > now)
 			continue;
 		const struct cfg_mailbox *mb = config_find_mailbox(d->cfg, r->addr);
 		if (mb == NULL) {
-			remote_waiting = true;
+			remote[nremote++] = i;
 			continue;
 		}
 		char name[512];
@@ -300,29 +651,18 @@ static void start_attempt(struct delivery *d, struct qmsg *m)
 		a->targets[k].name = a->names[k];
 		a->targets[k].delivered_to = r->addr;
 	}
-	if (remote_waiting && !m->waiting_logged) {
-		m->waiting_logged = true;
-		struct log_line l;
-		log_begin(&l, LOG_INFO, "waiting");
-		log_str(&l, "id", m->env.id);
-		log_str(&l, "reason", "recipients outside the local domains wait for the outbound engine");
-		log_end(&l);
-	}
-	if (a->n == 0) {
-		attempt_free(a);
-		arm_retry(d, m);
-		queue_msg_release(d->q, m);
-		return;
-	}
-	queue_msg_path(d->q, m->env.id, a->qpath, sizeof(a->qpath));
-	m->busy = true;
-	d->in_flight++;
-	if (d->wait_tail)
-		d->wait_tail->next = a;
+	/* Count every piece before any can finish. */
+	m->busy++;
+	if (a->n > 0)
+		submit_local(d, m, a);
 	else
-		d->wait_head = a;
-	d->wait_tail = a;
-	pump(d);
+		attempt_free(a);
+	if (nremote > 0)
+		submit_remote(d, m, remote, nremote);
+	free(remote);
+	m->busy--;
+	if (m->busy == 0)
+		round_end(d, m);
 }
 
 void delivery_schedule(void *arg, struct qmsg *msg)
@@ -332,12 +672,134 @@ void delivery_schedule(void *arg, struct qmsg *msg)
 	start_attempt(d, msg);
 }
 
+/* ---- operator controls ---- */
+
+int delivery_flush(struct delivery *d, const char *id)
+{
+	int found = id ? -1 : 0;
+	int64_t now = now_s();
+	for (struct qmsg *m = queue_first(d->q), *next; m; m = next) {
+		next = m->next;
+		if (id && strcmp(m->env.id, id) != 0)
+			continue;
+		found = 0;
+		for (size_t i = 0; i < m->env.nrcpts; i++)
+			if (m->env.rcpts[i].state == RCPT_DEFERRED)
+				m->env.rcpts[i].next_attempt = now;
+		if (m->busy == 0 && !m->env.held) {
+			if (m->retry)
+				evtimer_del(m->retry);
+			start_attempt(d, m);
+		}
+	}
+	return found;
+}
+
+int delivery_hold(struct delivery *d, const char *id)
+{
+	struct qmsg *m = queue_find(d->q, id);
+	if (m == NULL)
+		return -1;
+	if (!m->env.held) {
+		queue_msg_set_held(d->q, m, true);
+		if (m->retry)
+			evtimer_del(m->retry);
+		size_t w = outbound_withdraw(d->out, m);
+		if (w > 0) {
+			m->busy -= (unsigned)w;
+			if (m->busy == 0)
+				round_end(d, m);
+		}
+	}
+	return 0;
+}
+
+int delivery_release(struct delivery *d, const char *id)
+{
+	struct qmsg *m = queue_find(d->q, id);
+	if (m == NULL || !m->env.held)
+		return -1;
+	queue_msg_set_held(d->q, m, false);
+	if (m->busy == 0)
+		start_attempt(d, m);
+	return 0;
+}
+
+/* Withdraw what has not started; run fn now if nothing runs. */
+static int operator_end(struct delivery *d, const char *id, bool del)
+{
+	struct qmsg *m = queue_find(d->q, id);
+	if (m == NULL)
+		return -1;
+	if (del)
+		m->deleting = true;
+	else
+		m->bouncing = true;
+	/* Withdrawn jobs will not report; running ones (and local attempts,
+	 * on workers) will, and the round ends after them. */
+	m->busy -= (unsigned)outbound_withdraw(d->out, m);
+	if (m->retry)
+		evtimer_del(m->retry);
+	if (m->busy == 0)
+		round_end(d, m);
+	return 0;
+}
+
+int delivery_delete(struct delivery *d, const char *id)
+{
+	return operator_end(d, id, true);
+}
+
+int delivery_bounce(struct delivery *d, const char *id)
+{
+	return operator_end(d, id, false);
+}
+
+static const char *rcpt_why(const struct delivery *d, const struct qmsg *m, size_t i)
+{
+	const struct env_rcpt *r = &m->env.rcpts[i];
+	if (r->state == RCPT_DELIVERED)
+		return "delivered";
+	if (r->state == RCPT_FAILED)
+		return "failed";
+	if (r->report == REPORT_FAILED)
+		return "bouncing";
+	if (m->env.held)
+		return "held";
+	const char *w = outbound_why(d->out, m, i);
+	if (w)
+		return w;
+	if (m->busy > 0)
+		return "in delivery";
+	if (r->state == RCPT_DEFERRED && r->next_attempt > now_s())
+		return "backoff";
+	return "due";
+}
+
+long delivery_list(struct delivery *d, const char *id, delivery_view_fn fn, void *arg)
+{
+	long count = 0;
+	for (struct qmsg *m = queue_first(d->q); m; m = m->next) {
+		if (id && strcmp(m->env.id, id) != 0)
+			continue;
+		const char **why = xcalloc(m->env.nrcpts ? m->env.nrcpts : 1, sizeof(char *));
+		for (size_t i = 0; i < m->env.nrcpts; i++)
+			why[i] = rcpt_why(d, m, i);
+		struct delivery_view v = { &m->env, m->env.held, why };
+		fn(arg, &v);
+		free(why);
+		count++;
+	}
+	return count;
+}
+
 void delivery_free(struct delivery *d)
 {
 	if (d == NULL)
 		return;
 	while (d->in_flight > 0)
 		event_base_loop(d->base, EVLOOP_ONCE);
+	outbound_free(d->out);
 	workpool_free(d->pool);
 	config_unref(d->cfg);
 	free(d);

@@ -361,6 +361,24 @@ void conn_start_tls(struct conn *c, SSL_CTX *ctx)
 	conn_start_reading(c);
 }
 
+void conn_start_tls_client(struct conn *c, SSL_CTX *ctx, const char *server_name)
+{
+	evbuffer_drain(c->in, evbuffer_get_length(c->in));
+	c->ssl = SSL_new(ctx);
+	if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 ||
+	    (server_name && SSL_set_tlsext_host_name(c->ssl, server_name) != 1)) {
+		c->failed = true;
+		event_active(c->rev, EV_READ, 0);
+		return;
+	}
+	SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
+				     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_set_connect_state(c->ssl);
+	c->handshaking = true;
+	conn_start_reading(c);
+	arm_write(c); /* the client speaks first: on_write starts the handshake */
+}
+
 const char *conn_tls_error(const struct conn *c)
 {
 	return c->tls_error;

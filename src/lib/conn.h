@@ -62,6 +62,11 @@ void conn_flush(struct conn *c);
  * CONN_ERROR event; the read timeout bounds the handshake.
  */
 void conn_start_tls(struct conn *c, SSL_CTX *ctx);
+/* The same as the client, after the server's 220 to STARTTLS. Input not
+ * yet processed is discarded (a server must not get plaintext it sent
+ * before the 220 read as if it came inside TLS). server_name goes in SNI
+ * (may be NULL). */
+void conn_start_tls_client(struct conn *c, SSL_CTX *ctx, const char *server_name);
 int conn_is_tls(const struct conn *c); /* 1 once the handshake is done */
 int conn_handshaking(const struct conn *c); /* 1 while the handshake runs */
 /* Why the handshake failed ("" if it did not): OpenSSL's reason. */

@@ -6,6 +6,7 @@
 #include "lib/dns.h"
 
 #include <ares.h>
+#include <arpa/nameser.h>
 #include <arpa/inet.h>
 #include <event2/event.h>
 #include <netdb.h>
@@ -35,6 +36,8 @@ struct dns {
 struct dns_query {
 	struct dns *d;
 	dns_name_fn fn;
+	dns_mx_fn mx_fn;
+	dns_addrs_fn addrs_fn;
 	void *arg;
 	bool cancelled;
 	bool done;      /* callback delivered (or cancelled): free when c-ares lets go */
@@ -45,6 +48,10 @@ struct dns_query {
 		struct in6_addr v6;
 	} addr;
 	char *name;
+	/* dns_lookup_addrs: answers of both families, and their outcomes */
+	struct sockaddr_storage v6[DNS_ADDRS_MAX], v4[DNS_ADDRS_MAX];
+	size_t n6, n4;
+	int status6, status4;
 };
 
 static void arm_timer(struct dns *d)
@@ -256,4 +263,173 @@ void dns_cancel(struct dns_query *q)
 	q->cancelled = true;
 	q->done = true;
 	query_release(q);
+}
+
+/* ---- forward lookups ---- */
+
+static enum dns_status status_of(int ares_status)
+{
+	switch (ares_status) {
+	case ARES_SUCCESS:
+		return DNS_OK;
+	case ARES_ENODATA:
+		return DNS_NODATA;
+	case ARES_ENOTFOUND:
+		return DNS_NXDOMAIN;
+	default:
+		return DNS_TEMPFAIL;
+	}
+}
+
+static struct dns_query *query_new(struct dns *d, void *arg)
+{
+	struct dns_query *q = xcalloc(1, sizeof(*q));
+	q->d = d;
+	q->arg = arg;
+	return q;
+}
+
+/* After starting c-ares queries with one extra hold (pending + 1). */
+static struct dns_query *query_started(struct dns_query *q)
+{
+	if (!q->d->freeing)
+		arm_timer(q->d);
+	q->pending--;
+	if (q->done) {
+		query_release(q);
+		return NULL;
+	}
+	return q;
+}
+
+static void on_mx(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	(void)timeouts;
+	struct dns_query *q = arg;
+	q->pending--;
+	struct dns_mx mx[DNS_MX_MAX];
+	size_t n = 0;
+	enum dns_status st = status_of(status);
+	if (status == ARES_SUCCESS) {
+		struct ares_mx_reply *head = NULL;
+		int prc = ares_parse_mx_reply(abuf, alen, &head);
+		for (struct ares_mx_reply *r = head; prc == ARES_SUCCESS && r && n < DNS_MX_MAX;
+		     r = r->next) {
+			size_t len = strlen(r->host);
+			if (len >= sizeof(mx[n].host))
+				continue;
+			mx[n].pref = r->priority;
+			memcpy(mx[n].host, r->host, len + 1);
+			if (len > 0 && mx[n].host[len - 1] == '.')
+				mx[n].host[len - 1] = '\0';
+			n++;
+		}
+		if (head)
+			ares_free_data(head);
+		if (prc == ARES_ENODATA || (prc == ARES_SUCCESS && n == 0))
+			st = DNS_NODATA;
+		else if (prc != ARES_SUCCESS)
+			st = DNS_TEMPFAIL, status = prc;
+	}
+	if (!q->done && !q->cancelled && !q->d->freeing)
+		q->mx_fn(q->arg, st, mx, n, st == DNS_OK ? "" : ares_strerror(status));
+	q->done = true;
+	query_release(q);
+}
+
+struct dns_query *dns_lookup_mx(struct dns *d, const char *domain, dns_mx_fn fn,
+				void *arg)
+{
+	struct dns_query *q = query_new(d, arg);
+	q->mx_fn = fn;
+	q->pending = 2;
+	ares_query(d->channel, domain, ns_c_in, ns_t_mx, on_mx, q);
+	return query_started(q);
+}
+
+static void addrs_finish(struct dns_query *q)
+{
+	struct sockaddr_storage all[2 * DNS_ADDRS_MAX];
+	size_t n = 0;
+	for (size_t i = 0; i < q->n6; i++)
+		all[n++] = q->v6[i];
+	for (size_t i = 0; i < q->n4; i++)
+		all[n++] = q->v4[i];
+	enum dns_status s6 = status_of(q->status6), s4 = status_of(q->status4);
+	enum dns_status st;
+	int why = q->status4;
+	if (n > 0)
+		st = DNS_OK;
+	else if (s6 == DNS_TEMPFAIL || s4 == DNS_TEMPFAIL)
+		st = DNS_TEMPFAIL, why = s4 == DNS_TEMPFAIL ? q->status4 : q->status6;
+	else if (s6 == DNS_NXDOMAIN && s4 == DNS_NXDOMAIN)
+		st = DNS_NXDOMAIN;
+	else
+		st = DNS_NODATA, why = ARES_ENODATA;
+	if (!q->done && !q->cancelled && !q->d->freeing)
+		q->addrs_fn(q->arg, st, all, n, st == DNS_OK ? "" : ares_strerror(why));
+	q->done = true;
+}
+
+static void on_addrs(struct dns_query *q, int status, const struct hostent *h,
+		     int family)
+{
+	struct sockaddr_storage *out = family == AF_INET6 ? q->v6 : q->v4;
+	size_t *n = family == AF_INET6 ? &q->n6 : &q->n4;
+	if (family == AF_INET6)
+		q->status6 = status;
+	else
+		q->status4 = status;
+	if (status == ARES_SUCCESS && h && h->h_addrtype == family) {
+		for (char **a = h->h_addr_list; a && *a && *n < DNS_ADDRS_MAX; a++) {
+			struct sockaddr_storage ss;
+			memset(&ss, 0, sizeof(ss));
+			if (family == AF_INET6) {
+				struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)&ss;
+				s6->sin6_family = AF_INET6;
+				memcpy(&s6->sin6_addr, *a, sizeof(s6->sin6_addr));
+			} else {
+				struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)&ss;
+				s4->sin_family = AF_INET;
+				memcpy(&s4->sin_addr, *a, sizeof(s4->sin_addr));
+			}
+			out[(*n)++] = ss;
+		}
+	}
+	/* Whoever drops the last hold (an answer, or dns_lookup_addrs's
+	 * own) reports both answers. */
+	if (--q->pending == 0)
+		addrs_finish(q);
+	query_release(q);
+}
+
+static void on_addrs6(void *arg, int status, int timeouts, struct hostent *h)
+{
+	(void)timeouts;
+	on_addrs(arg, status, h, AF_INET6);
+}
+
+static void on_addrs4(void *arg, int status, int timeouts, struct hostent *h)
+{
+	(void)timeouts;
+	on_addrs(arg, status, h, AF_INET);
+}
+
+struct dns_query *dns_lookup_addrs(struct dns *d, const char *host, dns_addrs_fn fn,
+				   void *arg)
+{
+	struct dns_query *q = query_new(d, arg);
+	q->addrs_fn = fn;
+	q->pending = 3;
+	ares_gethostbyname(d->channel, host, AF_INET6, on_addrs6, q);
+	ares_gethostbyname(d->channel, host, AF_INET, on_addrs4, q);
+	if (!d->freeing)
+		arm_timer(d);
+	if (--q->pending == 0)
+		addrs_finish(q);
+	if (q->done) {
+		query_release(q);
+		return NULL;
+	}
+	return q;
 }

@@ -38,4 +38,37 @@ struct dns_query *dns_reverse_verified(struct dns *d, const struct sockaddr *sa,
 				       dns_name_fn fn, void *arg);
 void dns_cancel(struct dns_query *q);
 
+/* Outcome of a forward lookup. */
+enum dns_status {
+	DNS_OK = 0,
+	DNS_NODATA,   /* the name exists, without records of that type */
+	DNS_NXDOMAIN, /* the name does not exist */
+	DNS_TEMPFAIL, /* SERVFAIL, timeout, refused, network error */
+};
+
+#define DNS_MX_MAX 32    /* MX records kept per answer */
+#define DNS_ADDRS_MAX 16 /* addresses kept per host */
+
+struct dns_mx {
+	unsigned pref;
+	char host[256]; /* "" for the Null MX's "." (RFC 7505) */
+};
+
+/* why: c-ares's text for the failure, "" on DNS_OK. Arrays are valid
+ * during the call only. */
+typedef void (*dns_mx_fn)(void *arg, enum dns_status st, const struct dns_mx *mx,
+			  size_t n, const char *why);
+typedef void (*dns_addrs_fn)(void *arg, enum dns_status st,
+			     const struct sockaddr_storage *addrs, size_t n,
+			     const char *why);
+
+/* MX records of domain, in the order of the answer. Same handle rules as
+ * dns_reverse_verified: NULL when fn has already run. */
+struct dns_query *dns_lookup_mx(struct dns *d, const char *domain, dns_mx_fn fn,
+				void *arg);
+/* IPv6 and IPv4 addresses of host (CNAMEs followed), IPv6 first; port 0.
+ * DNS_OK when either family has addresses. */
+struct dns_query *dns_lookup_addrs(struct dns *d, const char *host, dns_addrs_fn fn,
+				   void *arg);
+
 #endif

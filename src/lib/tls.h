@@ -37,6 +37,11 @@ SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file,
 			const struct tls_sni_cert *sni, size_t n,
 			const struct tls_options *opts, char *err, size_t errlen);
 
+/* A client context for opportunistic TLS (RFC 7435): TLS 1.2 at least,
+ * OpenSSL's default ciphers, the server's certificate not verified (an
+ * unauthenticated encrypted channel beats plaintext). NULL with err. */
+SSL_CTX *tls_client_ctx(char *err, size_t errlen);
+
 /* 0 when the options are acceptable to OpenSSL, else -1 with err. */
 int tls_check_options(const struct tls_options *opts, char *err, size_t errlen);
 void tls_ctx_free(SSL_CTX *ctx);

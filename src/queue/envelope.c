@@ -15,8 +15,11 @@ void envelope_init(struct envelope *env)
 
 void envelope_set(char **field, const char *value)
 {
+	if (value == *field)
+		return;
+	char *copy = value ? xstrdup(value) : NULL;
 	free(*field);
-	*field = value ? xstrdup(value) : NULL;
+	*field = copy;
 }
 
 static void free_rcpts(struct envelope *env)
@@ -26,6 +29,7 @@ static void free_rcpts(struct envelope *env)
 		free(env->rcpts[i].orig);
 		free(env->rcpts[i].orcpt);
 		free(env->rcpts[i].last_error);
+		free(env->rcpts[i].report_remote);
 	}
 	free(env->rcpts);
 	env->rcpts = NULL;

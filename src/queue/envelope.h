@@ -23,6 +23,18 @@ enum rcpt_state {
 	RCPT_FAILED,       /* final: failed permanently */
 };
 
+/* In memory only: a delivery status notification a recipient is owed and
+ * that is not queued yet. A failed recipient is journaled as failed only
+ * once its bounce is queued, so a crash in between retries it instead of
+ * losing the bounce. */
+enum rcpt_report {
+	REPORT_NONE = 0,
+	REPORT_FAILED,
+	REPORT_DELAYED,
+	REPORT_DELIVERED,
+	REPORT_RELAYED,
+};
+
 struct env_rcpt {
 	char *addr;     /* final address after alias expansion, lower-case domain */
 	char *orig;     /* the RCPT TO address as the client gave it */
@@ -33,6 +45,12 @@ struct env_rcpt {
 	unsigned attempts;
 	int64_t next_attempt; /* unix seconds, for RCPT_DEFERRED */
 	char *last_error;     /* NULL or the last failure's text */
+	/* in memory only (see enum rcpt_report) */
+	enum rcpt_report report;
+	char report_status[16]; /* "5.1.1" */
+	char *report_remote;    /* the server that answered, or NULL */
+	int64_t report_time;    /* unix seconds of the attempt */
+	bool delay_warned;      /* a "delayed" DSN went out */
 };
 
 struct envelope {
@@ -51,6 +69,7 @@ struct envelope {
 	size_t nrcpts;
 	size_t cap;
 	uint64_t content_size; /* octets of message content */
+	bool held;             /* operator hold (journaled) */
 };
 
 void envelope_init(struct envelope *env);

@@ -356,7 +356,8 @@ void queue_txn_commit(struct queue_txn *t, queue_commit_fn fn, void *arg)
 /* ---- journal ---- */
 
 /*
- * A journal record: type octet ('D' delivered, 'F' failed, 'W' deferred),
+ * A journal record: type octet ('D' delivered, 'F' failed, 'W' deferred;
+ * 'H' held and 'U' released, for the whole message, recipient index 0),
  * 2-octet big-endian payload length, payload, CRC-32 of all that (4
  * octets). Payload: recipient index (4), attempts (4), next attempt (8),
  * then the error text. Reading stops at the first bad record: a torn
@@ -414,8 +415,12 @@ static bool apply_journal(const char *path, struct envelope *env)
 		crc = (uint32_t)crc32(crc, body, (uInt)plen);
 		uint32_t want = (uint32_t)body[plen] << 24 | (uint32_t)body[plen + 1] << 16 |
 				(uint32_t)body[plen + 2] << 8 | body[plen + 3];
-		if (crc != want || (head[0] != 'D' && head[0] != 'F' && head[0] != 'W'))
+		if (crc != want || strchr("DFWHU", head[0]) == NULL || head[0] == '\0')
 			break;
+		if (head[0] == 'H' || head[0] == 'U') {
+			env->held = head[0] == 'H';
+			continue;
+		}
 		uint32_t idx = (uint32_t)body[0] << 24 | (uint32_t)body[1] << 16 |
 			       (uint32_t)body[2] << 8 | body[3];
 		uint32_t attempts = (uint32_t)body[4] << 24 | (uint32_t)body[5] << 16 |
@@ -481,6 +486,30 @@ static void journal_flush(struct queue *q, struct qmsg *msg)
 	msg->jlen = 0;
 }
 
+void queue_msg_set_held(struct queue *q, struct qmsg *msg, bool held)
+{
+	unsigned char rec[64];
+	size_t n = journal_encode(rec, sizeof(rec), held ? 'H' : 'U', 0, 0, 0, NULL);
+	msg->env.held = held;
+	msg->jbuf = xrealloc(msg->jbuf, msg->jlen + n);
+	memcpy(msg->jbuf + msg->jlen, rec, n);
+	msg->jlen += n;
+	journal_flush(q, msg);
+}
+
+struct qmsg *queue_find(const struct queue *q, const char *id)
+{
+	for (struct qmsg *m = q->msgs; m; m = m->next)
+		if (strcmp(m->env.id, id) == 0)
+			return m;
+	return NULL;
+}
+
+struct qmsg *queue_first(const struct queue *q)
+{
+	return q->msgs;
+}
+
 static void msg_free(struct qmsg *m)
 {
 	if (m->retry)
@@ -509,6 +538,11 @@ void queue_msg_release(struct queue *q, struct qmsg *msg)
 		journal_flush(q, msg);
 		return;
 	}
+	queue_msg_remove(q, msg);
+}
+
+void queue_msg_remove(struct queue *q, struct qmsg *msg)
+{
 	char path[PATH_MAX];
 	struct log_line l;
 	/* Message first, journal second: a crash in between leaves a

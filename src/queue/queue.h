@@ -37,10 +37,13 @@ struct qmsg {
 	struct envelope env;
 	off_t content_off;      /* where the content records start */
 	bool recovered;         /* loaded from disk at start-up */
-	bool busy;              /* a delivery attempt is running */
+	unsigned busy;          /* delivery attempts (or a bounce) running */
 	struct event *retry;    /* the delivery engine's timer, or NULL */
 	void *engine;           /* the delivery engine that schedules it */
-	bool waiting_logged;    /* "waiting for outbound" already logged */
+	bool deleting;          /* operator: remove once nothing runs */
+	bool bouncing;          /* operator: bounce once nothing runs */
+	bool corrupt;           /* the file failed to read back: quarantine */
+	char corrupt_why[160];
 	bool has_journal;       /* journal/ID exists */
 	unsigned char *jbuf;    /* journal records not yet written */
 	size_t jlen;
@@ -98,6 +101,15 @@ void queue_rcpt_update(struct queue *q, struct qmsg *msg, size_t idx,
 /* The delivery engine is done with msg for now: when every recipient is
  * final, the message leaves the queue and msg is freed. */
 void queue_msg_release(struct queue *q, struct qmsg *msg);
+
+/* Hold (no delivery attempts) or release a message; journaled at once,
+ * so a hold survives a restart. */
+void queue_msg_set_held(struct queue *q, struct qmsg *msg, bool held);
+/* Remove a message whatever its recipients' state (operator delete). */
+void queue_msg_remove(struct queue *q, struct qmsg *msg);
+/* Lookup by id; iteration over every committed message. */
+struct qmsg *queue_find(const struct queue *q, const char *id);
+struct qmsg *queue_first(const struct queue *q);
 
 /* The message's file failed validation: move it to corrupt/, log why,
  * and free msg. */

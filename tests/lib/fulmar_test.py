@@ -134,8 +134,11 @@ def default_config(root, port):
         "listeners": [{"address": "127.0.0.1", "port": port, "role": "mx"}],
         # Short enough that a test never waits long for a clean stop.
         "timeouts": {"shutdown": 3.0},
-        # Tests never ask a real DNS server (test_smtp_rdns runs its own).
-        "dns": {"reverse_lookups": False},
+        # Tests never ask a real DNS server: reverse lookups are off, and
+        # outbound routing asks a loopback port where nothing listens (so
+        # remote recipients are deferred), unless a test points it at its
+        # own DNS server (tests/lib/dns_server.py).
+        "dns": {"reverse_lookups": False, "resolvers": "127.0.0.1:9"},
         "local": {
             "recipient_delimiter": "+",
             "domains": [
