@@ -259,7 +259,8 @@ static const struct setting *find_setting(const char *group, const char *name)
 static bool is_list_member(const char *group, const char *name)
 {
 	return (strcmp(group, "local") == 0 && strcmp(name, "domains") == 0) ||
-	       (strcmp(group, "auth") == 0 && strcmp(name, "senders") == 0);
+	       (strcmp(group, "auth") == 0 && strcmp(name, "senders") == 0) ||
+	       (strcmp(group, "server") == 0 && strcmp(name, "relay_networks") == 0);
 }
 
 static void load_scalars(struct loader *ld, const config_setting_t *root)
@@ -710,6 +711,38 @@ static void load_senders(struct loader *ld, const config_setting_t *root)
 	}
 }
 
+/* server.relay_networks = [ "127.0.0.0/8", "::1" ]: Postfix's mynetworks. */
+static void load_relay_networks(struct loader *ld, const config_setting_t *root)
+{
+	config_setting_t *srv = config_setting_get_member(root, "server");
+	config_setting_t *list = srv ? config_setting_get_member(srv, "relay_networks") : NULL;
+	if (list == NULL)
+		return;
+	if (!config_setting_is_array(list)) {
+		cfg_error(ld, list, "server.relay_networks must be an array of "
+				    "strings [ \"192.0.2.0/24\", ... ]");
+		return;
+	}
+	struct config *cfg = ld->cfg;
+	int n = config_setting_length(list);
+	cfg->relay_networks = xcalloc(n ? (size_t)n : 1, sizeof(*cfg->relay_networks));
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+		char err[160];
+		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+			cfg_error(ld, e, "server.relay_networks must hold strings");
+			continue;
+		}
+		if (netaddr_cidr_parse(config_setting_get_string(e),
+				       &cfg->relay_networks[cfg->nrelay_networks], err,
+				       sizeof(err)) < 0) {
+			cfg_error(ld, e, "server.relay_networks: %s", err);
+			continue;
+		}
+		cfg->nrelay_networks++;
+	}
+}
+
 static struct config *load(config_t *lc, const char *source,
 			   struct config_errors *errs, bool read_ok)
 {
@@ -734,6 +767,7 @@ static struct config *load(config_t *lc, const char *source,
 	load_listeners(&ld, root);
 	load_domains(&ld, root);
 	load_senders(&ld, root);
+	load_relay_networks(&ld, root);
 	cfg_load_outbound(&ld, root);
 	struct tls_options o = { ld.cfg->tls.min_version, ld.cfg->tls.ciphers,
 				 ld.cfg->tls.ciphersuites };
@@ -793,6 +827,7 @@ void config_unref(struct config *cfg)
 	free(cfg->user);
 	free(cfg->state_dir);
 	free(cfg->log_file);
+	free(cfg->relay_networks);
 	free(cfg->recipient_delimiter);
 	free(cfg->dns.resolvers);
 	free(cfg->auth.users_file);
@@ -889,6 +924,14 @@ bool config_sender_owned(const struct config *cfg, const char *user, const char 
 				return true;
 		}
 	}
+	return false;
+}
+
+bool config_relay_client(const struct config *cfg, const struct sockaddr *sa)
+{
+	for (size_t i = 0; i < cfg->nrelay_networks; i++)
+		if (netaddr_cidr_match(&cfg->relay_networks[i], sa))
+			return true;
 	return false;
 }
 

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/netaddr.h"
+
 /* mx: mail from other servers (25); submission: users' mail, STARTTLS +
  * AUTH (587); submissions: the same over implicit TLS (465, RFC 8314);
  * local: STATE_DIR/sendmail.sock for `fulmar sendmail` (never configured). */
@@ -154,6 +156,9 @@ struct config {
 	char *state_dir; /* absolute */
 	char *log_file; /* absolute or NULL */
 	int log_level;
+	/* server.relay_networks: clients that may relay without AUTH */
+	struct netaddr_cidr *relay_networks;
+	size_t nrelay_networks;
 	struct config_limits limits;
 	struct config_timeouts timeouts;
 	struct config_dns dns;
@@ -212,5 +217,8 @@ const struct cfg_route *config_find_route(const struct config *cfg, const char *
 /* May an authenticated user send as this envelope sender? A user owns its
  * own login name and the addresses auth.senders gives it. */
 bool config_sender_owned(const struct config *cfg, const char *user, const char *sender);
+/* Is the client's address in server.relay_networks (may it relay without
+ * AUTH)? */
+bool config_relay_client(const struct config *cfg, const struct sockaddr *sa);
 
 #endif

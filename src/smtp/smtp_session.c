@@ -83,6 +83,7 @@ struct smtp_session {
 	char *rdns;                  /* verified client name, or NULL */
 	struct dns_query *rdns_query; /* in flight, or NULL */
 	int client_port;
+	bool relay_network;  /* in server.relay_networks: may relay without AUTH */
 	enum state state;
 	bool esmtp;
 	SSL_CTX *tls_ctx;    /* STARTTLS offered (not yet started) when set */
@@ -736,7 +737,7 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg, size_t len)
 	struct rcpt_finals finals = { 0 };
 	switch (recipient_resolve(cur, &addr, &finals)) {
 	case RCPT_REMOTE:
-		if (s->auth_user == NULL) {
+		if (s->auth_user == NULL && !s->relay_network) {
 			reply_error(s, "RCPT", "554 5.7.1 Relay access denied");
 			return;
 		}
@@ -1455,6 +1456,7 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 	envelope_init(&s->env);
 	s->client_port = netaddr_text(sa, s->client, sizeof(s->client));
 	envelope_set(&s->env.client_addr, s->client);
+	s->relay_network = config_relay_client(cfg, sa);
 	struct event_base *base = smtp_server_base(srv);
 	s->conn = conn_new(base, fd, &session_io, s, INPUT_HIGH);
 	smtp_server_session_register(srv, s);
