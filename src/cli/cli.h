@@ -12,6 +12,8 @@ int cmd_check_config(int argc, char **argv);
 int cmd_queue(int argc, char **argv);
 int cmd_tls(int argc, char **argv);
 int cmd_user(int argc, char **argv);
+/* `fulmar sendmail` (also run as `sendmail`): returns a sysexits.h status. */
+int cmd_sendmail(int argc, char **argv);
 
 /* Parse "[--config FILE]" from argv (starting at argv[0] == the
  * subcommand) and load the configuration; prints errors. NULL on failure;

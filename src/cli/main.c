@@ -17,6 +17,7 @@ static void usage(FILE *out)
 	      "       fulmar tls selfsigned --cert FILE --key FILE [--hostname NAME]\n"
 	      "       fulmar user add|passwd|del NAME [--config FILE] [--users-file PATH]\n"
 	      "       fulmar user list [--config FILE] [--users-file PATH]\n"
+	      "       fulmar sendmail [-t] [-i] [-f SENDER] [-F NAME] [recipient...]\n"
 	      "       fulmar version\n"
 	      "Without --config, the embedded default configuration is used\n"
 	      "(listening on 127.0.0.1:2525, mail for example.test under ./var).\n",
@@ -25,6 +26,10 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+	/* Installed as sendmail (a symlink): cron, mail(), scripts. */
+	const char *self = argc > 0 ? strrchr(argv[0], '/') : NULL;
+	if (argc > 0 && strcmp(self ? self + 1 : argv[0], "sendmail") == 0)
+		return cmd_sendmail(argc, argv);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
@@ -40,6 +45,8 @@ int main(int argc, char **argv)
 		return cmd_tls(argc - 1, argv + 1);
 	if (strcmp(cmd, "user") == 0)
 		return cmd_user(argc - 1, argv + 1);
+	if (strcmp(cmd, "sendmail") == 0)
+		return cmd_sendmail(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("fulmar %s\n", FULMAR_VERSION);
 		return 0;

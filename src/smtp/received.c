@@ -23,13 +23,20 @@ size_t received_format(char *buf, size_t len, const struct received_info *ri)
 		snprintf(rcpt, sizeof(rcpt), "\r\n\tfor <%s>", ri->rcpt);
 	if (ri->tls)
 		snprintf(tls, sizeof(tls), "\r\n\t(using %s)", ri->tls);
+	char from[640]; /* HELO and rDNS names are at most 255 octets each */
+	if (ri->local && ri->uid >= 0)
+		snprintf(from, sizeof(from), "localhost (uid %ld)", ri->uid);
+	else if (ri->local)
+		snprintf(from, sizeof(from), "localhost");
+	else
+		snprintf(from, sizeof(from), "%s (%s [%s])",
+			 ri->helo && ri->helo[0] ? ri->helo : "unknown",
+			 ri->rdns ? ri->rdns : "unknown", ri->ip);
 	int n = snprintf(buf, len,
-			 "Received: from %s (%s [%s])%s\r\n"
+			 "Received: from %s%s\r\n"
 			 "\tby %s (Fulmar) with %s id %s%s;\r\n"
 			 "\t%s\r\n",
-			 ri->helo && ri->helo[0] ? ri->helo : "unknown",
-			 ri->rdns ? ri->rdns : "unknown", ri->ip, tls, ri->host, ri->proto,
-			 ri->id, rcpt, date);
+			 from, tls, ri->host, ri->proto, ri->id, rcpt, date);
 	if (n < 0 || (size_t)n >= len)
 		return 0;
 	return (size_t)n;

@@ -7,10 +7,14 @@
  *   	(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))
  *   	by HOST (Fulmar) with PROTO id QUEUEID
  *   	for <RCPT>; Sun, 29 Nov 2026 09:00:00 +0000
+ *
+ * Mail submitted on the local socket (`fulmar sendmail`) says who sent it
+ * instead of where from: "Received: from localhost (uid 1000)".
  */
 #ifndef FULMAR_RECEIVED_H
 #define FULMAR_RECEIVED_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -24,6 +28,8 @@ struct received_info {
 	const char *rcpt;   /* the one recipient, or NULL */
 	const char *tls;    /* "TLSv1.3 with cipher X (256/256 bits)", or NULL */
 	time_t when;
+	bool local;         /* the local socket: helo, rdns and ip are not shown */
+	long uid;           /* ... and the submitting process's uid (-1: unknown) */
 };
 
 /* Returns the length written (excluding NUL), or 0 if buf is too small. */

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netdb.h>
@@ -12,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -32,7 +36,7 @@ struct listener {
 	struct evconnlistener *l;
 	struct smtp_server *srv;
 	struct smtp_listener_info info;
-	char name[128];
+	char name[256]; /* for the log: "address:port", or the socket's path */
 };
 
 /* A users snapshot shared by the checks in flight. */
@@ -60,8 +64,12 @@ struct smtp_server {
 	struct users_ref *users;
 	struct workpool *auth_pool;
 	struct auth_throttle *throttle;
-	struct listener *listeners;
+	struct listener *listeners; /* the configured ones, then the local socket */
 	size_t nlisteners;
+	size_t nconfigured;         /* listeners[i] is cfg->listeners[i] below this */
+	char local_path[PATH_MAX];  /* STATE_DIR/sendmail.sock, "" when not ours */
+	dev_t local_dev;            /* the file we made, so as to remove only it */
+	ino_t local_ino;
 	struct smtp_session *sessions; /* list head */
 	size_t nsessions;
 	struct countmap *per_ip;
@@ -116,6 +124,116 @@ static int bind_one(const struct cfg_listener *cl, char *err, size_t errlen)
 	return fd;
 }
 
+int smtp_server_local_address(const char *state_dir, struct sockaddr_un *sun,
+			      socklen_t *len, int *dirfd)
+{
+	*dirfd = -1;
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	int n = snprintf(sun->sun_path, sizeof(sun->sun_path), "%s/%s", state_dir,
+			 SMTP_SERVER_LOCAL_SOCKET);
+	if (n < 0)
+		return -1;
+	if ((size_t)n >= sizeof(sun->sun_path)) {
+		int fd = open(state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			return -1;
+		n = snprintf(sun->sun_path, sizeof(sun->sun_path), "/proc/self/fd/%d/%s", fd,
+			     SMTP_SERVER_LOCAL_SOCKET);
+		*dirfd = fd;
+	}
+	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)n + 1);
+	return 0;
+}
+
+/* The local socket: replaces a file left by a crash, refuses to take the
+ * place of a live server's. Bound before privileges are dropped; the
+ * listening descriptor keeps working after, and the state directory,
+ * which the run user owns, lets it remove the file at shutdown. */
+static int bind_local(struct smtp_server *srv, const struct config *cfg, char *err,
+		      size_t errlen)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", cfg->state_dir, SMTP_SERVER_LOCAL_SOCKET);
+	struct sockaddr_un sun;
+	socklen_t sl;
+	int dirfd;
+	if (smtp_server_local_address(cfg->state_dir, &sun, &sl, &dirfd) < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", path, strerror_safe(errno));
+		return -1;
+	}
+	int fd = -1;
+	const char *why = NULL;
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (!S_ISSOCK(st.st_mode))
+			why = "the file exists and is not a socket";
+		else if (probe >= 0 && connect(probe, (struct sockaddr *)&sun, sl) == 0)
+			why = "another fulmar serves this state_dir (it answers)";
+		else if (unlink(path) < 0 && errno != ENOENT)
+			why = strerror_safe(errno);
+		else
+			log_msg(LOG_INFO, "local_stale_socket", "removed the stale %s", path);
+		if (probe >= 0)
+			close(probe);
+	}
+	bool bound = false;
+	if (why == NULL) {
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		bound = fd >= 0 && bind(fd, (struct sockaddr *)&sun, sl) == 0;
+		if (!bound || chmod(path, 0666) < 0 || listen(fd, LISTEN_BACKLOG) < 0 ||
+		    lstat(path, &st) < 0) {
+			why = strerror_safe(errno);
+		} else {
+			strlcpy_safe(srv->local_path, path, sizeof(srv->local_path));
+			srv->local_dev = st.st_dev;
+			srv->local_ino = st.st_ino;
+		}
+	}
+	if (dirfd >= 0)
+		close(dirfd);
+	if (why) {
+		snprintf(err, errlen, "cannot listen on %s: %s", path, why);
+		if (bound)
+			unlink(path);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Remove the local socket's file, if it is still the one we made. */
+static void unlink_local(struct smtp_server *srv)
+{
+	struct stat st;
+	if (srv->local_path[0] && lstat(srv->local_path, &st) == 0 &&
+	    st.st_dev == srv->local_dev && st.st_ino == srv->local_ino)
+		unlink(srv->local_path);
+	srv->local_path[0] = '\0';
+}
+
+static bool add_listener(struct smtp_server *srv, int fd, const char *name,
+			 char *err, size_t errlen)
+{
+	struct listener *li = &srv->listeners[srv->nlisteners];
+	li->srv = srv;
+	strlcpy_safe(li->name, name, sizeof(li->name));
+	/* backlog 0: the socket already listens with LISTEN_BACKLOG */
+	li->l = evconnlistener_new(srv->base, on_accept, li,
+				   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_DISABLED, 0, fd);
+	if (li->l == NULL) {
+		close(fd);
+		tls_ctx_free(li->info.tls);
+		snprintf(err, errlen, "cannot set up listener %s", li->name);
+		return false;
+	}
+	evconnlistener_set_error_cb(li->l, on_accept_error);
+	srv->nlisteners++;
+	return true;
+}
+
 struct smtp_server *smtp_server_bind(struct event_base *base, struct config *cfg,
 				     char *err, size_t errlen)
 {
@@ -125,8 +243,7 @@ struct smtp_server *smtp_server_bind(struct event_base *base, struct config *cfg
 	srv->per_ip = countmap_new(4096);
 	srv->throttle = auth_throttle_new();
 	srv->auth_pool = workpool_new(base, 2);
-	srv->listeners = xcalloc(cfg->nlisteners ? cfg->nlisteners : 1,
-				 sizeof(struct listener));
+	srv->listeners = xcalloc(cfg->nlisteners + 1, sizeof(struct listener));
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		const struct cfg_listener *cl = &cfg->listeners[i];
 		int fd = bind_one(cl, err, errlen);
@@ -134,9 +251,7 @@ struct smtp_server *smtp_server_bind(struct event_base *base, struct config *cfg
 			smtp_server_free(srv);
 			return NULL;
 		}
-		struct listener *li = &srv->listeners[srv->nlisteners++];
-		li->srv = srv;
-		snprintf(li->name, sizeof(li->name), "%s:%d", cl->address, cl->port);
+		struct listener *li = &srv->listeners[srv->nlisteners];
 		li->info.role = cl->role;
 		li->info.auth = cl->auth;
 		li->info.auth_plaintext = cl->auth_plaintext;
@@ -149,17 +264,21 @@ struct smtp_server *smtp_server_bind(struct event_base *base, struct config *cfg
 				return NULL;
 			}
 		}
-		/* backlog 0: the socket already listens with LISTEN_BACKLOG */
-		li->l = evconnlistener_new(base, on_accept, li,
-					   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_DISABLED, 0, fd);
-		if (li->l == NULL) {
-			close(fd);
-			snprintf(err, errlen, "cannot set up listener %s", li->name);
-			srv->nlisteners--;
+		char name[sizeof(li->name)];
+		snprintf(name, sizeof(name), "%s:%d", cl->address, cl->port);
+		if (!add_listener(srv, fd, name, err, errlen)) {
 			smtp_server_free(srv);
 			return NULL;
 		}
-		evconnlistener_set_error_cb(li->l, on_accept_error);
+	}
+	srv->nconfigured = srv->nlisteners;
+	/* Bound after the TCP ports: a second server on the same
+	 * configuration fails there first, before touching the socket. */
+	int fd = bind_local(srv, cfg, err, errlen);
+	srv->listeners[srv->nlisteners].info.role = ROLE_LOCAL;
+	if (fd < 0 || !add_listener(srv, fd, srv->local_path, err, errlen)) {
+		smtp_server_free(srv);
+		return NULL;
 	}
 	return srv;
 }
@@ -170,7 +289,8 @@ void smtp_server_start(struct smtp_server *srv, struct queue *q)
 	for (size_t i = 0; i < srv->nlisteners; i++) {
 		evconnlistener_enable(srv->listeners[i].l);
 		const struct smtp_listener_info *in = &srv->listeners[i].info;
-		static const char *const roles[] = { "mx", "submission", "submissions" };
+		static const char *const roles[] = { "mx", "submission", "submissions",
+						     "local" };
 		log_msg(LOG_INFO, "listening", "%s role=%s tls=%s auth=%s", srv->listeners[i].name,
 			roles[in->role],
 			in->tls == NULL ? "none"
@@ -190,8 +310,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	netaddr_text(sa, ip, sizeof(ip));
 	if (srv->nsessions >= srv->cfg->limits.connections)
 		reject = "421 4.3.2 Too many connections, try again later";
-	else if ((uint64_t)countmap_get(srv->per_ip, ip) >=
-		 srv->cfg->limits.connections_per_ip)
+	else if (li->info.role != ROLE_LOCAL &&
+		 (uint64_t)countmap_get(srv->per_ip, ip) >= srv->cfg->limits.connections_per_ip)
 		reject = "421 4.7.0 Too many connections from your address, try again later";
 	/* A session rejected at once is already closed and freed (NULL). */
 	smtp_session_new(srv, srv->cfg, fd, sa, (socklen_t)salen, ++srv->next_sid, &li->info,
@@ -307,6 +427,7 @@ void smtp_server_shutdown(struct smtp_server *srv, void (*done)(void *), void *a
 		evconnlistener_free(srv->listeners[i].l);
 		srv->listeners[i].l = NULL;
 	}
+	unlink_local(srv);
 	if (srv->nsessions == 0) {
 		srv->stop_done = NULL;
 		done(arg);
@@ -334,6 +455,7 @@ void smtp_server_free(struct smtp_server *srv)
 		tls_ctx_free(srv->listeners[i].info.tls);
 	}
 	free(srv->listeners);
+	unlink_local(srv);
 	workpool_free(srv->auth_pool); /* runs the callbacks of checks in flight */
 	if (srv->users && --srv->users->refs == 0) {
 		auth_users_free(srv->users->users);
@@ -412,7 +534,7 @@ void smtp_server_cancel_check(struct auth_check *c)
 int smtp_server_reload_tls(struct smtp_server *srv, const struct config *cfg)
 {
 	int failures = 0;
-	for (size_t i = 0; i < srv->nlisteners && i < cfg->nlisteners; i++) {
+	for (size_t i = 0; i < srv->nconfigured && i < cfg->nlisteners; i++) {
 		const struct cfg_listener *cl = &cfg->listeners[i];
 		struct listener *li = &srv->listeners[i];
 		if (cl->tls_cert == NULL || li->info.tls == NULL)

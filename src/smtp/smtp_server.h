@@ -13,6 +13,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 struct event_base;
 struct config;
@@ -21,8 +23,10 @@ struct smtp_server;
 struct smtp_session;
 struct dns;
 
-/* Bind every listener of cfg (before privileges are dropped). NULL with
- * err filled when one cannot be bound. */
+/* Bind every listener of cfg (before privileges are dropped), and the
+ * local socket STATE_DIR/sendmail.sock (mode 0666: any local user may
+ * submit; a file left by a crash is replaced, one a live server answers on
+ * is an error). NULL with err filled when one cannot be bound. */
 struct smtp_server *smtp_server_bind(struct event_base *base, struct config *cfg,
 				     char *err, size_t errlen);
 /* Reload the TLS certificates of the listeners from cfg (same listeners,
@@ -31,14 +35,26 @@ struct smtp_server *smtp_server_bind(struct event_base *base, struct config *cfg
  * certificate they started with. */
 int smtp_server_reload_tls(struct smtp_server *srv, const struct config *cfg);
 
+/* The local socket's name in the state directory. Connections on it speak
+ * SMTP with role ROLE_LOCAL: no TLS or AUTH, any sender, relaying allowed,
+ * the peer's uid in Received:. */
+#define SMTP_SERVER_LOCAL_SOCKET "sendmail.sock"
+
+/* The address of STATE_DIR/sendmail.sock for bind or connect. A path too
+ * long for sun_path is reached through an O_PATH descriptor of the
+ * directory (/proc/self/fd/N/...): *dirfd is then that descriptor, to close
+ * once bound or connected; -1 otherwise. -1 with errno on failure. */
+int smtp_server_local_address(const char *state_dir, struct sockaddr_un *sun,
+			      socklen_t *len, int *dirfd);
+
 /* Start accepting, delivering messages into q. */
 void smtp_server_start(struct smtp_server *srv, struct queue *q);
 /* The configuration new sessions and recipient lookups use. */
 void smtp_server_set_config(struct smtp_server *srv, struct config *cfg);
 struct config *smtp_server_config(const struct smtp_server *srv);
-/* Stop accepting; idle sessions get 421 now, the others when their
- * transaction ends or the shutdown deadline passes. done() is called
- * once no session is left. */
+/* Stop accepting (the local socket's file is removed); idle sessions get
+ * 421 now, the others when their transaction ends or the shutdown deadline
+ * passes. done() is called once no session is left. */
 void smtp_server_shutdown(struct smtp_server *srv, void (*done)(void *), void *arg);
 bool smtp_server_stopping(const struct smtp_server *srv);
 size_t smtp_server_sessions(const struct smtp_server *srv);

@@ -79,7 +79,8 @@ struct smtp_session {
 	struct conn *conn;
 	struct event *deadline;
 	uint64_t sid;
-	char client[NETADDR_TEXT_MAX];
+	char client[NETADDR_TEXT_MAX]; /* "localhost" on the local socket */
+	long peer_uid;               /* local socket: the client's uid, else -1 */
 	char *rdns;                  /* verified client name, or NULL */
 	struct dns_query *rdns_query; /* in flight, or NULL */
 	int client_port;
@@ -422,6 +423,7 @@ static bool open_txn(struct smtp_session *s)
 		.host = s->cfg->hostname, .proto = proto, .id = id,
 		.rcpt = s->rcpt_cmds == 1 ? s->first_rcpt : NULL, .when = time(NULL),
 		.tls = tls ? tls_info : NULL,
+		.local = s->listener->role == ROLE_LOCAL, .uid = s->peer_uid,
 	};
 	size_t n = received_format(hdr, sizeof(hdr), &ri);
 	write_content(s, hdr, n);
@@ -651,7 +653,10 @@ static void cmd_mail(struct smtp_session *s, const char *arg, size_t len)
 		reply_error(s, "MAIL", "553 5.6.7 UTF-8 addresses need the SMTPUTF8 parameter");
 		return;
 	}
-	if (s->listener->role != ROLE_MX && s->auth_user == NULL) {
+	/* Local submissions (`fulmar sendmail`) may use any sender, as with
+	 * sendmail -f: the Received: field names the uid that sent it. */
+	bool local = s->listener->role == ROLE_LOCAL;
+	if (s->listener->role != ROLE_MX && !local && s->auth_user == NULL) {
 		reply_error(s, "MAIL", "530 5.7.0 Authentication required");
 		return;
 	}
@@ -737,11 +742,13 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg, size_t len)
 	struct rcpt_finals finals = { 0 };
 	switch (recipient_resolve(cur, &addr, &finals)) {
 	case RCPT_REMOTE:
-		if (s->auth_user == NULL && !s->relay_network) {
+		if (s->auth_user == NULL && s->listener->role != ROLE_LOCAL &&
+		    !s->relay_network) {
 			reply_error(s, "RCPT", "554 5.7.1 Relay access denied");
 			return;
 		}
-		/* An authenticated user relays: the outbound engine's. */
+		/* An authenticated user or a local one relays: the outbound
+		 * engine's. */
 		finals.items = xcalloc(1, sizeof(char *));
 		finals.items[0] = xstrdup(addr.text);
 		for (char *p = strrchr(finals.items[0], '@'); p && *p; p++)
@@ -1454,7 +1461,17 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 	if (s->tls_ctx)
 		SSL_CTX_up_ref(s->tls_ctx);
 	envelope_init(&s->env);
-	s->client_port = netaddr_text(sa, s->client, sizeof(s->client));
+	s->peer_uid = -1;
+	bool local = listener->role == ROLE_LOCAL;
+	if (local) {
+		strlcpy_safe(s->client, "localhost", sizeof(s->client));
+		struct ucred cred;
+		socklen_t cl = sizeof(cred);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
+			s->peer_uid = (long)cred.uid;
+	} else {
+		s->client_port = netaddr_text(sa, s->client, sizeof(s->client));
+	}
 	envelope_set(&s->env.client_addr, s->client);
 	s->relay_network = config_relay_client(cfg, sa);
 	struct event_base *base = smtp_server_base(srv);
@@ -1464,7 +1481,10 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 	log_begin(&l, LOG_INFO, "connect");
 	log_int(&l, "sid", (long long)sid);
 	log_str(&l, "client", s->client);
-	log_int(&l, "port", s->client_port);
+	if (local)
+		log_int(&l, "uid", s->peer_uid);
+	else
+		log_int(&l, "port", s->client_port);
 	log_end(&l);
 	if (reject_reply) {
 		reply(s, reject_reply);
@@ -1482,7 +1502,7 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 	conn_set_write_timeout(s->conn, cfg->timeouts.command);
 	/* The name is looked up while the client talks; Received: uses it if
 	 * it has arrived by then, "unknown" otherwise. */
-	if (cfg->dns.reverse_lookups && smtp_server_dns(srv))
+	if (cfg->dns.reverse_lookups && smtp_server_dns(srv) && !local)
 		s->rdns_query = dns_reverse_verified(smtp_server_dns(srv), sa, on_rdns, s);
 	if (listener->role == ROLE_SUBMISSIONS && listener->tls) {
 		/* Implicit TLS (RFC 8314): the handshake first, then the 220. */
