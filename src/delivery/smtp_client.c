@@ -620,6 +620,8 @@ static void txn_reply(struct smtp_client *c, struct expect e, const struct smtp_
 		break;
 	case X_RCPT: {
 		struct smtp_client_rcpt *rc = &t->rcpts[e.idx];
+		if (t->status.error != SMTP_CLIENT_OK)
+			break; /* MAIL failed: its reply is every recipient's */
 		rc->code = r->code;
 		smtp_reply_format(r, rc->reply, sizeof(rc->reply));
 		if (r->code / 100 == 2)
