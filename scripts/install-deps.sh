@@ -4,7 +4,7 @@
 set -eu
 
 BUILD_PKGS="build-essential cmake pkg-config libevent-dev libconfig-dev zlib1g-dev libc-ares-dev libssl-dev libcrypt-dev libcmocka-dev"
-TEST_PKGS="python3 python3-pytest python3-aiosmtpd swaks curl msmtp dovecot-imapd openssl libnet-ssleay-perl libio-socket-ssl-perl"
+TEST_PKGS="python3 python3-pytest python3-aiosmtpd swaks curl msmtp dovecot-imapd openssl libnet-ssleay-perl libio-socket-ssl-perl postfix"
 
 want="$BUILD_PKGS"
 [ "${1:-}" = "--test" ] && want="$BUILD_PKGS $TEST_PKGS"
@@ -19,5 +19,10 @@ SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 echo "installing:$missing"
 $SUDO apt-get update -q
+# Postfix (a real receiving MTA for tests/outbound) without a system
+# configuration: no question asked, no main.cf, nothing on port 25.
+case " $missing " in *" postfix "*)
+	echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections ;;
+esac
 # Services from these packages (dovecot) must not start on their own.
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing

@@ -94,6 +94,7 @@ class Connection:
         self.commands = []              # (time, line) as received
         self.transactions = []
         self.quit = False
+        self.quit_at = None
         self.pipelined = False          # a command arrived before the previous reply
         self.started = time.time()
         self.ended = None
@@ -186,6 +187,22 @@ class Recorder:
                                                      accepted_only=False)}
         with self.lock:
             return [c for c in self.connections if c.id in ids]
+
+    def max_concurrent(self):
+        """The most connections open at one time, a connection counting
+        from its start to its QUIT (or its end): a new connection that
+        opens while the old one's close is still on its way does not
+        count twice."""
+        with self.lock:
+            spans = [(c.started, c.quit_at or c.ended or time.time())
+                     for c in self.connections]
+        points = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans],
+                        key=lambda p: (p[0], p[1]))
+        cur = best = 0
+        for _, d in points:
+            cur += d
+            best = max(best, cur)
+        return best
 
     def wait(self, pred, timeout=10.0):
         """Wait until pred() is true (re-evaluated whenever something is
@@ -315,7 +332,8 @@ class _SinkSMTP(SMTP):
         if first:
             peer = transport.get_extra_info("peername")
             local = transport.get_extra_info("sockname")
-            self.rec_conn = self.sink.rec.open(peer, local)
+            self.rec = self.sink.rec
+            self.rec_conn = self.rec.open(peer, local)
         else:
             # The handshake after STARTTLS finished.
             self.rec_conn.tls = True
@@ -326,7 +344,7 @@ class _SinkSMTP(SMTP):
 
     def connection_lost(self, error):
         if self.rec_conn is not None:
-            self.sink.rec.close(self.rec_conn)
+            self.rec.close(self.rec_conn)
         super().connection_lost(error)
 
     async def push(self, status):
@@ -414,6 +432,7 @@ class _SinkSMTP(SMTP):
     async def smtp_QUIT(self, arg):
         self._note("QUIT")
         self.rec_conn.quit = True
+        self.rec_conn.quit_at = time.time()
         return await super().smtp_QUIT(arg)
 
     _PATH_RE = re.compile(r"^\s*<([^<>]*)>(.*)$", re.S)
@@ -653,6 +672,9 @@ class SMTPSink(_Peer):
             kw["require_starttls"] = self.require_tls
         self.controller = _SinkController(self, **kw)
         self.controller.start()
+        # Forget aiosmtpd's own start-up probe connection: the record
+        # starts with the first real client.
+        self.rec = Recorder()
         return self
 
     def stop(self):
@@ -1082,6 +1104,7 @@ class RawSMTPServer(RawServer):
                 conn.reply("250 2.0.0 Ok", le)
             elif verb == "QUIT":
                 c.quit = True
+                c.quit_at = time.time()
                 conn.reply("221 2.0.0 Bye", le)
                 return
             else:

@@ -1,0 +1,231 @@
+"""kill -9 during remote delivery.
+
+Submitting clients send a few hundred messages (AUTH on a submission
+listener) for a remote domain whose MX is an aiosmtpd sink on loopback,
+while the daemon is killed with SIGKILL at random moments and restarted on
+the same state directory. Once the queue is empty:
+  - every message that got 250 from Fulmar arrived at the sink at least
+    once, byte-exact after Fulmar's Received: line, for each recipient;
+  - nothing arrived that Fulmar did not acknowledge (a message whose end of
+    data was sent but whose reply was lost in a kill may or may not be
+    there; one whose end of data was never sent must not);
+  - duplicates (the remote had said 250 and Fulmar died before recording
+    it) are counted and printed, and are few: at most one per connection
+    in flight per kill.
+
+FULMAR_CRASH_OUT_MESSAGES (default 300), FULMAR_CRASH_OUT_KILLS (default 6)
+and FULMAR_CRASH_SEED size and seed the run.
+"""
+import os
+import random
+import re
+import sys
+import threading
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "outbound"))
+
+from fulmar_test import ConnectionClosed, crlf  # noqa: E402
+from outbound_lib import USER, World, finish_daemons, make_relay  # noqa: E402
+
+MESSAGES = int(os.environ.get("FULMAR_CRASH_OUT_MESSAGES", "300"))
+KILLS = int(os.environ.get("FULMAR_CRASH_OUT_KILLS", "6"))
+SEED = int(os.environ.get("FULMAR_CRASH_SEED", str(int(time.time()))))
+THREADS = 4
+CONNS_PER_DEST = 4
+KILL_GAP = (0.4, 1.4)
+SUBMIT_SECONDS = 6.0          # the submissions are spread over about this long
+DOMAIN = "crash.outbound.test"
+
+MSGID_RE = re.compile(rb"^Message-ID: <oc\.(\d+)\.(\d+)\.(\w+)@client\.test>\r?$", re.M)
+
+
+class Attempt:
+    __slots__ = ("n", "a", "data", "rcpts", "state")
+
+    def __init__(self, n, a, data, rcpts):
+        self.n, self.a, self.data, self.rcpts = n, a, data, rcpts
+        self.state = "unsent"      # -> ambiguous (end of data sent) -> acked / refused
+
+
+def build(rnd, n, a, run):
+    rcpts = ["u%d@%s" % (n % 7, DOMAIN)]
+    if n % 5 == 0:
+        rcpts.append("v%d@%s" % (n % 3, DOMAIN))
+    lines = []
+    for j in range(rnd.randint(2, 80)):
+        if rnd.random() < 0.05:
+            lines.append("." * rnd.randint(1, 2) + "dot %d" % j)
+        else:
+            lines.append("%d.%d.%d %s" % (n, a, j, "".join(
+                rnd.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(rnd.randint(1, 70)))))
+    text = ("From: <%s>\nTo: <%s>\nSubject: outbound crash %d.%d\n"
+            "Message-ID: <oc.%d.%d.%s@client.test>\nDate: Sun, 29 Nov 2026 09:00:00 +0000\n\n"
+            "%s\nEND %d.%d\n" % (USER, rcpts[0], n, a, n, a, run, "\n".join(lines), n, a))
+    return crlf(text), rcpts
+
+
+class Run:
+    def __init__(self, relay):
+        self.relay = relay
+        self.d = relay.d
+        self.rnd = random.Random(SEED)
+        self.run = "r%d" % SEED
+        self.lock = threading.Lock()
+        self.next = 0
+        self.attempts = {}
+        self.done = threading.Event()
+        self.kills = 0
+        self.errors = []
+        self.pace = SUBMIT_SECONDS * THREADS / max(MESSAGES, 1)
+
+    def take(self):
+        with self.lock:
+            if self.next >= MESSAGES:
+                return None
+            self.next += 1
+            return self.next - 1
+
+    def client(self, tid):
+        rnd = random.Random(SEED * 10 + tid)
+        c = None
+        while True:
+            n = self.take()
+            if n is None:
+                break
+            for a in range(30):
+                data, rcpts = build(rnd, n, a, self.run)
+                att = Attempt(n, a, data, rcpts)
+                with self.lock:
+                    self.attempts[(n, a)] = att
+                try:
+                    if c is None:
+                        c = self.relay.connect()
+                    if c.mail(USER).code != 250:
+                        raise ConnectionClosed()
+                    for r in rcpts:
+                        if c.rcpt(r).code != 250:
+                            raise ConnectionClosed()
+                    if c.cmd("DATA").code != 354:
+                        raise ConnectionClosed()
+                    payload = re.sub(rb"(?m)^\.", b"..", data) + b".\r\n"
+                    c.send(payload[:-3])
+                    att.state = "ambiguous"
+                    c.send(payload[-3:])
+                    r = c.reply()
+                    att.state = "acked" if r.code == 250 else "refused"
+                    if r.code == 250:
+                        break
+                    raise ConnectionClosed()
+                except (ConnectionClosed, OSError, AssertionError):
+                    if c is not None:
+                        c.close()
+                    c = None
+                    time.sleep(rnd.uniform(0.05, 0.3))
+            else:
+                self.errors.append("message %d never acknowledged" % n)
+            time.sleep(rnd.uniform(0, 2 * self.pace))
+        if c is not None:
+            try:
+                c.quit()
+            except (ConnectionClosed, OSError, AssertionError):
+                c.close()
+
+    def killer(self):
+        while self.kills < KILLS and not self.done.is_set():
+            if self.done.wait(self.rnd.uniform(*KILL_GAP)):
+                break
+            self.d.kill9()
+            self.kills += 1
+            try:
+                self.d.start(timeout=30)
+            except Exception as e:  # noqa: BLE001 - reported by the test
+                self.errors.append("restart %d failed: %s" % (self.kills, e))
+                return
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_kill9_during_remote_delivery(request):
+    before = request.session.testsfailed
+    world = World()
+    daemons = []
+    try:
+        sink = world.sink("127.0.0.10", data_delay=0.01)
+        world.route_to(DOMAIN, "127.0.0.10")
+        relay = make_relay(world, {"outbound": {"connections_per_destination": CONNS_PER_DEST,
+                                                "messages_per_connection": 50},
+                                   "queue": {"retry_first": 1.0, "retry_max": 2.0}})
+        daemons.append(relay.d)
+        run = Run(relay)
+        t0 = time.monotonic()
+        killer = threading.Thread(target=run.killer, daemon=True)
+        clients = [threading.Thread(target=run.client, args=(i,), daemon=True)
+                   for i in range(THREADS)]
+        killer.start()
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join(90)
+        # let the killer hit the deliveries still running, then stop it
+        killer.join(max(0.0, KILLS * KILL_GAP[1] - (time.monotonic() - t0)))
+        run.done.set()
+        killer.join(35)
+        assert not run.errors, run.errors
+
+        acked = [a for a in run.attempts.values() if a.state == "acked"]
+        want = {}
+        for a in acked:
+            for r in a.rcpts:
+                want.setdefault((a.n, a.a, r), a)
+
+        def arrived():
+            got = {}
+            for t in sink.transactions(domain=DOMAIN):
+                m = MSGID_RE.search(t.data)
+                if not m:
+                    continue
+                for r in t.rcpts:
+                    got.setdefault((int(m.group(1)), int(m.group(2)), r), []).append(t)
+            return got
+
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline:
+            got = arrived()
+            if all(k in got for k in want) and relay.d.queue_list() == []:
+                break
+            time.sleep(0.3)
+        time.sleep(1.0)     # anything more that would still come
+        got = arrived()
+        queue_left = relay.d.queue_list()
+
+        missing = sorted(k for k in want if k not in got)
+        unacked_arrived = []
+        dups = {k: len(v) for k, v in got.items() if len(v) > 1}
+        corrupt = []
+        for k, txns in got.items():
+            a = run.attempts.get(k[:2])
+            if a is None or a.state == "unsent" or a.state == "refused":
+                unacked_arrived.append((k, a.state if a else "unknown"))
+                continue
+            for t in txns:
+                if not t.data.endswith(a.data):
+                    corrupt.append(k)
+        ambiguous = [a for a in run.attempts.values() if a.state == "ambiguous"]
+        print("outbound crash run seed=%d: %d messages, %d attempts (%d acked, %d ambiguous), "
+              "%d kills, %.1f s; %d recipient copies duplicated: %s"
+              % (SEED, MESSAGES, len(run.attempts), len(acked), len(ambiguous), run.kills,
+                 time.monotonic() - t0, len(dups), sorted(dups.items())[:20]))
+        assert run.kills == KILLS
+        assert not missing, "%d acknowledged messages never reached the sink: %r\nqueue: %r" % (
+            len(missing), missing[:10], queue_left[:10])
+        assert not unacked_arrived, "arrived without Fulmar's 250: %r" % unacked_arrived[:10]
+        assert not corrupt, "changed in transit: %r" % corrupt[:10]
+        assert queue_left == [], queue_left[:20]
+        assert sum(n - 1 for n in dups.values()) <= KILLS * CONNS_PER_DEST * 2, \
+            "too many duplicates for %d kills: %r" % (KILLS, dups)
+    finally:
+        finish_daemons(daemons, request, before)
+        world.close()
