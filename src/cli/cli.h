@@ -11,6 +11,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_check_config(int argc, char **argv);
 int cmd_queue(int argc, char **argv);
 int cmd_tls(int argc, char **argv);
+int cmd_dkim(int argc, char **argv);
 int cmd_user(int argc, char **argv);
 /* `fulmar sendmail` (also run as `sendmail`): returns a sysexits.h status. */
 int cmd_sendmail(int argc, char **argv);

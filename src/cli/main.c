@@ -15,6 +15,9 @@ static void usage(FILE *out)
 	      "       fulmar queue flush [ID] [--config FILE]\n"
 	      "       fulmar queue hold|release|delete|bounce ID [--config FILE]\n"
 	      "       fulmar tls selfsigned --cert FILE --key FILE [--hostname NAME]\n"
+	      "       fulmar dkim keygen DOMAIN SELECTOR [--ed25519] [--bits N] [--dir DIR] "
+	      "[--force] [--config FILE]\n"
+	      "       fulmar dkim record DOMAIN SELECTOR [--key FILE | --dir DIR] [--config FILE]\n"
 	      "       fulmar user add|passwd|del NAME [--config FILE] [--users-file PATH]\n"
 	      "       fulmar user list [--config FILE] [--users-file PATH]\n"
 	      "       fulmar sendmail [-t] [-i] [-f SENDER] [-F NAME] [recipient...]\n"
@@ -43,6 +46,8 @@ int main(int argc, char **argv)
 		return cmd_queue(argc - 1, argv + 1);
 	if (strcmp(cmd, "tls") == 0)
 		return cmd_tls(argc - 1, argv + 1);
+	if (strcmp(cmd, "dkim") == 0)
+		return cmd_dkim(argc - 1, argv + 1);
 	if (strcmp(cmd, "user") == 0)
 		return cmd_user(argc - 1, argv + 1);
 	if (strcmp(cmd, "sendmail") == 0)
