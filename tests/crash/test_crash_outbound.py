@@ -11,7 +11,11 @@ the same state directory. Once the queue is empty:
     there; one whose end of data was never sent must not);
   - duplicates (the remote had said 250 and Fulmar died before recording
     it) are counted and printed, and are few: at most one per connection
-    in flight per kill.
+    in flight per kill;
+  - every tenth message also has a recipient the sink refuses (550): the
+    sender (alice, a local mailbox) has a bounce for each of those that
+    Fulmar acknowledged (a bounce is committed before the failure is
+    journaled, so a kill may repeat a bounce but never lose one).
 
 FULMAR_CRASH_OUT_MESSAGES (default 300), FULMAR_CRASH_OUT_KILLS (default 6)
 and FULMAR_CRASH_SEED size and seed the run.
@@ -28,7 +32,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "outbound"))
 
 from fulmar_test import ConnectionClosed, crlf  # noqa: E402
-from outbound_lib import USER, World, finish_daemons, make_relay  # noqa: E402
+from outbound_lib import USER, World, finish_daemons, make_relay, read_dsns  # noqa: E402
 
 MESSAGES = int(os.environ.get("FULMAR_CRASH_OUT_MESSAGES", "300"))
 KILLS = int(os.environ.get("FULMAR_CRASH_OUT_KILLS", "6"))
@@ -40,6 +44,10 @@ SUBMIT_SECONDS = 6.0          # the submissions are spread over about this long
 DOMAIN = "crash.outbound.test"
 
 MSGID_RE = re.compile(rb"^Message-ID: <oc\.(\d+)\.(\d+)\.(\w+)@client\.test>\r?$", re.M)
+
+
+def failing_rcpt(n, a):
+    return "fail.%d.%d@%s" % (n, a, DOMAIN)
 
 
 class Attempt:
@@ -54,6 +62,8 @@ def build(rnd, n, a, run):
     rcpts = ["u%d@%s" % (n % 7, DOMAIN)]
     if n % 5 == 0:
         rcpts.append("v%d@%s" % (n % 3, DOMAIN))
+    if n % 10 == 3:
+        rcpts.append(failing_rcpt(n, a))
     lines = []
     for j in range(rnd.randint(2, 80)):
         if rnd.random() < 0.05:
@@ -154,6 +164,8 @@ def test_kill9_during_remote_delivery(request):
     daemons = []
     try:
         sink = world.sink("127.0.0.10", data_delay=0.01)
+        sink.rcpt_script.default = \
+            lambda a, t: "550 5.1.1 no such user" if a.startswith("fail.") else None
         world.route_to(DOMAIN, "127.0.0.10")
         relay = make_relay(world, {"outbound": {"connections_per_destination": CONNS_PER_DEST,
                                                 "messages_per_connection": 50},
@@ -179,7 +191,8 @@ def test_kill9_during_remote_delivery(request):
         want = {}
         for a in acked:
             for r in a.rcpts:
-                want.setdefault((a.n, a.a, r), a)
+                if not r.startswith("fail."):
+                    want.setdefault((a.n, a.a, r), a)
 
         def arrived():
             got = {}
@@ -191,15 +204,31 @@ def test_kill9_during_remote_delivery(request):
                     got.setdefault((int(m.group(1)), int(m.group(2)), r), []).append(t)
             return got
 
+        want_bounces = {failing_rcpt(a.n, a.a) for a in acked
+                        if failing_rcpt(a.n, a.a) in a.rcpts}
+
+        def bounced():
+            out = {}
+            for d in read_dsns(relay.d.maildir("alice")):
+                for r in d.recipients:
+                    addr = r.get("final-recipient", "").split(";")[-1].strip()
+                    if r.get("action", "").lower() == "failed":
+                        out[addr] = out.get(addr, 0) + 1
+            return out
+
         deadline = time.monotonic() + 45
         while time.monotonic() < deadline:
             got = arrived()
-            if all(k in got for k in want) and relay.d.queue_list() == []:
+            if all(k in got for k in want) and want_bounces <= set(bounced()) \
+                    and relay.d.queue_list() == []:
                 break
             time.sleep(0.3)
         time.sleep(1.0)     # anything more that would still come
         got = arrived()
+        bounces = bounced()
         queue_left = relay.d.queue_list()
+        lost_bounces = sorted(want_bounces - set(bounces))
+        dup_bounces = {k: v for k, v in bounces.items() if v > 1}
 
         missing = sorted(k for k in want if k not in got)
         unacked_arrived = []
@@ -218,11 +247,14 @@ def test_kill9_during_remote_delivery(request):
               "%d kills, %.1f s; %d recipient copies duplicated: %s"
               % (SEED, MESSAGES, len(run.attempts), len(acked), len(ambiguous), run.kills,
                  time.monotonic() - t0, len(dups), sorted(dups.items())[:20]))
+        print("bounces: %d wanted, %d repeated: %s" % (len(want_bounces), len(dup_bounces),
+                                                       sorted(dup_bounces.items())[:10]))
         assert run.kills == KILLS
         assert not missing, "%d acknowledged messages never reached the sink: %r\nqueue: %r" % (
             len(missing), missing[:10], queue_left[:10])
         assert not unacked_arrived, "arrived without Fulmar's 250: %r" % unacked_arrived[:10]
         assert not corrupt, "changed in transit: %r" % corrupt[:10]
+        assert not lost_bounces, "no bounce for %r" % lost_bounces[:10]
         assert queue_left == [], queue_left[:20]
         assert sum(n - 1 for n in dups.values()) <= KILLS * CONNS_PER_DEST * 2, \
             "too many duplicates for %d kills: %r" % (KILLS, dups)

@@ -981,13 +981,19 @@ class RawSMTPServer(RawServer):
     rcpt_reply / data_reply: scripts as for SMTPSink; drop_mid_data: for
     the first N transactions (True: all), read part of the content then
     close; mail_delay: seconds to wait before answering MAIL (and whether
-    RCPT arrived meanwhile is recorded as conn.pipelined)."""
+    RCPT arrived meanwhile is recorded as conn.pipelined). starttls: offer
+    STARTTLS (self-signed certificate); starttls_inject: bytes sent in
+    plain text right behind the 220 to STARTTLS, before the handshake (a
+    client must discard them, CVE-2011-0411 from the other side)."""
 
     def __init__(self, host="127.0.0.1", port=0, name="raw.peer.test", greeting=None,
                  ehlo_lines=("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES"),
                  ehlo_reply=None, helo_reply=None, line_end=CRLF, mail_reply=None,
-                 rcpt_reply=None, data_reply=None, drop_mid_data=0, mail_delay=0.0):
+                 rcpt_reply=None, data_reply=None, drop_mid_data=0, mail_delay=0.0,
+                 starttls=False, starttls_inject=b""):
         super().__init__(self._session, host, port, name)
+        self.starttls = starttls
+        self.starttls_inject = starttls_inject
         self.greeting = greeting or "220 %s ESMTP raw" % name
         self.ehlo_lines = list(ehlo_lines)
         self.ehlo_reply = ehlo_reply
@@ -1024,6 +1030,8 @@ class RawSMTPServer(RawServer):
                 c.helo, c.esmtp = arg, True
                 txn = None
                 lines = [self.name] + self.ehlo_lines
+                if self.starttls and not c.tls:
+                    lines.append("STARTTLS")
                 conn.reply("\n".join(("250-" if i < len(lines) - 1 else "250 ") + x
                                      for i, x in enumerate(lines)), le)
             elif verb == "HELO":
@@ -1097,6 +1105,15 @@ class RawSMTPServer(RawServer):
                 self.rec.changed()
                 conn.reply(r, le)
                 txn = None
+            elif verb == "STARTTLS" and self.starttls and not c.tls:
+                conn.send(b"220 2.0.0 Ready to start TLS" + le + self.starttls_inject)
+                conn.buf.clear()
+                tls = server_tls_context(self.name).wrap_socket(conn.sock, server_side=True)
+                conn.sock = tls
+                c.tls, c.tls_version = True, tls.version()
+                c.helo = None
+                txn = None
+                self.rec.changed()
             elif verb == "RSET":
                 txn = None
                 conn.reply("250 2.0.0 Ok", le)

@@ -122,8 +122,10 @@ def test_several_failed_recipients_reported(relay, failing):
     r1, r2 = ("%s@%s" % (unique("fail%d" % i), failing.domain) for i in (1, 2))
     ok = "%s@%s" % (unique("okay"), failing.domain)
     qid, _ = relay.submit([r1, ok, r2])
-    relay.wait_dsn(r1)
-    relay.wait_dsn(r2)
+    d = relay.wait_dsn(r1)
+    # one report covers the recipients that failed in one round
+    assert d.recipient(r2) is not None, d.recipients
+    assert len(relay.dsns(r1)) == 1 and len(relay.dsns(r2)) == 1
     assert relay.dsns(ok) == []
     assert failing.messages_for(ok)
     relay.wait_gone(qid)
@@ -185,6 +187,10 @@ def test_dsn_parameters_passed_to_a_dsn_server(relay, world):
     ropts = [o.upper() for o in t.rcpt_options[rcpt]]
     assert any(o.startswith("NOTIFY=") and "SUCCESS" in o and "DELAY" in o for o in ropts), ropts
     assert "ORCPT=RFC822;ORIG@DSNPEER.DSN.TEST" in ropts, ropts
+    # the server reports from here on: no "relayed" notice from us
+    relay.wait_delivery(to=rcpt, status="sent")
+    time.sleep(0.5)
+    assert relay.dsns(rcpt) == []
 
 
 def test_bounce_goes_out_from_the_null_sender(relay, world, failing):
@@ -224,3 +230,17 @@ def test_no_bounce_for_a_bounce(relay, world, failing):
     time.sleep(1.0)
     assert relay.events("bounce", id=bid) == [], "a bounce was made for a bounce"
     assert relay.dsns(REMOTE_SENDER_REFUSES) == []
+
+
+def test_large_message_returns_headers_only(relay, failing):
+    # without RET, a message over 256 KiB comes back as its headers only
+    rcpt = "%s@%s" % (unique("fail"), failing.domain)
+    msg = make_message(subject="large", sender=USER, to=rcpt,
+                       body=("0123456789" * 7 + "\n") * 4000)
+    assert len(msg) > 256 * 1024
+    relay.submit(rcpt, msg=msg)
+    dsn = relay.wait_dsn(rcpt)
+    ret = dsn.returned()
+    assert ret is not None and ret.get_content_type() == "text/rfc822-headers", \
+        [p.get_content_type() for p in dsn.parts]
+    assert len(dsn.raw) < 64 * 1024

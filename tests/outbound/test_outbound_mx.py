@@ -100,9 +100,14 @@ def test_no_mx_falls_back_to_a(relay, world):
     assert world.dns.queried(dom, "MX") >= 1 and world.dns.queried(dom, "A") >= 1
 
 
-def test_aaaa_only(relay, world):
+@pytest.fixture(scope="module")
+def v6(world):
+    return world.sink("::1")
+
+
+def test_aaaa_only(relay, world, v6):
     dom = "v6only.mx.test"
-    sink = world.sink("::1")
+    sink = v6
     world.a(dom, "::1")
     rcpt = unique("six") + "@" + dom
     qid, msg = relay.submit(rcpt)
@@ -208,3 +213,53 @@ def test_dns_timeout_defers(relay, world):
     assert ev["status"] == "deferred" and ev["dsn"] == "4.4.3", ev
     assert qid in relay.queue_text()
     assert relay.dsns(rcpt) == []
+
+
+def test_ipv6_before_ipv4(relay, world, v6):
+    dom = "dual.mx.test"
+    v4 = world.sink("127.0.0.27")
+    world.mx(dom, (10, "mx." + dom))
+    world.a("mx." + dom, "127.0.0.27", "::1")
+    rcpt = unique("dual") + "@" + dom
+    qid, msg = relay.submit(rcpt)
+    assert_delivered(relay, v6, rcpt, msg, qid)
+    assert v4.transactions(rcpt=rcpt, accepted_only=False) == []
+
+
+def test_next_address_of_the_same_host(relay, world):
+    # mx has two addresses, the first refuses connections
+    dom = "twoaddr.mx.test"
+    sink = world.sink("127.0.0.28")
+    world.mx(dom, (10, "mx." + dom))
+    world.dns.set("mx." + dom, "A", ["127.0.0.12", "127.0.0.28"])
+    rcpt = unique("two") + "@" + dom
+    qid, msg = relay.submit(rcpt)
+    assert_delivered(relay, sink, rcpt, msg, qid)
+
+
+def test_equal_preferences_are_shuffled(relay, world):
+    # 16 domains with the same two MX hosts at the same preference: both
+    # hosts get some (all on one would happen by chance once in 30,000).
+    a = world.sink("127.0.0.29")
+    b = world.sink("127.0.0.30")
+    doms = ["shuffle%d.mx.test" % i for i in range(16)]
+    for d in doms:
+        world.mx(d, (10, "a." + d, "127.0.0.29"), (10, "b." + d, "127.0.0.30"))
+    rcpts = ["%s@%s" % (unique("sh"), d) for d in doms]
+    qid, _ = relay.submit(rcpts)
+    for r in rcpts:
+        relay.wait_delivery(to=r, status="sent")
+    na = sum(len(t.rcpts) for t in a.transactions())
+    nb = sum(len(t.rcpts) for t in b.transactions())
+    assert na + nb == 16 and na > 0 and nb > 0, (na, nb)
+
+
+def test_mx_hosts_without_addresses_bounce(relay, world):
+    dom = "ghostmx.mx.test"
+    world.dns.set(dom, "MX", [(10, "ghost1." + dom), (20, "ghost2." + dom)])
+    rcpt = unique("g") + "@" + dom
+    qid, _ = relay.submit(rcpt)
+    ev = relay.wait_delivery(to=rcpt)[0]
+    assert ev["status"] == "bounced" and ev["dsn"] == "5.4.4", ev
+    assert relay.wait_dsn(rcpt).recipient(rcpt)["status"] == "5.4.4"
+    relay.wait_gone(qid)

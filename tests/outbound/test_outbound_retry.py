@@ -100,6 +100,28 @@ def test_delay_warning_once_and_only_when_asked(scenario):
     r = d[0].recipient(s.warned)
     assert r["action"].lower() == "delayed" and r["status"].startswith("4."), r
     assert d[0].recipient(s.quiet) is None
+    ret = d[0].returned()
+    assert ret is None or ret.get_content_type() == "text/rfc822-headers", \
+        "a delay notice returns the headers at most"
     assert s.dsn_delayed[s.quiet] == [], "NOTIFY=FAILURE got a delay warning"
     ev = s.relay.events("bounce", id=s.qid, action="delayed")
     assert len(ev) == 1, ev
+
+
+def test_deferred_recipient_survives_a_restart(relay_factory, world):
+    # Deferred, then the daemon restarts: the recipient is retried from
+    # the queue and delivered once.
+    relay = relay_factory()
+    dom = "restart.retry.test"
+    rcpt = "%s@%s" % (unique("rs"), dom)
+    sink = world.sink("127.0.0.11", rcpt_replies={rcpt: ["451 4.3.0 not now"]})
+    world.route_to(dom, "127.0.0.11")
+    qid, msg = relay.submit(rcpt)
+    ev = relay.wait_delivery(to=rcpt)[0]
+    assert ev["status"] == "deferred", ev
+    relay.d.restart()
+    relay.wait_delivery(to=rcpt, status="sent", timeout=10)
+    relay.wait_gone(qid)
+    time.sleep(0.5)
+    got = sink.messages_for(rcpt)
+    assert len(got) == 1 and got[0].endswith(msg), got

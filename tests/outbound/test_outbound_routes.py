@@ -39,6 +39,8 @@ def routed(relay_factory, world):
     # a route with limits only: MX routing to a slow sink on the common port
     p.limited = world.sink("127.0.0.15", delay=0.15)
     world.route_to("limited.routes.test", "127.0.0.15")
+    p.rated = world.sink("127.0.0.19")
+    world.route_to("rated.routes.test", "127.0.0.19")
     routes = [
         {"domain": "static.routes.test", "host": "127.0.0.11", "port": p.static.port},
         {"domain": "byname.routes.test", "host": "relayhost.routes.test",
@@ -52,6 +54,7 @@ def routed(relay_factory, world):
         {"domain": "badauth.routes.test", "host": "127.0.0.16", "port": p.badauth.port,
          "tls": "required", "auth_user": AUTH[0], "auth_password": "not the password"},
         {"domain": "limited.routes.test", "connections": 1},
+        {"domain": "rated.routes.test", "rate": 120},
         {"domain": "*", "host": "smarthost.routes.test", "port": p.smarthost.port,
          "tls": "required", "auth_user": AUTH[0], "auth_password": AUTH[1]},
     ]
@@ -163,3 +166,17 @@ def test_route_limits_connections_keeps_mx_routing(routed):
         "route connections = 1, yet %d at once" % routed.limited.rec.max_concurrent()
     assert wait_until(lambda: len(routed.limited.transactions(domain="limited.routes.test")) == 4)
     assert routed.smarthost.transactions(domain="limited.routes.test", accepted_only=False) == []
+
+
+def test_route_rate_spaces_transactions(routed):
+    # rate = 120 messages a minute: transactions start 0.5 s apart
+    r = routed.relay
+    rcpts = ["%s@rated.routes.test" % unique("rt%d" % i) for i in range(4)]
+    for rc in rcpts:
+        r.submit(rc)
+    for rc in rcpts:
+        r.wait_delivery(to=rc, status="sent", timeout=15)
+    starts = sorted(t.started for t in routed.rated.transactions(domain="rated.routes.test"))
+    assert len(starts) == 4
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert all(g >= 0.4 for g in gaps), "rate 120/min, yet gaps of %r s" % gaps
