@@ -89,7 +89,7 @@ static const struct setting settings[] = {
 /* Groups and the list settings handled outside the table. */
 static const char *const top_level[] = { "server", "limits", "timeouts", "local",
 					 "listeners", "dns", "queue", "auth", "tls",
-					 "outbound", "routes" };
+					 "outbound", "routes", "dkim" };
 
 
 void cfg_error(struct loader *ld, const config_setting_t *s,
@@ -134,6 +134,11 @@ char *cfg_lower_dup(const char *s)
 #define CONFIG_PATH_MAX 1024
 
 static char *absolute_path_at(struct loader *ld, const char *p, const config_setting_t *s);
+
+char *cfg_absolute_path(struct loader *ld, const char *p, const config_setting_t *s)
+{
+	return absolute_path_at(ld, p, s);
+}
 
 static char *absolute_path(struct loader *ld, const char *p)
 {
@@ -279,7 +284,8 @@ static void load_scalars(struct loader *ld, const config_setting_t *root)
 			cfg_error(ld, g, "unknown setting '%s'", gname);
 			continue;
 		}
-		if (strcmp(gname, "listeners") == 0 || strcmp(gname, "routes") == 0)
+		if (strcmp(gname, "listeners") == 0 || strcmp(gname, "routes") == 0 ||
+		    strcmp(gname, "dkim") == 0)
 			continue;
 		if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
 			cfg_error(ld, g, "'%s' must be a group { ... }", gname);
@@ -769,6 +775,7 @@ static struct config *load(config_t *lc, const char *source,
 	load_senders(&ld, root);
 	load_relay_networks(&ld, root);
 	cfg_load_outbound(&ld, root);
+	cfg_load_dkim(&ld, root);
 	struct tls_options o = { ld.cfg->tls.min_version, ld.cfg->tls.ciphers,
 				 ld.cfg->tls.ciphersuites };
 	char terr[512];
@@ -835,6 +842,7 @@ void config_unref(struct config *cfg)
 	free(cfg->tls.ciphers);
 	free(cfg->tls.ciphersuites);
 	cfg_free_routes(cfg);
+	cfg_free_dkim(cfg);
 	for (size_t i = 0; i < cfg->auth.nsenders; i++) {
 		for (size_t k = 0; k < cfg->auth.senders[i].naddresses; k++)
 			free(cfg->auth.senders[i].addresses[k]);

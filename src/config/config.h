@@ -129,6 +129,18 @@ struct config_outbound {
 	double data_done_timeout;
 };
 
+/* A DKIM signing key: mail submitted with an envelope sender in domain
+ * is signed with it (several keys of one domain: several signatures). */
+typedef struct evp_pkey_st EVP_PKEY;
+struct cfg_dkim {
+	char *domain;    /* lower case: d= */
+	char *selector;  /* s= */
+	char *key_path;  /* absolute */
+	EVP_PKEY *key;   /* loaded with the configuration */
+	int alg;         /* enum dkim_alg */
+	int line;
+};
+
 /* A static route (transport map entry); domain "*" is the default route. */
 struct cfg_route {
 	char *domain;          /* lower case, or "*" */
@@ -166,6 +178,8 @@ struct config {
 	struct config_outbound outbound;
 	struct cfg_route *routes;
 	size_t nroutes;
+	struct cfg_dkim *dkim;
+	size_t ndkim;
 	struct config_auth auth;
 	struct config_tls tls;
 	char *recipient_delimiter; /* set of characters, may be "" */

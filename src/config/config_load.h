@@ -33,5 +33,9 @@ char *cfg_lower_dup(const char *s);
 /* outbound.tls and the routes list (config_routes.c). */
 void cfg_load_outbound(struct loader *ld, const config_setting_t *root);
 void cfg_free_routes(struct config *cfg);
+/* The dkim list (config_dkim.c): keys are loaded and checked here. */
+void cfg_load_dkim(struct loader *ld, const config_setting_t *root);
+void cfg_free_dkim(struct config *cfg);
+char *cfg_absolute_path(struct loader *ld, const char *p, const config_setting_t *s);
 
 #endif

@@ -210,6 +210,13 @@ void qfile_write_content(struct qfile_writer *w, const char *data, size_t len)
 	}
 }
 
+void qfile_write_prefix(struct qfile_writer *w, const char *data, size_t len)
+{
+	if (len == 0 || len > QFILE_CHUNK_MAX)
+		return;
+	write_record(w, 'F', data, len);
+}
+
 int qfile_write_end(struct qfile_writer *w)
 {
 	close_d(w);
@@ -512,6 +519,42 @@ out:
 	return st;
 }
 
+static int pread_full(int fd, void *buf, size_t n, off_t off)
+{
+	unsigned char *p = buf;
+	while (n > 0) {
+		ssize_t r = pread(fd, p, n, off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		p += r;
+		n -= (size_t)r;
+		off += r;
+	}
+	return 0;
+}
+
+/* Offset of the F record (the last record before E), -1 when there is
+ * none, -2 when the records do not add up (the full read says why). */
+static off_t find_prefix(int fd, off_t off, off_t data_end)
+{
+	while (off < data_end) {
+		unsigned char head[5];
+		if (data_end - off < 5 || pread_full(fd, head, 5, off) < 0)
+			return -2;
+		uint32_t n = get_u32(head + 1);
+		if (n == 0 || n > QFILE_CHUNK_MAX || (off_t)n > data_end - off - 5)
+			return -2;
+		if (head[0] == 'F')
+			return off + 5 + (off_t)n == data_end ? off : -2;
+		if (head[0] != 'D')
+			return -2;
+		off += 5 + (off_t)n;
+	}
+	return -1;
+}
+
 enum qfile_status qfile_read_content(int fd, off_t content_off,
 				     qfile_content_fn fn, void *arg,
 				     char *err, size_t errlen)
@@ -543,6 +586,25 @@ enum qfile_status qfile_read_content(int fd, off_t content_off,
 			crc = (uint32_t)crc32(crc, tmp, (uInt)n);
 	}
 	static _Thread_local unsigned char chunk[QFILE_CHUNK_MAX];
+	/* An F record (octets that go in front of the content) can only be
+	 * the last record before E: find it by walking the record headers,
+	 * never by looking back from the end (the content is the client's,
+	 * and could mimic a record there). */
+	off_t prefix_at = find_prefix(fd, content_off, data_end);
+	if (prefix_at == -2) {
+		set_err(err, errlen, "malformed content record");
+		return QFILE_CORRUPT;
+	}
+	if (prefix_at >= 0) {
+		unsigned char head[5];
+		if (pread_full(fd, head, 5, prefix_at) < 0 ||
+		    pread_full(fd, chunk, get_u32(head + 1), prefix_at + 5) < 0) {
+			set_err(err, errlen, "cannot read the prefix record");
+			return QFILE_IO;
+		}
+		if (fn(arg, (const char *)chunk, get_u32(head + 1)) < 0)
+			stopped = true;
+	}
 	while (st == QFILE_OK && b->off < data_end) {
 		unsigned char head[5];
 		if (data_end - b->off < 5 || (st = rbuf_read(b, head, 5)) != QFILE_OK) {
@@ -551,7 +613,8 @@ enum qfile_status qfile_read_content(int fd, off_t content_off,
 			break;
 		}
 		uint32_t n = get_u32(head + 1);
-		if (head[0] != 'D' || n == 0 || n > QFILE_CHUNK_MAX ||
+		bool prefix = head[0] == 'F' && b->off - 5 == prefix_at;
+		if ((head[0] != 'D' && !prefix) || n == 0 || n > QFILE_CHUNK_MAX ||
 		    (off_t)n > data_end - b->off) {
 			st = QFILE_CORRUPT;
 			set_err(err, errlen, "malformed content record");
@@ -561,6 +624,8 @@ enum qfile_status qfile_read_content(int fd, off_t content_off,
 			break;
 		crc = (uint32_t)crc32(crc, head, 5);
 		crc = (uint32_t)crc32(crc, chunk, n);
+		if (prefix)
+			continue; /* delivered first, above */
 		seen += n;
 		if (!stopped && fn(arg, (const char *)chunk, n) < 0)
 			stopped = true;

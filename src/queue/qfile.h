@@ -13,6 +13,9 @@
  *   'R' one per recipient: fields a=address, o=original, c=ORCPT, n=NOTIFY
  *   'M' start of content (empty payload)
  *   'D' content octets, any number of records, each at most QFILE_CHUNK_MAX
+ *   'F' optional, last before 'E': octets that go in front of the content
+ *       when it is read (a DKIM-Signature made once the body was seen);
+ *       at most QFILE_CHUNK_MAX, not counted in the content length
  *   'E' end: 8 octets content length, 4 octets CRC-32 of every octet of the
  *       file before this record. Always last; nothing may follow it.
  *
@@ -59,6 +62,9 @@ void qfile_writer_init(struct qfile_writer *w, int fd);
 void qfile_write_envelope(struct qfile_writer *w, const struct envelope *env);
 /* Content octets (buffered into D records). */
 void qfile_write_content(struct qfile_writer *w, const char *data, size_t len);
+/* The F record: octets delivered in front of the content (after every
+ * qfile_write_content, before qfile_write_end; 1..QFILE_CHUNK_MAX). */
+void qfile_write_prefix(struct qfile_writer *w, const char *data, size_t len);
 /* Flush and write the E record. Returns 0, or -1 with w->error set. */
 int qfile_write_end(struct qfile_writer *w);
 
@@ -82,7 +88,8 @@ enum qfile_status qfile_read_envelope(int fd, struct envelope *env,
 typedef int (*qfile_content_fn)(void *arg, const char *data, size_t len);
 
 /*
- * Stream the content records from content_off to the E record through fn,
+ * Stream the content (the F record's octets first, when there is one,
+ * then the D records) from content_off to the E record through fn,
  * verifying the CRC of the whole file and the content length. Returns
  * QFILE_OK only when all is consistent; on QFILE_CORRUPT some content may
  * already have gone to fn, which the caller must discard.

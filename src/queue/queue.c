@@ -48,6 +48,9 @@ struct queue {
 struct queue_txn {
 	struct queue *q;
 	struct envelope env;
+	queue_prefix_fn prefix_fn;   /* runs on the commit worker, or NULL */
+	queue_prefix_free_fn prefix_free;
+	void *prefix_arg;
 	char path[PATH_MAX];
 	off_t content_off;
 	struct qfile_writer w; /* last: large */
@@ -159,6 +162,9 @@ struct queue_txn *queue_txn_begin(struct queue *q, struct envelope *env,
 {
 	struct queue_txn *t = xmalloc(sizeof(*t));
 	t->q = q;
+	t->prefix_fn = NULL;
+	t->prefix_free = NULL;
+	t->prefix_arg = NULL;
 	envelope_init(&t->env);
 	int fd = -1;
 	for (int tries = 0; tries < 100 && fd < 0; tries++) {
@@ -215,8 +221,18 @@ void queue_txn_write(struct queue_txn *t, const char *data, size_t len)
 
 static void txn_free(struct queue_txn *t)
 {
+	if (t->prefix_free)
+		t->prefix_free(t->prefix_arg);
 	envelope_free(&t->env);
 	free(t);
+}
+
+void queue_txn_set_prefix(struct queue_txn *t, queue_prefix_fn fn, queue_prefix_free_fn fr,
+			  void *arg)
+{
+	t->prefix_fn = fn;
+	t->prefix_free = fr;
+	t->prefix_arg = arg;
 }
 
 void queue_txn_abort(struct queue_txn *t)
@@ -235,6 +251,13 @@ static void commit_file_work(void *arg)
 	struct commit_job *job = arg;
 	struct queue_txn *t = job->txn;
 	char dst[PATH_MAX];
+	if (t->prefix_fn) {
+		size_t len = 0;
+		char *pre = t->prefix_fn(t->prefix_arg, &len);
+		if (pre && len > 0 && len <= QFILE_CHUNK_MAX)
+			qfile_write_prefix(&t->w, pre, len);
+		free(pre);
+	}
 	if (qfile_write_end(&t->w) < 0)
 		job->err = t->w.error;
 	else if (fsio_fsync(t->w.fd) < 0)

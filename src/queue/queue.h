@@ -83,6 +83,17 @@ const char *queue_txn_id(const struct queue_txn *t);
 void queue_new_id(struct queue *q, char id[QUEUE_ID_LEN + 1], int64_t *now_us);
 /* Message content octets, in order. */
 void queue_txn_write(struct queue_txn *t, const char *data, size_t len);
+/*
+ * Octets to put in front of the content, made once the whole content is
+ * written (a DKIM signature): fn runs on the commit worker thread just
+ * before the end record, returns a heap buffer (or NULL: nothing) and
+ * its length; free_fn(arg) runs when the transaction is done with arg
+ * (loop thread). See qfile.h's F record.
+ */
+typedef char *(*queue_prefix_fn)(void *arg, size_t *len);
+typedef void (*queue_prefix_free_fn)(void *arg);
+void queue_txn_set_prefix(struct queue_txn *t, queue_prefix_fn fn,
+			  queue_prefix_free_fn free_fn, void *arg);
 /* Make the message durable; fn runs later (loop thread), always once.
  * The txn is consumed. */
 void queue_txn_commit(struct queue_txn *t, queue_commit_fn fn, void *arg);

@@ -38,6 +38,7 @@
 #include "proto/smtp_cmd.h"
 #include "queue/envelope.h"
 #include "queue/queue.h"
+#include "signer/signing.h"
 #include "smtp/auth_throttle.h"
 #include "smtp/received.h"
 #include "smtp/recipient.h"
@@ -95,6 +96,7 @@ struct smtp_session {
 	char auth_login_user[AUTH_FIELD_MAX + 1];
 	char auth_try_user[AUTH_FIELD_MAX + 1]; /* name being checked */
 	struct auth_check *auth_check; /* password check in flight */
+	struct signing *sign; /* DKIM for a submitted message, or NULL */
 	/* submission: the header section being held (see release_header) */
 	bool hdr_done;
 	char *hdr_buf;
@@ -237,6 +239,8 @@ static void txn_reset(struct smtp_session *s)
 		local_txn_abort(s->ltxn);
 		s->ltxn = NULL;
 	}
+	signing_free(s->sign);
+	s->sign = NULL;
 	envelope_reset(&s->env);
 	free(s->hdr_buf);
 	s->hdr_buf = NULL;
@@ -262,10 +266,13 @@ static void set_read_timeout(struct smtp_session *s, double seconds)
 
 static void write_content(struct smtp_session *s, const char *buf, size_t len)
 {
-	if (s->ltxn)
+	if (s->ltxn) {
 		local_txn_write(s->ltxn, buf, len);
-	else
-		queue_txn_write(s->txn, buf, len);
+		return;
+	}
+	queue_txn_write(s->txn, buf, len);
+	if (s->sign)
+		signing_feed(s->sign, buf, len);
 }
 
 /* Is there a header field "name:" at the start of a line of h? */
@@ -417,6 +424,10 @@ static bool open_txn(struct smtp_session *s)
 	s->hdr_done = s->listener->role == ROLE_MX;
 	s->hdr_len = 0;
 	strlcpy_safe(s->hdr_id, id, sizeof(s->hdr_id));
+	/* Submitted mail that goes through the queue (it may leave) is
+	 * signed when its sender's domain has keys. */
+	if (s->txn && (s->listener->role != ROLE_MX || s->auth_user || s->relay_network))
+		s->sign = signing_start(s->cfg, from, id);
 	char hdr[2048];
 	struct received_info ri = {
 		.helo = s->env.helo, .rdns = s->rdns, .ip = s->client,
@@ -513,6 +524,10 @@ static void commit(struct smtp_session *s)
 	}
 	struct queue_txn *t = s->txn;
 	s->txn = NULL;
+	if (s->sign) {
+		queue_txn_set_prefix(t, signing_finish, signing_free, s->sign);
+		s->sign = NULL;
+	}
 	queue_txn_commit(t, on_committed, s);
 }
 

@@ -522,6 +522,60 @@ static enum qfile_status read_all(int fd, const char *want_content, size_t want_
 	return st;
 }
 
+/* A file with an F record: content, then prefix, then E. */
+static void write_with_prefix(int fd, const char *content, size_t len, const char *prefix,
+			      size_t plen)
+{
+	struct envelope env;
+	minimal_envelope(&env);
+	struct qfile_writer *w = malloc(sizeof(*w));
+	assert_non_null(w);
+	qfile_writer_init(w, fd);
+	qfile_write_envelope(w, &env);
+	qfile_write_content(w, content, len);
+	qfile_write_prefix(w, prefix, plen);
+	assert_int_equal(qfile_write_end(w), 0);
+	assert_int_equal(w->content_len, len);
+	free(w);
+	envelope_free(&env);
+}
+
+/* The F record's octets come first when the content is read back. */
+static void test_prefix_record(void **state)
+{
+	(void)state;
+	const char *pre = "DKIM-Signature: v=1; a=ed25519-sha256; b=x\r\n";
+	size_t sizes[] = { 0, 1, 70000, 200000 };
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		char *content = make_content(sizes[k], (unsigned)k + 7);
+		size_t want_len = strlen(pre) + sizes[k];
+		char *want = malloc(want_len + 1);
+		assert_non_null(want);
+		memcpy(want, pre, strlen(pre));
+		memcpy(want + strlen(pre), content, sizes[k]);
+		int fd = tmp_fd();
+		write_with_prefix(fd, content, sizes[k], pre, strlen(pre));
+		bool env_ok;
+		assert_int_equal(read_all(fd, want, want_len, &env_ok), QFILE_OK);
+		assert_true(env_ok);
+		close(fd);
+		free(want);
+		free(content);
+	}
+}
+
+/* Content that ends like an F record is content, never a prefix. */
+static void test_prefix_mimicked_by_content(void **state)
+{
+	(void)state;
+	unsigned char fake[5 + 8] = { 'F', 0, 0, 0, 8, 'B', 'c', 'c', ':', ' ', 'x', '\r', '\n' };
+	int fd = tmp_fd();
+	write_with_prefix(fd, (const char *)fake, sizeof(fake), NULL, 0);
+	bool env_ok;
+	assert_int_equal(read_all(fd, (const char *)fake, sizeof(fake), &env_ok), QFILE_OK);
+	close(fd);
+}
+
 static void truncate_every_offset(size_t content_len)
 {
 	struct envelope env;
@@ -1462,6 +1516,8 @@ int main(void)
 		cmocka_unit_test(test_content_size_65537),
 		cmocka_unit_test(test_content_size_300000),
 		cmocka_unit_test(test_content_sizes_around_buffer),
+		cmocka_unit_test(test_prefix_record),
+		cmocka_unit_test(test_prefix_mimicked_by_content),
 		cmocka_unit_test(test_truncate_small),
 		cmocka_unit_test(test_truncate_empty_content),
 		cmocka_unit_test(test_truncate_multi_record),
