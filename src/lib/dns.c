@@ -37,6 +37,7 @@ struct dns_query {
 	struct dns *d;
 	dns_name_fn fn;
 	dns_mx_fn mx_fn;
+	dns_txt_fn txt_fn;
 	dns_addrs_fn addrs_fn;
 	void *arg;
 	bool cancelled;
@@ -432,4 +433,62 @@ struct dns_query *dns_lookup_addrs(struct dns *d, const char *host, dns_addrs_fn
 		return NULL;
 	}
 	return q;
+}
+
+static void on_txt(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	(void)timeouts;
+	struct dns_query *q = arg;
+	q->pending--;
+	struct dns_txt txt[DNS_TXT_MAX];
+	size_t n = 0;
+	enum dns_status st = status_of(status);
+	struct ares_txt_ext *head = NULL;
+	if (status == ARES_SUCCESS) {
+		int prc = ares_parse_txt_reply_ext(abuf, alen, &head);
+		if (prc == ARES_ENODATA || (prc == ARES_SUCCESS && head == NULL))
+			st = DNS_NODATA;
+		else if (prc != ARES_SUCCESS)
+			st = DNS_TEMPFAIL, status = prc;
+	}
+	/* Join the character-strings of each record (record_start marks
+	 * where a new record begins). */
+	char *buf = NULL;
+	for (struct ares_txt_ext *r = head; st == DNS_OK && r; r = r->next) {
+		if (r->record_start || n == 0) {
+			if (n == DNS_TXT_MAX)
+				break;
+			txt[n].text = buf = xmalloc(DNS_TXT_LEN_MAX + 1);
+			txt[n].len = 0;
+			buf[0] = '\0';
+			n++;
+		}
+		struct dns_txt *t = &txt[n - 1];
+		size_t take = r->length;
+		if (t->len + take > DNS_TXT_LEN_MAX)
+			take = DNS_TXT_LEN_MAX - t->len;
+		memcpy(t->text + t->len, r->txt, take);
+		t->len += take;
+		t->text[t->len] = '\0';
+	}
+	if (head)
+		ares_free_data(head);
+	if (st == DNS_OK && n == 0)
+		st = DNS_NODATA;
+	if (!q->done && !q->cancelled && !q->d->freeing)
+		q->txt_fn(q->arg, st, txt, n, st == DNS_OK ? "" : ares_strerror(status));
+	for (size_t i = 0; i < n; i++)
+		free(txt[i].text);
+	q->done = true;
+	query_release(q);
+}
+
+struct dns_query *dns_lookup_txt(struct dns *d, const char *name, dns_txt_fn fn,
+				 void *arg)
+{
+	struct dns_query *q = query_new(d, arg);
+	q->txt_fn = fn;
+	q->pending = 2;
+	ares_query(d->channel, name, ns_c_in, ns_t_txt, on_txt, q);
+	return query_started(q);
 }

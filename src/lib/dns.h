@@ -62,6 +62,20 @@ typedef void (*dns_addrs_fn)(void *arg, enum dns_status st,
 			     const struct sockaddr_storage *addrs, size_t n,
 			     const char *why);
 
+#define DNS_TXT_MAX 16        /* TXT records kept per answer */
+#define DNS_TXT_LEN_MAX 4096  /* octets of one record (its strings joined) */
+
+/* TXT records: each record's character-strings joined, NUL-ended
+ * (records over DNS_TXT_LEN_MAX are cut, marked by len). */
+struct dns_txt {
+	char *text;
+	size_t len;
+};
+typedef void (*dns_txt_fn)(void *arg, enum dns_status st, const struct dns_txt *txt,
+			   size_t n, const char *why);
+struct dns_query *dns_lookup_txt(struct dns *d, const char *name, dns_txt_fn fn,
+				 void *arg);
+
 /* MX records of domain, in the order of the answer. Same handle rules as
  * dns_reverse_verified: NULL when fn has already run. */
 struct dns_query *dns_lookup_mx(struct dns *d, const char *domain, dns_mx_fn fn,
