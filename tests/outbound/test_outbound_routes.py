@@ -2,6 +2,8 @@
 and AUTH, routes to an address or to a name (A/AAAA, never MX), per-route
 TLS policy (required fails closed, none never upgrades), a route that only
 sets limits, and a smarthost that refuses our password."""
+import time
+
 import pytest
 
 from outbound_lib import unique, wait_until
@@ -180,3 +182,41 @@ def test_route_rate_spaces_transactions(routed):
     assert len(starts) == 4
     gaps = [b - a for a, b in zip(starts, starts[1:])]
     assert all(g >= 0.4 for g in gaps), "rate 120/min, yet gaps of %r s" % gaps
+
+
+def test_total_connection_limit(relay_factory, world):
+    # outbound.connections = 2: five destinations (one slow server behind
+    # them all) never see more than two connections at once, and every
+    # message gets through (idle connections give way to waiting ones).
+    r = relay_factory({"outbound": {"connections": 2}, "routes": None})
+    sink = world.sink("127.0.0.40", delay=0.1)
+    doms = ["total%d.routes.test" % i for i in range(5)]
+    for d in doms:
+        world.route_to(d, "127.0.0.40")
+    rcpts = ["%s@%s" % (unique("tot"), d) for d in doms]
+    for rc in rcpts:
+        r.submit(rc)
+    for rc in rcpts:
+        r.wait_delivery(to=rc, status="sent", timeout=20)
+    assert sink.rec.max_concurrent() <= 2, sink.rec.max_concurrent()
+
+
+def test_reload_changes_routes(relay_factory, world):
+    # a route added by SIGHUP applies to the next message
+    a = world.sink("127.0.0.41", own_port=True)
+    b = world.sink("127.0.0.42", own_port=True)
+    r = relay_factory({"routes": [{"domain": "moved.routes.test", "host": "127.0.0.41",
+                                   "port": a.port}]})
+    r1 = "%s@moved.routes.test" % unique("m1")
+    r.submit(r1)
+    assert a.wait_transactions(1, rcpt=r1), r.d.log_tail(20)
+    r.d.config["routes"] = [{"domain": "moved.routes.test", "host": "127.0.0.42",
+                             "port": b.port}]
+    r.d.write_config()
+    r.d.reload()
+    assert wait_until(lambda: "event=reloaded" in r.d.log_text(), 5), r.d.log_tail(10)
+    time.sleep(0.5)
+    r2 = "%s@moved.routes.test" % unique("m2")
+    r.submit(r2)
+    assert b.wait_transactions(1, rcpt=r2), r.d.log_tail(20)
+    assert a.transactions(rcpt=r2, accepted_only=False) == []

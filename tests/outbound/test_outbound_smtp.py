@@ -324,9 +324,9 @@ def test_starttls_refused_may_delivers_in_clear(relay, world):
 
 
 def test_slow_server_within_timeouts(relay, world):
-    # every reply 0.6 s late; command_timeout is 2 s
+    # every reply 0.4 s late; command_timeout is 2 s
     dom = "slow.smtp.test"
-    sink = world.sink("127.0.0.47", delay=0.6)
+    sink = world.sink("127.0.0.47", delay=0.4)
     world.route_to(dom, "127.0.0.47")
     rcpt = "%s@%s" % (unique("s"), dom)
     qid, msg = relay.submit(rcpt)
@@ -380,3 +380,44 @@ def test_plaintext_injected_before_tls_is_discarded(relay, world):
     assert ev["status"] == "sent", ev
     t = srv.wait_transactions(1, rcpt=rcpt)[0]
     assert t.conn.tls and t.data.endswith(msg)
+
+
+def test_large_message_intact(relay, world):
+    # 5 MB with long and dotted lines: byte for byte at the server
+    dom = "large.smtp.test"
+    sink = world.sink("127.0.0.53")
+    world.route_to(dom, "127.0.0.53")
+    rcpt = "%s@%s" % (unique("big"), dom)
+    line = ".%s\n" % ("abcdefghij" * 99)           # 991 octets, a leading dot
+    msg = make_message(subject="large", sender=USER, to=rcpt, body=line * 5100)
+    assert len(msg) > 5 * 1000 * 1000
+    qid, _ = relay.submit(rcpt, msg=msg)
+    t = sink.wait_transactions(1, rcpt=rcpt, timeout=20)
+    assert t and t[0].data.endswith(msg), "large message changed in transit"
+    sent_to(relay, rcpt)
+
+
+def test_hundreds_of_recipients_over_a_100_limit(relay, world):
+    # 120 recipients in one message; the server takes 100 per transaction
+    dom = "crowd.smtp.test"
+    sink = world.sink("127.0.0.54", max_rcpts=100)
+    world.route_to(dom, "127.0.0.54")
+    rcpts = ["%s@%s" % (unique("c%03d" % i), dom) for i in range(120)]
+    qid, msg = relay.submit(rcpts)
+    relay.wait_gone(qid, timeout=15)
+    got = [a for t in sink.transactions(domain=dom) for a in t.rcpts]
+    assert sorted(got) == sorted(rcpts), "each of 120 recipients once (%d got)" % len(got)
+    assert all(t.data.endswith(msg) for t in sink.transactions(domain=dom))
+    assert len([e for e in relay.deliveries(id=qid) if e["status"] == "bounced"]) == 0
+
+
+def test_local_part_case_kept(relay, world):
+    dom = "case.smtp.test"
+    sink = world.sink("127.0.0.55")
+    world.route_to(dom, "127.0.0.55")
+    local = "MiXeD.CaSe-%s" % unique("x")
+    rcpt = "%s@CASE.Smtp.Test" % local
+    qid, msg = relay.submit(rcpt)
+    t = sink.wait_transactions(1, domain=dom)
+    assert t, relay.d.log_tail(20)
+    assert t[0].rcpts[0].split("@")[0] == local, t[0].rcpts
