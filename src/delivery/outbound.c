@@ -517,7 +517,7 @@ static void oconn_open(struct dest *d)
 		oconn_try_hop(c);
 		return;
 	}
-	c->lookup = route_resolve(o->dns, o->cfg, d->domain, on_route, c);
+	c->lookup = route_resolve(o->base, o->dns, o->cfg, d->domain, on_route, c);
 }
 
 /* Close one idle connection of any destination (to free a slot). */
@@ -648,7 +648,11 @@ static void dsn_of(int code, const char *reply, char *dsn, size_t len)
 			return;
 		}
 	}
-	snprintf(dsn, len, "%d.0.0", code / 100 >= 2 && code / 100 <= 5 ? code / 100 : 4);
+	int cls = code / 100;
+	if (cls == 2 || cls == 4 || cls == 5)
+		snprintf(dsn, len, "%d.0.0", cls);
+	else
+		snprintf(dsn, len, "4.5.0"); /* a reply that makes no sense here */
 }
 
 static void on_txn_done(void *arg, struct smtp_client *cl, struct smtp_client_txn *t)

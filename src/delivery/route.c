@@ -4,6 +4,7 @@
 #include "delivery/route.h"
 
 #include <arpa/inet.h>
+#include <event2/event.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,8 @@ struct host_lookup {
 
 struct route_lookup {
 	struct dns *dns;
+	struct event *later;          /* delivers an answer known at once */
+	struct route_result *result;  /* that answer */
 	route_fn fn;
 	void *arg;
 	char domain[256];
@@ -54,12 +57,28 @@ void route_destination(const struct config *cfg, const char *domain, char *buf,
 		snprintf(buf, len, "%s", domain);
 }
 
+static void deliver_later(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct route_lookup *rl = arg;
+	rl->fn(rl->arg, rl->result);
+	route_cancel(rl);
+}
+
+/* The callback never runs inside route_resolve: an answer known at once
+ * (an address literal, a cached failure) goes out from the loop. */
 static void finish(struct route_lookup *rl, struct route_result *res)
 {
 	rl->finished = true;
+	if (rl->in_start) {
+		rl->result = xmalloc(sizeof(*res));
+		*rl->result = *res;
+		event_active(rl->later, EV_TIMEOUT, 0);
+		return;
+	}
 	rl->fn(rl->arg, res);
-	if (!rl->in_start)
-		route_cancel(rl);
+	route_cancel(rl);
 }
 
 static void fail(struct route_lookup *rl, enum route_status st, const char *dsn,
@@ -301,11 +320,13 @@ static void collect_self(struct route_lookup *rl, const struct config *cfg)
 			rl->nself++;
 }
 
-struct route_lookup *route_resolve(struct dns *dns, const struct config *cfg,
-				   const char *domain, route_fn fn, void *arg)
+struct route_lookup *route_resolve(struct event_base *base, struct dns *dns,
+				   const struct config *cfg, const char *domain, route_fn fn,
+				   void *arg)
 {
 	struct route_lookup *rl = xcalloc(1, sizeof(*rl));
 	rl->dns = dns;
+	rl->later = evtimer_new(base, deliver_later, rl);
 	rl->fn = fn;
 	rl->arg = arg;
 	rl->in_start = true;
@@ -326,10 +347,6 @@ struct route_lookup *route_resolve(struct dns *dns, const struct config *cfg,
 		rl->mxq = dns_lookup_mx(dns, domain, on_mx, rl);
 	}
 	rl->in_start = false;
-	if (rl->finished) {
-		route_cancel(rl);
-		return NULL;
-	}
 	return rl;
 }
 
@@ -340,5 +357,7 @@ void route_cancel(struct route_lookup *rl)
 	dns_cancel(rl->mxq);
 	for (size_t h = 0; h < rl->nhosts; h++)
 		dns_cancel(rl->hosts[h].q);
+	event_free(rl->later);
+	free(rl->result);
 	free(rl);
 }

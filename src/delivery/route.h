@@ -42,10 +42,12 @@ struct route_result {
 
 typedef void (*route_fn)(void *arg, const struct route_result *res);
 
-/* Resolve the hops for domain (lower case) under cfg. fn may run before
- * this returns (then NULL is returned). */
-struct route_lookup *route_resolve(struct dns *dns, const struct config *cfg,
-				   const char *domain, route_fn fn, void *arg);
+/* Resolve the hops for domain (lower case) under cfg. fn runs once, from
+ * the loop (never inside this call), unless route_cancel comes first. */
+struct event_base;
+struct route_lookup *route_resolve(struct event_base *base, struct dns *dns,
+				   const struct config *cfg, const char *domain, route_fn fn,
+				   void *arg);
 void route_cancel(struct route_lookup *rl);
 
 /* The destination key that limits apply to: "[host]:port" for a static
