@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from fulmar_test import crlf, make_message
+from fulmar_test import crlf, maildir_messages, make_message, to_lf
 from outbound_lib import HELO_NAME, USER, unique, wait_until
 
 pytestmark = pytest.mark.timeout(30)
@@ -421,3 +421,18 @@ def test_local_part_case_kept(relay, world):
     t = sink.wait_transactions(1, domain=dom)
     assert t, relay.d.log_tail(20)
     assert t[0].rcpts[0].split("@")[0] == local, t[0].rcpts
+
+
+def test_local_and_remote_recipients_in_one_message(relay, world):
+    dom = "mixedlocal.smtp.test"
+    sink = world.sink("127.0.0.56")
+    world.route_to(dom, "127.0.0.56")
+    remote = "%s@%s" % (unique("far"), dom)
+    qid, msg = relay.submit(["bob@example.test", remote])
+    t = sink.wait_transactions(1, rcpt=remote)
+    assert t and t[0].rcpts == [remote], t
+    assert t[0].data.endswith(msg)
+    got = wait_until(lambda: [m for m in maildir_messages(relay.d.maildir("bob"))
+                              if to_lf(msg) in m], 10)
+    assert len(got) == 1, "bob's copy"
+    relay.wait_gone(qid)
