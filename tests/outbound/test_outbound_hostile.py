@@ -224,13 +224,7 @@ ODD_REPLIES = {
 }
 
 
-def _odd_params():
-    bug = pytest.mark.xfail(reason="engine: a 354 to MAIL is logged deferred with dsn=3.0.0 "
-                            "(not a valid RFC 3463 class; 4.5.0 or the like)", strict=False)
-    return [pytest.param(k, marks=bug) if k == "wrong-codes" else k for k in sorted(ODD_REPLIES)]
-
-
-@pytest.mark.parametrize("kind", _odd_params())
+@pytest.mark.parametrize("kind", sorted(ODD_REPLIES))
 def test_odd_replies_defer_or_deliver(relay, world, kind):
     # Whatever the peer says, the message is never lost, never bounced
     # for a temporary fault, and the daemon goes on.

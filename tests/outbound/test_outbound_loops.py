@@ -70,8 +70,6 @@ def test_static_route_to_loopback_is_not_a_loop(loops):
     r.wait_delivery(to=rcpt, status="sent")
 
 
-@pytest.mark.xfail(reason="engine: heap-use-after-free in oconn_open when route_resolve "
-                   "answers at once (a static route to our own listener)", strict=False)
 def test_route_to_own_listener_is_a_loop(world):
     # A daemon of its own, stopped and checked here: a static route to our
     # own mx listener.
