@@ -12,6 +12,8 @@ the same state directory. Once the queue is empty:
   - duplicates (the remote had said 250 and Fulmar died before recording
     it) are counted and printed, and are few: at most one per connection
     in flight per kill;
+  - a quarter of the messages also go to a second domain (a second
+    destination, so their 250s are journaled at the end of the round);
   - every tenth message also has a recipient the sink refuses (550): the
     sender (alice, a local mailbox) has a bounce for each of those that
     Fulmar acknowledged (a bounce is committed before the failure is
@@ -42,6 +44,7 @@ CONNS_PER_DEST = 4
 KILL_GAP = (0.4, 1.4)
 SUBMIT_SECONDS = 6.0          # the submissions are spread over about this long
 DOMAIN = "crash.outbound.test"
+DOMAIN2 = "crash2.outbound.test"
 
 MSGID_RE = re.compile(rb"^Message-ID: <oc\.(\d+)\.(\d+)\.(\w+)@client\.test>\r?$", re.M)
 
@@ -64,6 +67,9 @@ def build(rnd, n, a, run):
         rcpts.append("v%d@%s" % (n % 3, DOMAIN))
     if n % 10 == 3:
         rcpts.append(failing_rcpt(n, a))
+    if n % 4 == 1:
+        # a second destination: its 250s are journaled when the round ends
+        rcpts.append("w%d@%s" % (n % 5, DOMAIN2))
     lines = []
     for j in range(rnd.randint(2, 80)):
         if rnd.random() < 0.05:
@@ -167,6 +173,7 @@ def test_kill9_during_remote_delivery(request):
         sink.rcpt_script.default = \
             lambda a, t: "550 5.1.1 no such user" if a.startswith("fail.") else None
         world.route_to(DOMAIN, "127.0.0.10")
+        world.route_to(DOMAIN2, "127.0.0.10")
         relay = make_relay(world, {"outbound": {"connections_per_destination": CONNS_PER_DEST,
                                                 "messages_per_connection": 50},
                                    "queue": {"retry_first": 1.0, "retry_max": 2.0}})
@@ -196,7 +203,7 @@ def test_kill9_during_remote_delivery(request):
 
         def arrived():
             got = {}
-            for t in sink.transactions(domain=DOMAIN):
+            for t in sink.transactions():
                 m = MSGID_RE.search(t.data)
                 if not m:
                     continue
@@ -256,8 +263,11 @@ def test_kill9_during_remote_delivery(request):
         assert not corrupt, "changed in transit: %r" % corrupt[:10]
         assert not lost_bounces, "no bounce for %r" % lost_bounces[:10]
         assert queue_left == [], queue_left[:20]
-        assert sum(n - 1 for n in dups.values()) <= KILLS * CONNS_PER_DEST * 2, \
+        # per kill at most the transactions in flight (two destinations,
+        # CONNS_PER_DEST connections each, two recipients a transaction)
+        assert sum(n - 1 for n in dups.values()) <= KILLS * CONNS_PER_DEST * 2 * 2, \
             "too many duplicates for %d kills: %r" % (KILLS, dups)
+        assert all(n <= 1 + KILLS for n in dups.values()), dups
     finally:
         finish_daemons(daemons, request, before)
         world.close()
