@@ -125,3 +125,49 @@ def test_deferred_recipient_survives_a_restart(relay_factory, world):
     time.sleep(0.5)
     got = sink.messages_for(rcpt)
     assert len(got) == 1 and got[0].endswith(msg), got
+
+
+def test_sigterm_during_delivery_then_restart(relay_factory, world):
+    # SIGTERM while the server sits on the final dot: a clean exit within
+    # the shutdown timeout, the message still queued, delivered after the
+    # restart (twice at most: the server may have kept the first copy).
+    relay = relay_factory()
+    dom = "sigterm.retry.test"
+    rcpt = "%s@%s" % (unique("term"), dom)
+    sink = world.sink("127.0.0.12", data_delay=6.0)
+    world.route_to(dom, "127.0.0.12")
+    qid, msg = relay.submit(rcpt)
+    assert sink.rec.wait(lambda: sink.transactions(rcpt=rcpt, accepted_only=False)
+                         and sink.transactions(rcpt=rcpt, accepted_only=False)[0].data, 5)
+    t0 = time.monotonic()
+    rc = relay.d.stop()
+    assert rc == 0 and time.monotonic() - t0 < 6, (rc, time.monotonic() - t0)
+    assert qid in relay.queue_text()
+    sink.data_delay = 0
+    relay.d.start()
+    relay.wait_delivery(to=rcpt, status="sent", timeout=10)
+    relay.wait_gone(qid)
+    assert 1 <= len(sink.messages_for(rcpt)) <= 2
+
+
+def test_reload_during_deliveries(relay_factory, world):
+    # SIGHUPs while connections are open and messages in flight
+    relay = relay_factory()
+    doms = ["hup%d.retry.test" % i for i in range(4)]
+    sink = world.sink("127.0.0.13", delay=0.05)
+    for d in doms:
+        world.route_to(d, "127.0.0.13")
+    rcpts = ["%s@%s" % (unique("hup"), d) for d in doms for _ in range(3)]
+    c = relay.connect()
+    try:
+        for i, r in enumerate(rcpts):
+            relay.submit(r, client=c)
+            if i % 3 == 0:
+                relay.d.reload()
+    finally:
+        c.quit()
+    for r in rcpts:
+        relay.wait_delivery(to=r, status="sent", timeout=15)
+    assert relay.d.running
+    for r in rcpts:
+        assert len(sink.messages_for(r)) == 1, r

@@ -436,3 +436,21 @@ def test_local_and_remote_recipients_in_one_message(relay, world):
                               if to_lf(msg) in m], 10)
     assert len(got) == 1, "bob's copy"
     relay.wait_gone(qid)
+
+
+def test_many_destinations_at_once(relay, world):
+    # 40 domains, three messages each, all at once
+    sink = world.sink("127.0.0.57")
+    doms = ["many%d.smtp.test" % i for i in range(40)]
+    for d in doms:
+        world.route_to(d, "127.0.0.57")
+    rcpts = ["%s@%s" % (unique("md"), d) for d in doms for _ in range(3)]
+    c = relay.connect()
+    try:
+        qids = [relay.submit(r, client=c)[0] for r in rcpts]
+    finally:
+        c.quit()
+    for q in qids:
+        relay.wait_gone(q, timeout=20)
+    got = sorted(a for t in sink.transactions() for a in t.rcpts)
+    assert got == sorted(rcpts)
