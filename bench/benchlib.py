@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Helpers for bench/run.sh: process-tree accounting from /proc and the
-throughput runner around smtp-source.
+"""Helpers for bench/run.sh and bench/relay_run.sh: process-tree accounting
+from /proc and the throughput runner around smtp-source.
 
 Subcommands (all print one JSON object on stdout):
 
@@ -12,11 +12,17 @@ Subcommands (all print one JSON object on stdout):
       bodies that differ from the others.
 
   load --pid PID --port PORT --sessions N --count M --maildir DIR [...]
+  load ... --sink-counter FILE [--queue DIR ...]
       Runs smtp-source against 127.0.0.1:PORT and measures
         accept_s   wall time of smtp-source (all messages got their 250),
         deliver_s  time from the start until M new files are in DIR/new,
+                   or (relaying) until smtp-sink's running counter, which
+                   it writes to FILE (smtp-sink -c), has grown by M,
+        drained_s  (with --queue) time until no file is left under the
+                   server's queue directories,
         cpu_s      CPU seconds (user+system) of the server's whole process
-                   tree from just before the start until all were delivered.
+                   tree from just before the start until all were delivered
+                   (and the queue drained).
 
 CPU accounting: for every live process of the tree, utime+stime (which
 covers all of its threads) plus cutime+cstime (children it already reaped).
@@ -28,6 +34,7 @@ still counted.
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -134,6 +141,33 @@ def count_files(d):
         return 0
 
 
+# smtp-sink -c rewrites one status line after every session, QUIT and
+# message: "sess=N quit=N mesg=N\r".
+SINK_MESG = re.compile(rb"mesg=(\d+)\r")
+
+
+def sink_count(path):
+    """Messages smtp-sink has received so far, from its -c output."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 256))
+            tail = f.read()
+    except FileNotFoundError:
+        return 0
+    found = SINK_MESG.findall(tail)
+    return int(found[-1]) if found else 0
+
+
+def queue_files(dirs):
+    """Regular files under the queue directories (hashed subfolders too)."""
+    n = 0
+    for d in dirs:
+        for _, _, files in os.walk(d):
+            n += len(files)
+    return n
+
+
 def find_smtp_source():
     for p in ("/usr/sbin/smtp-source", "/usr/bin/smtp-source",
               "/usr/lib/postfix/smtp-source",
@@ -152,8 +186,15 @@ def cmd_tree(a):
 
 
 def cmd_load(a):
-    newdir = os.path.join(a.maildir, "new")
-    base = count_files(newdir)
+    if a.sink_counter:
+        def counted():
+            return sink_count(a.sink_counter)
+    else:
+        newdir = os.path.join(a.maildir, "new")
+
+        def counted():
+            return count_files(newdir)
+    base = counted()
     want = base + a.count
     src = a.smtp_source or find_smtp_source()
     argv = [src, "-s", str(a.sessions), "-m", str(a.count),
@@ -171,22 +212,29 @@ def cmd_load(a):
     delivered_at = None
     while proc.poll() is None:
         time.sleep(a.poll)
-        if delivered_at is None and count_files(newdir) >= want:
+        if delivered_at is None and counted() >= want:
             delivered_at = time.monotonic()
     t1 = time.monotonic()
     out, err = proc.communicate()
     deadline = t1 + a.timeout
-    n = count_files(newdir)
+    n = counted()
     while delivered_at is None and n < want and time.monotonic() < deadline:
         time.sleep(a.poll)
-        n = count_files(newdir)
+        n = counted()
     if delivered_at is None and n >= want:
         delivered_at = time.monotonic()
+    drained_at, left = None, None
+    if a.queue:
+        left = queue_files(a.queue)
+        while left and time.monotonic() < deadline:
+            time.sleep(a.poll)
+            left = queue_files(a.queue)
+        drained_at = time.monotonic() if left == 0 else None
     # Let the tree settle briefly so that the last delivery's bookkeeping
     # (queue file removal, log line) is in the CPU figure.
     time.sleep(a.settle)
     cpu1, nprocs = tree_cpu(a.pid)
-    n = count_files(newdir)
+    n = counted()
     res = {
         "sessions": a.sessions,
         "count": a.count,
@@ -197,6 +245,8 @@ def cmd_load(a):
         else None,
         "delivered": n - base,
         "extra": max(0, n - want),
+        "drained_s": (drained_at - t0) if drained_at else None,
+        "queue_left": left,
         "cpu_s": cpu1 - cpu0,
         "cpu_per_1000": (cpu1 - cpu0) * 1000.0 / a.count,
         "server_alive": read_stat(a.pid) is not None,
@@ -253,7 +303,13 @@ def main():
     ld.add_argument("--port", type=int, required=True)
     ld.add_argument("--sessions", type=int, required=True)
     ld.add_argument("--count", type=int, required=True)
-    ld.add_argument("--maildir", required=True)
+    where = ld.add_mutually_exclusive_group(required=True)
+    where.add_argument("--maildir")
+    where.add_argument("--sink-counter",
+                       help="smtp-sink -c output: count what it received")
+    ld.add_argument("--queue", action="append",
+                    help="a queue directory that must end up empty "
+                    "(repeat for several)")
     ld.add_argument("--length", type=int, default=5120)
     ld.add_argument("--sender", default="from@bench.test")
     ld.add_argument("--rcpt", default="bench@example.test")

@@ -40,6 +40,89 @@ def ratio(a, b):
     return f"{r:.2f}" if r >= 0.1 else f"{r:.2g}"
 
 
+def paired_ratio(loads, n, key):
+    """Median over the rounds of Fulmar/Postfix within each round: robust
+    to the machine's speed drifting during the run. loads maps (server,
+    sessions) to the runs' results, in round order."""
+    f_, p_ = loads.get(("fulmar", n), []), loads.get(("postfix", n), [])
+    rs = [a[key] / b[key] for a, b in zip(f_, p_) if a.get(key) and b.get(key)]
+    return statistics.median(rs) if rs else None
+
+
+def per_level(loads, label, key, digits, lost="undelivered"):
+    """One row per concurrency level: the median of key for each server,
+    the paired ratio; "N <lost>" where some run never got all its mail
+    through (key deliver_rate)."""
+    rows = []
+    for n in sorted({k[1] for k in loads}):
+        vals = {}
+        for s in SERVERS:
+            rs = loads.get((s, n))
+            if not rs:
+                continue
+            if key == "deliver_rate" and any(r["deliver_s"] is None for r in rs):
+                vals[s] = f"{max(r['count'] - r['delivered'] for r in rs)} {lost}"
+                continue
+            vals[s] = med(r[key] for r in rs)
+        cnt = med(r["count"] for s in SERVERS for r in loads.get((s, n), []))
+        sess = "session" if n == 1 else "sessions"
+        rows.append((f"{label}, {n} {sess} ({int(cnt):,} msgs)", vals,
+                     digits, paired_ratio(loads, n, key)))
+    return rows
+
+
+def load_problems(loads, where):
+    """smtp-source errors, mail that did not all arrive (where: "in the
+    Maildir", ...), files left in a queue, servers that died."""
+    problems = []
+    for (s, n), rs in sorted(loads.items()):
+        for r in rs:
+            if r["smtp_source_rc"] != 0 or r["smtp_source_stderr"].strip():
+                problems.append(f"{s}, {n} sessions: smtp-source exit "
+                                f"{r['smtp_source_rc']}: "
+                                f"{r['smtp_source_stderr'].strip()[:300]}")
+            if r["delivered"] != r["count"]:
+                problems.append(f"{s}, {n} sessions: {r['delivered']} of "
+                                f"{r['count']} messages {where}")
+            if r.get("queue_left"):
+                problems.append(f"{s}, {n} sessions: {r['queue_left']} files "
+                                f"left in the queue")
+            if not r["server_alive"]:
+                problems.append(f"{s}, {n} sessions: server died")
+    return problems
+
+
+def render(rows, note=None, problems=(), out=None):
+    """Prints the table (and writes it to out): rows are (label,
+    {server: value}, digits, ratio) with ratio True (Fulmar/Postfix of the
+    two values), a number (a ratio computed elsewhere) or False (none)."""
+    width = max(len(r[0]) for r in rows) if rows else 10
+    lines = [f"| {'figure':<{width}} | {'Fulmar':>10} | {'Postfix':>10} "
+             f"| {'Fulmar/Postfix':>14} |",
+             f"|{'-' * (width + 2)}|{'-' * 11}:|{'-' * 11}:|{'-' * 15}:|"]
+    for label, vals, digits, with_ratio in rows:
+        f_, p_ = vals.get("fulmar"), vals.get("postfix")
+        if with_ratio is True:
+            rt = ratio(f_, p_)
+        elif with_ratio:  # a number: the paired ratio
+            rt = f"{with_ratio:.2f}" if with_ratio >= 0.1 \
+                else f"{with_ratio:.2g}"
+        else:
+            rt = "–"
+        lines.append(f"| {label:<{width}} | {fmt(f_, digits):>10} "
+                     f"| {fmt(p_, digits):>10} | {rt:>14} |")
+    text = "\n".join(lines) + "\n"
+    if note:
+        text += f"\n{note}\n"
+    if problems:
+        text += "\nProblems seen in this run:\n" + "".join(
+            f"- {p}\n" for p in problems)
+    sys.stdout.write(text)
+    if out:
+        with open(out, "w") as f:
+            f.write(text)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
@@ -63,52 +146,11 @@ def main():
             elif rec["kind"] == "verify":
                 verify[rec["server"]] = rec["res"]
 
-    levels = sorted({k[1] for k in loads})
     rows = []  # (label, {server: value}, digits, with_ratio)
-    problems = []
-
-    def paired_ratio(n, key):
-        """Median over the rounds of Fulmar/Postfix within each round:
-        robust to the machine's speed drifting during the run."""
-        f_, p_ = loads.get(("fulmar", n), []), loads.get(("postfix", n), [])
-        rs = [a[key] / b[key] for a, b in zip(f_, p_)
-              if a.get(key) and b.get(key)]
-        return statistics.median(rs) if rs else None
-
-    def per_level(label, key, digits):
-        for n in levels:
-            vals = {}
-            for s in SERVERS:
-                rs = loads.get((s, n))
-                if not rs:
-                    continue
-                if key == "deliver_rate" and any(r["deliver_s"] is None
-                                                 for r in rs):
-                    lost = max(r["count"] - r["delivered"] for r in rs)
-                    vals[s] = f"{lost} undelivered"
-                    continue
-                vals[s] = med(r[key] for r in rs)
-            cnt = med(r["count"] for s in SERVERS
-                      for r in loads.get((s, n), []))
-            sess = "session" if n == 1 else "sessions"
-            rows.append((f"{label}, {n} {sess} ({int(cnt):,} msgs)", vals,
-                         digits, paired_ratio(n, key)))
-
-    per_level("messages/s accepted", "accept_rate", 0)
-    per_level("messages/s delivered to the Maildir", "deliver_rate", 0)
-    per_level("server CPU s per 1,000 messages", "cpu_per_1000", 2)
-
-    for (s, n), rs in sorted(loads.items()):
-        for r in rs:
-            if r["smtp_source_rc"] != 0 or r["smtp_source_stderr"].strip():
-                problems.append(f"{s}, {n} sessions: smtp-source exit "
-                                f"{r['smtp_source_rc']}: "
-                                f"{r['smtp_source_stderr'].strip()[:300]}")
-            if r["delivered"] != r["count"]:
-                problems.append(f"{s}, {n} sessions: {r['delivered']} of "
-                                f"{r['count']} messages in the Maildir")
-            if not r["server_alive"]:
-                problems.append(f"{s}, {n} sessions: server died")
+    rows += per_level(loads, "messages/s accepted", "accept_rate", 0)
+    rows += per_level(loads, "messages/s delivered to the Maildir", "deliver_rate", 0)
+    rows += per_level(loads, "server CPU s per 1,000 messages", "cpu_per_1000", 2)
+    problems = load_problems(loads, "in the Maildir")
 
     for s, v in sorted(verify.items()):
         if v["distinct_message_ids"] + v["without_message_id"] != v["files"]:
@@ -146,31 +188,7 @@ def main():
                     f"server, {r['failed']} connects timed out or failed, "
                     f"{r.get('not_attempted', 0)} not tried after that)")
 
-    width = max(len(r[0]) for r in rows) if rows else 10
-    lines = [f"| {'figure':<{width}} | {'Fulmar':>10} | {'Postfix':>10} "
-             f"| {'Fulmar/Postfix':>14} |",
-             f"|{'-' * (width + 2)}|{'-' * 11}:|{'-' * 11}:|{'-' * 15}:|"]
-    for label, vals, digits, with_ratio in rows:
-        f_, p_ = vals.get("fulmar"), vals.get("postfix")
-        if with_ratio is True:
-            rt = ratio(f_, p_)
-        elif with_ratio:  # a number: the paired ratio
-            rt = f"{with_ratio:.2f}" if with_ratio >= 0.1 \
-                else f"{with_ratio:.2g}"
-        else:
-            rt = "–"
-        lines.append(f"| {label:<{width}} | {fmt(f_, digits):>10} "
-                     f"| {fmt(p_, digits):>10} | {rt:>14} |")
-    text = "\n".join(lines) + "\n"
-    if a.note:
-        text += f"\n{a.note}\n"
-    if problems:
-        text += "\nProblems seen in this run:\n" + "".join(
-            f"- {p}\n" for p in problems)
-    sys.stdout.write(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text)
+    render(rows, a.note, problems, a.out)
 
 
 if __name__ == "__main__":

@@ -73,114 +73,20 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-log() { printf '[tls-bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "FATAL: $*"; exit 1; }
+BENCH_TAG=tls-bench
+# shellcheck source=bench/lib.sh
+. "$BENCH/lib.sh"
 
-has_server() { [[ ",$SERVERS," == *",$1,"* ]]; }
-
-# ---------------------------------------------------------------- checks
-[ "$(id -u)" = 0 ] || die "run as root"
-command -v "$PY" >/dev/null || die "python3 not found"
+bench_check_tools
 command -v "$CC" >/dev/null || die "no C compiler ($CC): apt-get install gcc"
 [ -f /usr/include/openssl/ssl.h ] || die "OpenSSL headers not found: apt-get install libssl-dev"
-if has_server postfix; then
-    command -v postfix >/dev/null || die "postfix not found: apt-get install postfix"
-fi
-if has_server fulmar; then
-    [ -x "$FULMAR_BIN" ] || die "no Fulmar binary at $FULMAR_BIN (build it: cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DFULMAR_TESTS=OFF && cmake --build build -j2), or use --servers postfix"
-    getent passwd fulmar >/dev/null || useradd --system --no-create-home --shell /usr/sbin/nologin fulmar
-fi
+ports=()
+has_server fulmar && ports+=("$FULMAR_PORT")
+has_server postfix && ports+=("$POSTFIX_PORT")
+bench_check_ports "${ports[@]}"
 
-port_busy() { ss -Htln "sport = :$1" | grep -q .; }
-for s in fulmar postfix; do
-    has_server "$s" || continue
-    port=$([ "$s" = fulmar ] && echo "$FULMAR_PORT" || echo "$POSTFIX_PORT")
-    [ "$port" != 25 ] || die "refusing to use port 25"
-    ! port_busy "$port" || die "port $port is already in use"
-done
-
-ulimit -n "$(ulimit -Hn)"
-
-W=$(mktemp -d /tmp/fulmar-tls-bench.XXXXXX)
-chmod 0755 "$W"
-RESULTS=$W/results.jsonl
-: >"$RESULTS"
-D=$W
-LOOP_MOUNTED=0
-FULMAR_PID=""
-PF_CONF=""
-
-cleanup() {
-    local rc=$?
-    set +e
-    if [ -n "$FULMAR_PID" ] && kill -0 "$FULMAR_PID" 2>/dev/null; then
-        kill -TERM "$FULMAR_PID"
-        for _ in $(seq 50); do kill -0 "$FULMAR_PID" 2>/dev/null || break; sleep 0.2; done
-        kill -0 "$FULMAR_PID" 2>/dev/null && kill -KILL "$FULMAR_PID"
-        wait "$FULMAR_PID" 2>/dev/null
-    fi
-    if [ -n "$PF_CONF" ] && [ -f "$D/postfix/spool/pid/master.pid" ]; then
-        local mpid
-        mpid=$(tr -dc 0-9 <"$D/postfix/spool/pid/master.pid" 2>/dev/null)
-        postfix -c "$PF_CONF" stop >/dev/null 2>&1 || postfix -c "$PF_CONF" abort >/dev/null 2>&1
-        if [ -n "$mpid" ]; then
-            for _ in $(seq 50); do kill -0 "$mpid" 2>/dev/null || break; sleep 0.2; done
-        fi
-    fi
-    if [ "$LOOP_MOUNTED" = 1 ]; then
-        if [ "$KEEP" = 1 ] || [ "$rc" != 0 ]; then
-            mkdir -p "$W/logs"
-            cp -p "$D/fulmar/fulmar.log" "$D/fulmar/stderr.log" "$D/fulmar/fulmar.conf" \
-                "$D/postfix/maillog" "$D/postfix/etc/main.cf" "$D/postfix/etc/master.cf" \
-                "$W/logs/" 2>/dev/null
-        fi
-        if umount "$D" 2>/dev/null || { sleep 2; umount "$D"; }; then
-            [ "$KEEP" = 1 ] || rm -f "$W/fs.img"
-        else
-            log "could not unmount $D: left mounted"
-            KEEP=1
-        fi
-    fi
-    if [ "$KEEP" = 1 ] || [ "$rc" != 0 ]; then
-        log "work directory kept: $W"
-    else
-        rm -rf "$W"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# The file system both servers write to: as in bench/run.sh, a fresh
-# journaled ext4 in a loop-mounted image (--fs loop), or /tmp (--fs tmp).
-case $FS in
-    loop)
-        truncate -s "${LOOP_SIZE:-4G}" "$W/fs.img"
-        mkfs.ext4 -q -F "$W/fs.img"
-        D=$W/fs
-        mkdir -p "$D"
-        if mount -o loop "$W/fs.img" "$D"; then
-            LOOP_MOUNTED=1
-            chmod 0755 "$D"
-        else
-            log "WARNING: cannot loop-mount an ext4 image; using /tmp instead"
-            FS=tmp; D=$W; rm -f "$W/fs.img"
-        fi
-        ;;
-    tmp) ;;
-    *) die "--fs must be loop or tmp" ;;
-esac
-FS_NOTE="$FS: $(findmnt -n -o FSTYPE,OPTIONS --target "$D" | tr -s " " | cut -c1-60)"
-if [ "$(findmnt -n -o FSTYPE --target "$D")" = ext4 ]; then
-    dev=$(findmnt -n -o SOURCE --target "$D")
-    jbd=(/proc/fs/jbd2/"$(basename "$(readlink -f "$dev")")"-*)
-    if [ -e "${jbd[0]}" ]; then
-        FS_NOTE="$FS_NOTE, journaled"
-    else
-        FS_NOTE="$FS_NOTE, no journal"
-    fi
-fi
-log "file system under test: $FS_NOTE"
+LOOP_SIZE=${LOOP_SIZE:-4G}
+bench_workdir fulmar-tls-bench
 
 # ---------------------------------------------------------------- client
 CLIENT=$W/tls_load
@@ -206,66 +112,10 @@ else
 fi
 log "certificate: $(openssl x509 -in "$CERT" -noout -subject | sed 's/^subject=//'), $(openssl pkey -in "$KEY" -noout -text 2>/dev/null | grep -m1 -o 'NIST CURVE: .*\|ASN1 OID: .*')"
 
-# Waits until 127.0.0.1:$1 sends a 220 greeting.
-wait_greeting() {
-    local port=$1 i
-    for i in $(seq 100); do
-        if "$PY" - "$port" <<'EOF' 2>/dev/null; then return 0; fi
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-ok = s.recv(512).startswith(b"220")
-s.sendall(b"QUIT\r\n"); s.close()
-sys.exit(0 if ok else 1)
-EOF
-        sleep 0.2
-    done
-    return 1
-}
-
-# ---------------------------------------------------------------- Postfix
-PF_UID=5000
-PF_PID=""
-PF_MAILDIR=$D/postfix/vmail/example.test/bench
-start_postfix() {
-    local d=$D/postfix
-    PF_CONF=$d/etc
-    mkdir -p "$PF_CONF" "$d/spool" "$d/data" "$d/vmail/example.test"
-    chmod 0755 "$d" "$PF_CONF" "$d/vmail"
-    chown postfix "$d/data"
-    chown -R "$PF_UID:$PF_UID" "$d/vmail/example.test"
-    printf 'bench@example.test example.test/bench/\n' >"$PF_CONF/vmailbox"
-    cat >"$PF_CONF/main.cf" <<EOF
-# Private Postfix instance for bench/tls_run.sh: bench/run.sh's (virtual
-# Maildir delivery for example.test, otherwise Postfix's defaults, fsync
-# durability included) plus STARTTLS with the benchmark's certificate.
-compatibility_level = 3.6
-queue_directory = $d/spool
-data_directory = $d/data
-meta_directory = /etc/postfix
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = postfix.bench.test
-mydomain = bench.test
-myorigin = \$myhostname
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
-relayhost =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks reject_unauth_destination
-smtpd_peername_lookup = no
-biff = no
-virtual_mailbox_domains = example.test
-virtual_mailbox_base = $d/vmail
-virtual_mailbox_maps = texthash:$PF_CONF/vmailbox
-virtual_uid_maps = static:$PF_UID
-virtual_gid_maps = static:$PF_UID
-maillog_file = $d/maillog
-maillog_file_prefixes = $d
-# TLS: the same certificate as Fulmar; STARTTLS offered (Fulmar's mx
+# ---------------------------------------------------------------- servers
+# run.sh's Maildir job on both, plus STARTTLS with that certificate.
+start_postfix_tls() {
+    start_postfix_maildir "# TLS: the same certificate as Fulmar; STARTTLS offered (Fulmar's mx
 # listener offers it, and does not require it, either). TLS version and
 # cipher in Received:, as Fulmar writes them. No session cache (Postfix's
 # default); the load client never resumes a session anyway.
@@ -273,102 +123,12 @@ smtpd_tls_cert_file = $CERT
 smtpd_tls_key_file = $KEY
 smtpd_tls_security_level = may
 smtpd_tls_received_header = yes
-smtpd_tls_loglevel = 0
-EOF
-    cat >"$PF_CONF/master.cf" <<EOF
-# service type  private unpriv  chroot  wakeup  maxproc command
-127.0.0.1:$POSTFIX_PORT inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-local     unix  -       n       n       -       -       local
-virtual   unix  -       n       n       -       -       virtual
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
-    postfix -c "$PF_CONF" check 2>&1 | sed 's/^/  postfix check: /' >&2 || true
-    postfix -c "$PF_CONF" start >"$d/start.log" 2>&1 || { cat "$d/start.log" >&2; die "postfix start failed"; }
-    wait_greeting "$POSTFIX_PORT" || die "Postfix does not answer on port $POSTFIX_PORT"
-    PF_PID=$(tr -dc 0-9 <"$d/spool/pid/master.pid")
-    [ -n "$PF_PID" ] || die "no Postfix master pid"
-    tr '\0' '\n' <"/proc/$PF_PID/environ" | grep -qx "MAIL_CONFIG=$PF_CONF" ||
-        die "Postfix master $PF_PID does not run from $PF_CONF"
-    log "Postfix $(postconf -c "$PF_CONF" -h mail_version) up: master pid $PF_PID, 127.0.0.1:$POSTFIX_PORT (STARTTLS)"
+smtpd_tls_loglevel = 0" \
+        "tlsmgr    unix  -       -       n       1000?   1       tlsmgr"
 }
 
-# ---------------------------------------------------------------- Fulmar
-FULMAR_MAILDIR=$D/fulmar/mail/example.test/bench
-start_fulmar() {
-    local d=$D/fulmar
-    mkdir -p "$d/state" "$FULMAR_MAILDIR"/{cur,new,tmp}
-    chmod 0755 "$d" "$d/state" "$d/mail"
-    : >"$d/fulmar.log"
-    chown -R fulmar: "$d/state" "$d/mail" "$d/fulmar.log"
-    cat >"$d/fulmar.conf" <<EOF
-# Fulmar for bench/tls_run.sh: bench/run.sh's configuration with STARTTLS
-# on the mx listener (the same certificate as the Postfix instance).
-server = {
-  hostname = "fulmar.bench.test";
-  user = "fulmar";
-  state_dir = "$d/state";
-  log_file = "$d/fulmar.log";
-  log_level = "info";
-};
-listeners = (
-  { address = "127.0.0.1"; port = $FULMAR_PORT; role = "mx";
-    tls_cert = "$CERT"; tls_key = "$KEY"; }
-);
-limits = {
-  connections = 20000;
-  connections_per_ip = 20000;
-};
-dns = {
-  reverse_lookups = false;
-};
-local = {
-  domains = (
-    {
-      name = "example.test";
-      mailboxes = (
-        { user = "bench"; maildir = "$FULMAR_MAILDIR"; }
-      );
-    }
-  );
-};
-EOF
-    "$FULMAR_BIN" check-config --config "$d/fulmar.conf" >&2 || die "fulmar check-config failed"
-    (cd "$d" && exec "$FULMAR_BIN" serve --config "$d/fulmar.conf") 2>>"$d/stderr.log" &
-    FULMAR_PID=$!
-    if ! wait_greeting "$FULMAR_PORT"; then
-        tail -n 20 "$d/stderr.log" "$d/fulmar.log" >&2 || true
-        die "Fulmar does not answer on port $FULMAR_PORT"
-    fi
-    log "Fulmar $("$FULMAR_BIN" version 2>/dev/null | head -n1) up: pid $FULMAR_PID, 127.0.0.1:$FULMAR_PORT (STARTTLS)"
-}
-
-server_pid() { [ "$1" = fulmar ] && echo "$FULMAR_PID" || echo "$PF_PID"; }
-server_port() { [ "$1" = fulmar ] && echo "$FULMAR_PORT" || echo "$POSTFIX_PORT"; }
-server_maildir() { [ "$1" = fulmar ] && echo "$FULMAR_MAILDIR" || echo "$PF_MAILDIR"; }
-
-check_alive() {
-    local s=$1 pid
-    pid=$(server_pid "$s")
-    kill -0 "$pid" 2>/dev/null || die "$s (pid $pid) died; see $D/$s"
+start_fulmar_tls() {
+    start_fulmar_maildir "tls_cert = \"$CERT\"; tls_key = \"$KEY\";"
 }
 
 # ---------------------------------------------------------------- tests
@@ -403,8 +163,8 @@ has_server fulmar && order+=(fulmar)
 has_server postfix && order+=(postfix)
 [ ${#order[@]} -gt 0 ] || die "no server selected"
 
-has_server postfix && start_postfix
-has_server fulmar && start_fulmar
+has_server postfix && start_postfix_tls
+has_server fulmar && start_fulmar_tls
 
 # Warm-up (not counted): page cache, Postfix's smtpd pool, both TLS paths.
 log "warm-up"
@@ -427,20 +187,7 @@ for ((r = 1; r <= REPEAT; r++)); do
 done
 
 # Problems the servers logged.
-for s in "${order[@]}"; do
-    check_alive "$s"
-    case $s in
-        fulmar) f=("$D/fulmar/fulmar.log" "$D/fulmar/stderr.log") ;;
-        postfix) f=("$D/postfix/maillog") ;;
-    esac
-    n=$(cat "${f[@]}" 2>/dev/null | grep -Eci ' (warning|error) event=|warning:|fatal:|panic:|error:|AddressSanitizer|runtime error' || true)
-    log "$s: $n warning/error log lines"
-    if [ "$n" -gt 0 ]; then
-        cat "${f[@]}" | grep -Ei ' (warning|error) event=|warning:|fatal:|panic:|error:|AddressSanitizer|runtime error' |
-            sed -E 's/[0-9A-F]{8,}/ID/g; s/sid=[0-9]+/sid=N/; s/^[0-9T:.-]+Z? //; s/^[A-Z][a-z]{2} [ 0-9]{2} [0-9:]{8} //' |
-            cut -c1-200 | sort | uniq -c | sort -rn | head -n 8 >&2
-    fi
-done
+bench_log_problems "${order[@]}"
 
 # What landed in the Maildirs: every message once, bodies all alike.
 for s in "${order[@]}"; do
