@@ -39,6 +39,7 @@ struct dns_query {
 	dns_mx_fn mx_fn;
 	dns_txt_fn txt_fn;
 	dns_addrs_fn addrs_fn;
+	dns_ptr_fn ptr_fn;
 	void *arg;
 	bool cancelled;
 	bool done;      /* callback delivered (or cancelled): free when c-ares lets go */
@@ -490,5 +491,117 @@ struct dns_query *dns_lookup_txt(struct dns *d, const char *name, dns_txt_fn fn,
 	q->txt_fn = fn;
 	q->pending = 2;
 	ares_query(d->channel, name, ns_c_in, ns_t_txt, on_txt, q);
+	return query_started(q);
+}
+
+/* ---- one address family; PTR names (SPF) ---- */
+
+/* The outcome of an answer c-ares parsed with prc into n records;
+ * *status becomes the c-ares code behind it. */
+static enum dns_status parsed_status(int prc, size_t n, int *status)
+{
+	if (prc == ARES_ENODATA || (prc == ARES_SUCCESS && n == 0)) {
+		*status = ARES_ENODATA;
+		return DNS_NODATA;
+	}
+	if (prc != ARES_SUCCESS) {
+		*status = prc;
+		return DNS_TEMPFAIL;
+	}
+	return DNS_OK;
+}
+
+static void on_family(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	(void)timeouts;
+	struct dns_query *q = arg;
+	q->pending--;
+	struct sockaddr_storage out[DNS_ADDRS_MAX];
+	size_t n = 0;
+	enum dns_status st = status_of(status);
+	if (status == ARES_SUCCESS) {
+		struct hostent *h = NULL;
+		int prc = q->family == AF_INET6 ? ares_parse_aaaa_reply(abuf, alen, &h, NULL, NULL)
+						: ares_parse_a_reply(abuf, alen, &h, NULL, NULL);
+		if (prc == ARES_SUCCESS && h && h->h_addrtype == q->family) {
+			for (char **a = h->h_addr_list; a && *a && n < DNS_ADDRS_MAX; a++, n++) {
+				memset(&out[n], 0, sizeof(out[n]));
+				out[n].ss_family = (sa_family_t)q->family;
+				if (q->family == AF_INET6)
+					memcpy(&((struct sockaddr_in6 *)(void *)&out[n])->sin6_addr, *a, 16);
+				else
+					memcpy(&((struct sockaddr_in *)(void *)&out[n])->sin_addr, *a, 4);
+			}
+		}
+		if (h)
+			ares_free_hostent(h);
+		st = parsed_status(prc, n, &status);
+	}
+	if (!q->done && !q->cancelled && !q->d->freeing)
+		q->addrs_fn(q->arg, st, out, n, st == DNS_OK ? "" : ares_strerror(status));
+	q->done = true;
+	query_release(q);
+}
+
+struct dns_query *dns_lookup_family(struct dns *d, const char *name, int family,
+				    dns_addrs_fn fn, void *arg)
+{
+	struct dns_query *q = query_new(d, arg);
+	q->addrs_fn = fn;
+	q->family = family == AF_INET6 ? AF_INET6 : AF_INET;
+	q->pending = 2;
+	ares_query(d->channel, name, ns_c_in, q->family == AF_INET6 ? ns_t_aaaa : ns_t_a,
+		   on_family, q);
+	return query_started(q);
+}
+
+static void on_ptr(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	(void)timeouts;
+	struct dns_query *q = arg;
+	q->pending--;
+	const char *names[DNS_PTR_MAX];
+	char *copies[DNS_PTR_MAX];
+	size_t n = 0;
+	enum dns_status st = status_of(status);
+	if (status == ARES_SUCCESS) {
+		struct hostent *h = NULL;
+		unsigned char dummy[4] = { 0 };
+		int prc = ares_parse_ptr_reply(abuf, alen, dummy, sizeof(dummy), AF_INET, &h);
+		if (prc == ARES_SUCCESS && h && h->h_name) {
+			const char *first = h->h_name;
+			for (size_t i = 0; n < DNS_PTR_MAX; i++) {
+				const char *nm = i == 0 ? first : h->h_aliases ? h->h_aliases[i - 1] : NULL;
+				if (nm == NULL)
+					break;
+				size_t len = strlen(nm);
+				if (len > 0 && nm[len - 1] == '.')
+					len--;
+				if (len == 0 || len > 253)
+					continue;
+				copies[n] = xstrndup(nm, len);
+				names[n] = copies[n];
+				n++;
+			}
+		}
+		if (h)
+			ares_free_hostent(h);
+		st = parsed_status(prc, n, &status);
+	}
+	if (!q->done && !q->cancelled && !q->d->freeing)
+		q->ptr_fn(q->arg, st, names, n, st == DNS_OK ? "" : ares_strerror(status));
+	for (size_t i = 0; i < n; i++)
+		free(copies[i]);
+	q->done = true;
+	query_release(q);
+}
+
+struct dns_query *dns_lookup_ptr(struct dns *d, const char *name, dns_ptr_fn fn,
+				 void *arg)
+{
+	struct dns_query *q = query_new(d, arg);
+	q->ptr_fn = fn;
+	q->pending = 2;
+	ares_query(d->channel, name, ns_c_in, ns_t_ptr, on_ptr, q);
 	return query_started(q);
 }

@@ -85,4 +85,21 @@ struct dns_query *dns_lookup_mx(struct dns *d, const char *domain, dns_mx_fn fn,
 struct dns_query *dns_lookup_addrs(struct dns *d, const char *host, dns_addrs_fn fn,
 				   void *arg);
 
+/* Addresses of one family of name: AF_INET asks for A records only,
+ * AF_INET6 for AAAA only (CNAMEs in the answer followed); for SPF, which
+ * needs the two apart. Same handle rules as dns_lookup_mx. */
+struct dns_query *dns_lookup_family(struct dns *d, const char *name, int family,
+				    dns_addrs_fn fn, void *arg);
+
+#define DNS_PTR_MAX 16 /* PTR names kept per answer */
+
+/* names: the PTR records' names, without the final dot. */
+typedef void (*dns_ptr_fn)(void *arg, enum dns_status st, const char *const *names,
+			   size_t n, const char *why);
+/* PTR records of a reverse name ("4.3.2.1.in-addr.arpa"), unverified:
+ * what SPF's ptr mechanism and %{p} macro start from. Same handle rules
+ * as dns_lookup_mx. */
+struct dns_query *dns_lookup_ptr(struct dns *d, const char *name, dns_ptr_fn fn,
+				 void *arg);
+
 #endif
