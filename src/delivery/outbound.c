@@ -62,6 +62,7 @@ struct oconn {
 	struct job *job;            /* OC_BUSY */
 	struct event *idle_timer;
 	struct smtp_client_status last; /* why the previous hop failed */
+	char last_relay[320];           /* and which one it was */
 };
 
 struct dest {
@@ -356,34 +357,33 @@ static void on_client_closed(void *arg, struct smtp_client *cl)
 	oconn_close(c);
 }
 
+static void dsn_of(int code, const char *reply, char *dsn, size_t len);
+
 /* No hop of the route would take a connection. */
 static void oconn_give_up(struct oconn *c)
 {
 	struct dest *d = c->dest;
 	struct smtp_client_status st = c->last;
 	char relay[320] = "none";
-	if (c->route && c->route->n > 0) {
-		const struct route_hop *h = &c->route->hops[c->route->n - 1];
-		snprintf(relay, sizeof(relay), "%s", h->host);
-	}
+	if (c->last_relay[0])
+		snprintf(relay, sizeof(relay), "%s", c->last_relay);
 	d->nopening--;
 	c->state = OC_IDLE; /* no longer opening */
 	struct outbound *o = d->o;
 	size_t others = d->nconns - 1;
 	enum outbound_status os = OUT_DEFERRED;
-	const char *dsn = "4.4.1";
+	char dsn[16] = "4.4.1";
 	if (st.error == SMTP_CLIENT_LOOP) {
 		os = OUT_BOUNCED;
-		dsn = "5.4.6";
-	} else if (st.error == SMTP_CLIENT_REPLY && st.code / 100 == 5) {
-		os = OUT_BOUNCED;
-		dsn = "5.0.0";
-	} else if (st.error == SMTP_CLIENT_TLS_REQUIRED) {
-		dsn = "4.7.5";
-	} else if (st.error == SMTP_CLIENT_AUTH) {
-		dsn = "4.7.0";
+		snprintf(dsn, sizeof(dsn), "5.4.6");
 	} else if (st.error == SMTP_CLIENT_REPLY) {
-		dsn = "4.0.0";
+		/* A greeting or EHLO refusal: its own enhanced code. */
+		os = st.code / 100 == 5 ? OUT_BOUNCED : OUT_DEFERRED;
+		dsn_of(st.code, st.reply, dsn, sizeof(dsn));
+	} else if (st.error == SMTP_CLIENT_TLS_REQUIRED) {
+		snprintf(dsn, sizeof(dsn), "4.7.5");
+	} else if (st.error == SMTP_CLIENT_AUTH) {
+		snprintf(dsn, sizeof(dsn), "4.7.0");
 	}
 	char detail[SMTP_CLIENT_REPLY_MAX + 64];
 	snprintf(detail, sizeof(detail), "%s", st.reply);
@@ -403,6 +403,7 @@ static void on_client_ready(void *arg, struct smtp_client *cl,
 	(void)cl;
 	if (st->error != SMTP_CLIENT_OK) {
 		c->last = *st;
+		snprintf(c->last_relay, sizeof(c->last_relay), "%s", smtp_client_relay(c->client));
 		struct log_line l;
 		log_begin(&l, LOG_INFO, "connect_failed");
 		log_str(&l, "relay", smtp_client_relay(c->client));

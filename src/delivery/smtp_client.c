@@ -187,9 +187,10 @@ static double timeout_for(const struct smtp_client *c, enum expect_kind k)
 	}
 }
 
-/* Send one command line (without CRLF) expecting a reply of kind k. */
-static void send_line(struct smtp_client *c, const char *line, enum expect_kind k,
-		      size_t idx)
+/* Queue one command line (without CRLF) expecting a reply of kind k;
+ * send_line also writes it out at once. */
+static void queue_line(struct smtp_client *c, const char *line, enum expect_kind k,
+		       size_t idx)
 {
 	struct evbuffer *out = conn_output(c->conn);
 	evbuffer_add(out, line, strlen(line));
@@ -197,6 +198,12 @@ static void send_line(struct smtp_client *c, const char *line, enum expect_kind 
 	if (c->fifo_len == 0)
 		conn_set_read_timeout(c->conn, timeout_for(c, k));
 	expect(c, k, idx);
+}
+
+static void send_line(struct smtp_client *c, const char *line, enum expect_kind k,
+		      size_t idx)
+{
+	queue_line(c, line, k, idx);
 	conn_flush(c->conn);
 }
 
@@ -520,12 +527,18 @@ static enum expect_kind cmd_kind(const struct smtp_client *c, size_t i, size_t *
 	return X_DATA;
 }
 
-static void send_next_cmd(struct smtp_client *c)
+static void queue_next_cmd(struct smtp_client *c)
 {
 	size_t idx;
 	enum expect_kind k = cmd_kind(c, c->next_cmd, &idx);
-	send_line(c, c->cmds[c->next_cmd], k, idx);
+	queue_line(c, c->cmds[c->next_cmd], k, idx);
 	c->next_cmd++;
+}
+
+static void send_next_cmd(struct smtp_client *c)
+{
+	queue_next_cmd(c);
+	conn_flush(c->conn);
 }
 
 void smtp_client_send(struct smtp_client *c, struct smtp_client_txn *t,
@@ -553,8 +566,10 @@ void smtp_client_send(struct smtp_client *c, struct smtp_client_txn *t,
 	c->cmds[c->ncmds++] = xstrdup("DATA");
 	c->need_rset = true; /* until the transaction ends properly */
 	if (c->caps.pipelining) {
+		/* RFC 2920: the whole group in one write. */
 		while (c->next_cmd < c->ncmds)
-			send_next_cmd(c);
+			queue_next_cmd(c);
+		conn_flush(c->conn);
 	} else {
 		send_next_cmd(c);
 	}
