@@ -13,6 +13,9 @@ int cmd_queue(int argc, char **argv);
 int cmd_tls(int argc, char **argv);
 int cmd_dkim(int argc, char **argv);
 int cmd_user(int argc, char **argv);
+/* Hidden debugging commands (cli_verify.c): `fulmar spf check`, `fulmar dmarc check`. */
+int cmd_spf(int argc, char **argv);
+int cmd_dmarc(int argc, char **argv);
 /* `fulmar sendmail` (also run as `sendmail`): returns a sysexits.h status. */
 int cmd_sendmail(int argc, char **argv);
 

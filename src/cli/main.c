@@ -52,6 +52,10 @@ int main(int argc, char **argv)
 		return cmd_user(argc - 1, argv + 1);
 	if (strcmp(cmd, "sendmail") == 0)
 		return cmd_sendmail(argc - 1, argv + 1);
+	if (strcmp(cmd, "spf") == 0) /* hidden: debugging */
+		return cmd_spf(argc - 1, argv + 1);
+	if (strcmp(cmd, "dmarc") == 0) /* hidden: debugging */
+		return cmd_dmarc(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("fulmar %s\n", FULMAR_VERSION);
 		return 0;
