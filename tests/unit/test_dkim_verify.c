@@ -14,7 +14,10 @@
  * RSA), l= with data appended after it, rsa-sha1, tag syntax, h= without
  * From, two signatures one good one bad, more than 8, the caps, key
  * lookups started before the body, and every result the same whatever
- * the chunking of the input.
+ * the chunking of the input. The async driver: nothing to look up,
+ * lookups that time out (a loopback socket that never answers), and a
+ * cancel (the callback never runs). Real answers over lib/dns are the
+ * black-box tests' (tests/signer/test_dkim_verify_cli.py).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,15 +25,21 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "signer/dkim_key.h"
 #include "signer/dkim_sign.h"
 #include "verify/dkim_verify.h"
+#include "verify/dkim_verify_async.h"
 
 #define T0 1715000000 /* t= of the python3-dkim goldens */
 #define NOW (T0 + 600)
@@ -928,6 +937,92 @@ static void test_shared_key(void **state)
 	free(py);
 }
 
+/* ---- the async driver ----------------------------------------------- */
+
+static void async_done(void *arg, struct dkim_verify *v)
+{
+	(void)v;
+	(*(int *)arg)++;
+}
+
+/* A UDP socket on loopback that never answers: "127.0.0.1:PORT" in
+ * addr. */
+static int silent_server(char *addr, size_t len)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+	assert_true(fd >= 0);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
+	snprintf(addr, len, "127.0.0.1:%u", (unsigned)ntohs(sin.sin_port));
+	return fd;
+}
+
+static struct dkim_verify *verifier_of(const char *golden, int64_t now)
+{
+	size_t len;
+	char *msg = slurp(golden, &len);
+	struct dkim_verify *v = dkim_verify_new(now);
+
+	assert_int_equal(dkim_verify_feed(v, msg, len), 0);
+	free(msg);
+	return v;
+}
+
+static void test_async(void **state)
+{
+	struct event_base *base = event_base_new();
+	char addr[64], err[256];
+	int fd = silent_server(addr, sizeof(addr)), calls = 0;
+	struct dns *dns = dns_new(base, addr, 0.2, err, sizeof(err));
+	struct dkim_verify *v;
+	struct dkim_verify_async *a;
+	struct dkim_verify_result r;
+
+	(void)state;
+	assert_non_null(dns);
+	/* Nothing to look up (the signature expired): the callback at once. */
+	v = verifier_of("dkim_verify/py_rsa_x.eml", T0 + 7200);
+	assert_null(dkim_verify_async_start(v, dns, async_done, &calls));
+	assert_int_equal(calls, 1);
+	dkim_verify_free(v);
+
+	/* The lookups time out: one callback, temperror. Started before
+	 * the end, as the mx listener may. */
+	calls = 0;
+	v = verifier_of("dkim_verify/py_ed.eml", NOW);
+	a = dkim_verify_async_start(v, dns, async_done, &calls);
+	assert_non_null(a);
+	event_base_dispatch(base);
+	assert_int_equal(calls, 1);
+	assert_int_equal(dkim_verify_end(v), 1);
+	assert_int_equal(dkim_verify_result(v, 0, &r), 0);
+	assert_int_equal(r.status, DKIM_VERIFY_TEMPERROR);
+	assert_true(strncmp(r.reason, "key lookup failed", 17) == 0);
+	dkim_verify_free(v);
+
+	/* Cancelled: the callback never runs, nothing leaks. */
+	calls = 0;
+	v = verifier_of("dkim_verify/py_rsa.eml", NOW);
+	a = dkim_verify_async_start(v, dns, async_done, &calls);
+	assert_non_null(a);
+	dkim_verify_async_cancel(a);
+	dkim_verify_async_cancel(NULL);
+	event_base_dispatch(base);
+	assert_int_equal(calls, 0);
+	assert_int_equal(dkim_verify_end(v), 1);
+	assert_int_equal(dkim_verify_result(v, 0, &r), 0);
+	assert_string_equal(r.reason, "key not looked up");
+	dkim_verify_free(v);
+
+	dns_free(dns);
+	event_base_free(base);
+	close(fd);
+}
+
 /* ---- the tag=value parser ------------------------------------------- */
 
 static void test_tags(void **state)
@@ -992,6 +1087,7 @@ int main(void)
 		cmocka_unit_test(test_caps),
 		cmocka_unit_test(test_keys_before_body),
 		cmocka_unit_test(test_shared_key),
+		cmocka_unit_test(test_async),
 		cmocka_unit_test(test_tags),
 		cmocka_unit_test(test_status_names),
 	};
