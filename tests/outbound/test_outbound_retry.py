@@ -80,7 +80,9 @@ def test_expiry_bounces_with_4_4_7(scenario):
         ev, when = s.final[r]
         assert ev is not None, "no expiry for %s; log:\n%s" % (r, s.relay.d.log_tail(30))
         assert ev["dsn"] == "4.4.7", ev
-        assert LIFETIME - 0.5 <= when - s.t0 <= LIFETIME + RETRY_MAX + 3, when - s.t0
+        # The engine measures a message's age in whole seconds (arrival and
+        # now both truncated), so expiry may come up to 1 s early.
+        assert LIFETIME - 1.2 <= when - s.t0 <= LIFETIME + RETRY_MAX + 3, when - s.t0
         d = s.dsn_failed[r]
         assert d, "no failed DSN for %s" % r
         rr = d[0].recipient(r)
