@@ -18,6 +18,9 @@
 #include <string.h>
 
 #include "verify/spf.h"
+#include "verify/spf_async.h"
+
+#include <event2/event.h>
 
 /* A record of the fake DNS. type "SERVFAIL" fails every query for the
  * name (or only those of `value` when it is a type name); "EXISTS" makes
@@ -651,6 +654,76 @@ static void test_names(void **state)
 	assert_string_equal(spf_result_name(SPF_PERMERROR), "permerror");
 }
 
+/* ---- spf_async on a real event loop, without a DNS server ---- */
+
+struct async_seen {
+	int calls;
+	enum spf_result result;
+};
+
+static void on_async(void *arg, const struct spf_outcome *r)
+{
+	struct async_seen *s = arg;
+	s->calls++;
+	s->result = r->result;
+}
+
+static void test_async(void **state)
+{
+	(void)state;
+	struct event_base *base = event_base_new();
+	char err[256];
+	/* nothing listens on 127.0.0.1:9: the query fails at once or times out */
+	struct dns *d = dns_new(base, "127.0.0.1:9", 0.3, err, sizeof(err));
+	assert_non_null(d);
+	struct sockaddr_storage ss;
+	assert_true(spf_parse_ip("192.0.2.1", &ss));
+
+	/* a DNS failure: temperror, called back once, from the loop */
+	struct async_seen seen = { 0, SPF_NONE };
+	struct spf *c = spf_new_mailfrom((const struct sockaddr *)&ss, "a@example.com", "h.example.com");
+	assert_non_null(spf_async_start(base, d, c, 5.0, on_async, &seen));
+	assert_int_equal(seen.calls, 0);
+	while (seen.calls == 0 && event_base_loop(base, EVLOOP_ONCE) == 0)
+		;
+	assert_int_equal(seen.calls, 1);
+	assert_int_equal(seen.result, SPF_TEMPERROR);
+
+	/* known at once (no valid domain): still not called inside start */
+	seen.calls = 0;
+	c = spf_new_mailfrom((const struct sockaddr *)&ss, "a@localhost", "h.example.com");
+	assert_non_null(spf_async_start(base, d, c, 5.0, on_async, &seen));
+	assert_int_equal(seen.calls, 0);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	assert_int_equal(seen.calls, 1);
+	assert_int_equal(seen.result, SPF_NONE);
+
+	/* the overall limit before the resolver's own */
+	seen.calls = 0;
+	struct dns *slow = dns_new(base, "192.0.2.1:53", 5.0, err, sizeof(err));
+	assert_non_null(slow);
+	c = spf_new_mailfrom((const struct sockaddr *)&ss, "a@example.com", "h.example.com");
+	assert_non_null(spf_async_start(base, slow, c, 0.2, on_async, &seen));
+	while (seen.calls == 0 && event_base_loop(base, EVLOOP_ONCE) == 0)
+		;
+	assert_int_equal(seen.result, SPF_TEMPERROR);
+
+	/* cancelled: never called back, nothing leaks */
+	seen.calls = 0;
+	c = spf_new_mailfrom((const struct sockaddr *)&ss, "a@example.com", "h.example.com");
+	spf_async_cancel(spf_async_start(base, slow, c, 0.2, on_async, &seen));
+	c = spf_new_mailfrom((const struct sockaddr *)&ss, "a@localhost", "h.example.com");
+	spf_async_cancel(spf_async_start(base, d, c, 0.2, on_async, &seen));
+	struct timeval half = { 0, 500000 };
+	event_base_loopexit(base, &half);
+	event_base_dispatch(base);
+	assert_int_equal(seen.calls, 0);
+
+	dns_free(slow);
+	dns_free(d);
+	event_base_free(base);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -671,6 +744,7 @@ int main(void)
 		cmocka_unit_test(test_explanation),
 		cmocka_unit_test(test_abort),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_async),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
