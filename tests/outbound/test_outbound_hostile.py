@@ -45,8 +45,6 @@ def test_greeting_421_defers(relay, world):
     assert "421" in ev.get("detail", ""), ev
 
 
-@pytest.mark.xfail(reason="engine: a failure while opening the connection (greeting, EHLO, "
-                   "TLS, AUTH) logs relay=HOST without [IP]:PORT", strict=False)
 def test_opening_failure_names_address_and_port(relay, world):
     dom = "g421log.hostile.test"
     world.raw("127.0.0.21", greeting_reply("421 4.3.2 Service shutting down"))
@@ -57,8 +55,6 @@ def test_opening_failure_names_address_and_port(relay, world):
     assert ev["relay"] == "mx.%s[127.0.0.21]:%d" % (dom, world.port), ev
 
 
-@pytest.mark.xfail(reason="engine: the enhanced code of a 421 greeting (4.3.2) is logged "
-                   "and reported as 4.0.0", strict=False)
 def test_greeting_421_keeps_its_enhanced_code(relay, world):
     dom = "g421code.hostile.test"
     world.raw("127.0.0.22", greeting_reply("421 4.3.2 Service shutting down"))
