@@ -63,6 +63,10 @@ static const struct setting settings[] = {
 	{ "queue", "retry_max", T_SECONDS, OFF(queue.retry_max), NULL, 3600, 1, 604800, false },
 	{ "queue", "max_lifetime", T_SECONDS, OFF(queue.max_lifetime), NULL, 432000, 1, 31536000, false },
 	{ "queue", "delay_warning", T_SECONDS, OFF(queue.delay_warning), NULL, 14400, 0, 31536000, false },
+	{ "inbound", "checks", T_BOOL, OFF(inbound.checks), NULL, 1, 0, 1, false },
+	{ "inbound", "authserv_id", T_STRING, OFF(inbound.authserv_id), NULL, 0, 0, 0, false },
+	{ "inbound", "dmarc_reject", T_BOOL, OFF(inbound.dmarc_reject), NULL, 1, 0, 1, false },
+	{ "inbound", "timeout", T_SECONDS, OFF(inbound.timeout), NULL, 10, 0.1, 300, false },
 	{ "outbound", "port", T_COUNT, OFF(outbound.port), NULL, 25, 1, 65535, false },
 	{ "outbound", "connections", T_COUNT, OFF(outbound.connections), NULL, 100, 1, 100000, false },
 	{ "outbound", "connections_per_destination", T_COUNT, OFF(outbound.connections_per_destination), NULL, 20, 1, 100000, false },
@@ -89,7 +93,7 @@ static const struct setting settings[] = {
 /* Groups and the list settings handled outside the table. */
 static const char *const top_level[] = { "server", "limits", "timeouts", "local",
 					 "listeners", "dns", "queue", "auth", "tls",
-					 "outbound", "routes", "dkim" };
+					 "outbound", "routes", "dkim", "inbound" };
 
 
 void cfg_error(struct loader *ld, const config_setting_t *s,
@@ -843,6 +847,7 @@ void config_unref(struct config *cfg)
 	free(cfg->tls.ciphersuites);
 	cfg_free_routes(cfg);
 	cfg_free_dkim(cfg);
+	free(cfg->inbound.authserv_id);
 	for (size_t i = 0; i < cfg->auth.nsenders; i++) {
 		for (size_t k = 0; k < cfg->auth.senders[i].naddresses; k++)
 			free(cfg->auth.senders[i].addresses[k]);

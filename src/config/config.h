@@ -111,6 +111,14 @@ enum tls_policy {
 	TLS_POLICY_NONE,        /* never STARTTLS */
 };
 
+/* Checks of mail arriving on mx listeners (SPF, DKIM, DMARC). */
+struct config_inbound {
+	bool checks;
+	char *authserv_id;     /* NULL: server.hostname */
+	bool dmarc_reject;     /* p=reject failures refused; false: recorded only */
+	double timeout;        /* seconds for each of SPF, keys, DMARC policy */
+};
+
 struct config_outbound {
 	uint64_t port;                 /* of MX and A/AAAA deliveries */
 	uint64_t connections;          /* in total */
@@ -176,6 +184,7 @@ struct config {
 	struct config_dns dns;
 	struct config_queue queue;
 	struct config_outbound outbound;
+	struct config_inbound inbound;
 	struct cfg_route *routes;
 	size_t nroutes;
 	struct cfg_dkim *dkim;

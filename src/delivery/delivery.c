@@ -292,8 +292,12 @@ static void rcpt_deferred(struct delivery *d, struct qmsg *m, size_t idx, const 
 {
 	struct env_rcpt *r = &m->env.rcpts[idx];
 	int64_t now = now_s();
-	int64_t age = now - m->env.arrival_us / 1000000;
-	if (age >= (int64_t)d->cfg->queue.max_lifetime) {
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	double age_exact = ((double)tv.tv_sec * 1e6 + (double)tv.tv_usec -
+			    (double)m->env.arrival_us) / 1e6;
+	int64_t age = (int64_t)age_exact;
+	if (age_exact >= d->cfg->queue.max_lifetime) {
 		char why[600];
 		snprintf(why, sizeof(why), "message expired after %llds in the queue: %s",
 			 (long long)age, detail);
@@ -306,7 +310,7 @@ static void rcpt_deferred(struct delivery *d, struct qmsg *m, size_t idx, const 
 			  detail);
 	log_outcome(m, idx, relay, "deferred", dsn, detail);
 	if (!r->delay_warned && d->cfg->queue.delay_warning > 0 &&
-	    age >= (int64_t)d->cfg->queue.delay_warning &&
+	    age_exact >= d->cfg->queue.delay_warning &&
 	    (r->notify == 0 || (r->notify & SMTP_NOTIFY_DELAY))) {
 		r->delay_warned = true;
 		owe_report(r, REPORT_DELAYED, dsn, remote, detail);

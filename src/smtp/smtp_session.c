@@ -40,9 +40,11 @@
 #include "queue/queue.h"
 #include "signer/signing.h"
 #include "smtp/auth_throttle.h"
+#include "smtp/inbound_auth.h"
 #include "smtp/received.h"
 #include "smtp/recipient.h"
 #include "smtp/smtp_server.h"
+#include "verify/spf.h"
 
 #define OUTPUT_PAUSE (256u * 1024)  /* stop reading while this much is unsent */
 #define INPUT_HIGH (256u * 1024)    /* reading stops past this much unprocessed */
@@ -97,6 +99,8 @@ struct smtp_session {
 	char auth_try_user[AUTH_FIELD_MAX + 1]; /* name being checked */
 	struct auth_check *auth_check; /* password check in flight */
 	struct signing *sign; /* DKIM for a submitted message, or NULL */
+	struct inbound_auth *inauth; /* SPF/DKIM/DMARC of an inbound message */
+	bool verifying;      /* S_COMMIT, waiting for inauth's verdict */
 	/* submission: the header section being held (see release_header) */
 	bool hdr_done;
 	char *hdr_buf;
@@ -241,6 +245,9 @@ static void txn_reset(struct smtp_session *s)
 	}
 	signing_free(s->sign);
 	s->sign = NULL;
+	inbound_auth_free(s->inauth);
+	s->inauth = NULL;
+	s->verifying = false;
 	envelope_reset(&s->env);
 	free(s->hdr_buf);
 	s->hdr_buf = NULL;
@@ -291,6 +298,39 @@ static bool has_field(const char *h, size_t len, const char *name)
 }
 
 /*
+ * Inbound (mx) with checks: write the held header section without the
+ * Authentication-Results fields that claim our authserv-id (RFC 8601 §5:
+ * forgeries, or left over from a previous pass). Fields are whole lines
+ * with their continuation lines; scope is the header section's length.
+ */
+static void write_header_without_our_ar(struct smtp_session *s, const char *h, size_t len,
+					size_t scope)
+{
+	const char *id = s->cfg->inbound.authserv_id ? s->cfg->inbound.authserv_id
+						     : s->cfg->hostname;
+	size_t i = 0, kept = 0, dropped = 0;
+	while (i < scope) {
+		size_t end = i;
+		do {
+			const char *nl = memchr(h + end, '\n', scope - end);
+			end = nl ? (size_t)(nl - h) + 1 : scope;
+		} while (end < scope && (h[end] == ' ' || h[end] == '\t'));
+		if (inbound_auth_is_ours(h + i, end - i, id)) {
+			if (i > kept)
+				write_content(s, h + kept, i - kept);
+			kept = end;
+			dropped++;
+		}
+		i = end;
+	}
+	write_content(s, h + kept, len - kept);
+	if (dropped > 0)
+		log_msg(LOG_INFO, "ar_removed", "sid=%llu: %zu Authentication-Results field%s "
+			"claiming %s removed", (unsigned long long)s->sid, dropped,
+			dropped == 1 ? "" : "s", id);
+}
+
+/*
  * Submission (RFC 6409 8.2, 8.3): a message without Message-ID: or Date:
  * gets ours. The header section is held back (at most HEADER_HOLD_MAX
  * octets) until its end is seen, then the missing fields go in front of
@@ -305,6 +345,13 @@ static void release_header(struct smtp_session *s)
 	if (end == NULL && len >= 4)
 		end = memmem(h, len, "\r\n\r\n", 4);
 	size_t scope = end ? (size_t)(end - h) : (s->hdr_len < HEADER_HOLD_MAX ? len : 0);
+	if (s->listener->role == ROLE_MX) {
+		write_header_without_our_ar(s, h, len, scope);
+		free(s->hdr_buf);
+		s->hdr_buf = NULL;
+		s->hdr_len = 0;
+		return;
+	}
 	char add[512];
 	size_t n = 0;
 	if (scope > 0 || end == h) {
@@ -329,6 +376,8 @@ static void release_header(struct smtp_session *s)
 static int sink(void *arg, const char *buf, size_t len)
 {
 	struct smtp_session *s = arg;
+	if (s->inauth)
+		inbound_auth_feed(s->inauth, buf, len);
 	if (s->hdr_done) {
 		write_content(s, buf, len);
 		return 0;
@@ -404,7 +453,7 @@ static bool open_txn(struct smtp_session *s)
 	size_t nrcpt = s->env.nrcpts;
 	char *from = xstrdup(s->env.sender ? s->env.sender : "");
 	const char *id;
-	if (open_local_txn(s)) {
+	if (s->inauth == NULL && open_local_txn(s)) {
 		id = s->ltxn_id;
 	} else {
 		s->txn = queue_txn_begin(smtp_server_queue(s->srv), &s->env, err, sizeof(err));
@@ -421,7 +470,7 @@ static bool open_txn(struct smtp_session *s)
 	s->log_nrcpt = nrcpt;
 	/* Only submitted mail is completed; mail relayed to us is not ours
 	 * to change. */
-	s->hdr_done = s->listener->role == ROLE_MX;
+	s->hdr_done = s->listener->role == ROLE_MX && s->inauth == NULL;
 	s->hdr_len = 0;
 	strlcpy_safe(s->hdr_id, id, sizeof(s->hdr_id));
 	/* Submitted mail that goes through the queue (it may leave) is
@@ -531,6 +580,49 @@ static void commit(struct smtp_session *s)
 	queue_txn_commit(t, on_committed, s);
 }
 
+static char *copy_prefix(void *arg, size_t *len)
+{
+	*len = strlen(arg);
+	return xstrdup(arg);
+}
+
+/* SPF, DKIM and DMARC have spoken: refuse, or commit with their
+ * Authentication-Results field in front of the message. */
+static void on_verdict(void *arg, const struct inbound_verdict *v)
+{
+	struct smtp_session *s = arg;
+	s->verifying = false;
+	struct log_line l;
+	log_begin(&l, v->reject ? LOG_WARNING : LOG_INFO, "authenticated");
+	log_int(&l, "sid", (long long)s->sid);
+	log_str(&l, "spf", v->spf);
+	log_str(&l, "dkim", v->dkim);
+	log_str(&l, "dmarc", v->dmarc);
+	log_str(&l, "from_domain", v->from_domain);
+	if (v->reject)
+		log_str(&l, "action", "reject");
+	log_end(&l);
+	if (v->reject) {
+		reply(s, v->reply);
+		log_reject(s, "DATA", v->reply);
+		s->paused = false;
+		back_to_ready(s);
+		if (s->close_after_commit) {
+			reply(s, s->close_after_commit);
+			close_after_flush(s);
+			settle(s);
+			return;
+		}
+		conn_start_reading(s->conn);
+		process(s);
+		settle(s);
+		return;
+	}
+	queue_txn_set_prefix(s->txn, copy_prefix, free, xstrndup(v->header, v->header_len));
+	s->state = S_DATA; /* commit() moves to S_COMMIT again */
+	commit(s);
+}
+
 /* The content ended (DATA's dot, or the LAST chunk): check and commit. */
 static void content_done(struct smtp_session *s, const char *what, enum data_error e)
 {
@@ -538,6 +630,13 @@ static void content_done(struct smtp_session *s, const char *what, enum data_err
 	case DATA_ERR_NONE:
 		if (!s->hdr_done)
 			release_header(s); /* a message that is all header */
+		if (s->inauth) {
+			set_state(s, S_COMMIT);
+			s->paused = true;
+			s->verifying = true;
+			inbound_auth_finish(s->inauth, on_verdict, s);
+			return;
+		}
 		commit(s);
 		return;
 	case DATA_ERR_BARE_LF:
@@ -624,6 +723,21 @@ static const char *param_reply(enum smtp_param_status st)
 	return "250 2.0.0";
 }
 
+/* Mail from other servers (mx, not authenticated, not a relay network)
+ * gets SPF, DKIM and DMARC checks (inbound_auth.h). */
+static void start_inbound_checks(struct smtp_session *s)
+{
+	if (s->listener->role != ROLE_MX || s->auth_user || s->relay_network ||
+	    !s->cfg->inbound.checks)
+		return;
+	struct sockaddr_storage ss;
+	if (!spf_parse_ip(s->client, &ss))
+		return;
+	s->inauth = inbound_auth_start(smtp_server_base(s->srv), smtp_server_dns(s->srv),
+				       s->cfg, (const struct sockaddr *)&ss,
+				       s->env.helo ? s->env.helo : "", s->env.sender, NULL);
+}
+
 static void cmd_mail(struct smtp_session *s, const char *arg, size_t len)
 {
 	long off = smtp_cmd_path_offset(arg, len, "FROM:");
@@ -690,6 +804,7 @@ static void cmd_mail(struct smtp_session *s, const char *arg, size_t len)
 	s->env.ret = mp.ret;
 	envelope_set(&s->env.envid, mp.has_envid ? mp.envid : NULL);
 	envelope_set(&s->env.auth, mp.has_auth ? mp.auth : NULL);
+	start_inbound_checks(s);
 	set_state(s, S_MAIL);
 	reply(s, "250 2.1.0 Ok");
 }
@@ -1408,6 +1523,9 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 
 static void close_now(struct smtp_session *s)
 {
+	/* Waiting for SPF/DKIM/DMARC is not a commit in flight: txn_reset
+	 * below cancels it, and nothing will call back. */
+	bool waiting_verdict = s->verifying;
 	struct log_line l;
 	log_begin(&l, LOG_INFO, "disconnect");
 	log_int(&l, "sid", (long long)s->sid);
@@ -1431,8 +1549,8 @@ static void close_now(struct smtp_session *s)
 	conn_free(s->conn);
 	s->conn = NULL;
 	smtp_server_session_closed(s->srv, s);
-	if (s->state == S_COMMIT) {
-		s->detached = true; /* on_committed frees it */
+	if (s->state == S_COMMIT && !waiting_verdict) {
+		s->detached = true; /* a commit is in flight: on_committed frees it */
 		return;
 	}
 	session_free(s);

@@ -1,0 +1,187 @@
+"""SPF, DKIM and DMARC on the mx listener, end to end: a loopback DNS
+server (tests/lib/dns_server.py) publishes SPF, DKIM key and DMARC
+records; messages signed by python3-dkim (an independent signer) arrive
+over SMTP; the delivered copy carries one Authentication-Results field
+with our authserv-id, forged ones are removed, and a DMARC p=reject
+failure is refused with 550 5.7.1 (or only recorded, when configured).
+DNS trouble gives temperror, never a refusal.
+"""
+import base64
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "lib"))
+
+from dns_server import DNSServer  # noqa: E402
+from fulmar_test import SMTPClient, wait_for_one  # noqa: E402
+
+dkim = pytest.importorskip("dkim")
+
+AUTHSERV = "mx.test.local"
+
+
+def rsa_key(tmpdir):
+    key = os.path.join(tmpdir, "k.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                    "rsa_keygen_bits:2048", "-out", key], check=True, capture_output=True)
+    der = subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"],
+                         check=True, capture_output=True).stdout
+    with open(key, "rb") as f:
+        return f.read(), "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    priv, record = rsa_key(str(tmp_path_factory.mktemp("dkim")))
+    zone = {
+        # sender domains
+        ("good.test", "TXT"): ["v=spf1 ip4:127.0.0.0/8 -all"],
+        ("_dmarc.good.test", "TXT"): ["v=DMARC1; p=reject"],
+        ("sel._domainkey.good.test", "TXT"): [record],
+        ("spoofed.test", "TXT"): ["v=spf1 ip4:192.0.2.1 -all"],
+        ("_dmarc.spoofed.test", "TXT"): ["v=DMARC1; p=reject"],
+        ("soft.test", "TXT"): ["v=spf1 ip4:192.0.2.1 ~all"],
+        ("_dmarc.soft.test", "TXT"): ["v=DMARC1; p=none"],
+        ("lax.test", "TXT"): ["v=spf1 ip4:192.0.2.1 -all"],
+        ("_dmarc.lax.test", "TXT"): ["v=DMARC1; p=quarantine"],
+    }
+    srv = DNSServer(zone, servfail=["broken.test", "_dmarc.broken.test"])
+    yield srv, priv
+    srv.close()
+
+
+def daemon(fulmar_factory, world, **inbound):
+    srv, _ = world
+    cfg = {"checks": True}
+    cfg.update(inbound)
+    return fulmar_factory(dns={"reverse_lookups": False, "resolvers": srv.address},
+                          inbound=cfg)
+
+
+def message(from_domain, subject="hello", extra=b""):
+    return (b"From: Someone <someone@" + from_domain.encode() + b">\r\n"
+            b"To: alice@example.test\r\n"
+            b"Subject: " + subject.encode() + b"\r\n"
+            b"Date: Mon, 6 May 2024 10:00:00 +0000\r\n"
+            b"Message-ID: <" + subject.encode() + b"@x>\r\n" + extra +
+            b"\r\nbody of the message\r\n")
+
+
+def signed(msg, priv, domain="good.test"):
+    sig = dkim.sign(msg, b"sel", domain.encode(), priv,
+                    include_headers=[b"from", b"to", b"subject", b"date"])
+    return sig + msg
+
+
+def send(d, sender, msg, helo="client.test"):
+    """One transaction; the reply to the final dot as (code, first line)."""
+    with SMTPClient(d.port) as c:
+        assert c.cmd("EHLO " + helo).code == 250
+        assert c.cmd("MAIL FROM:<%s>" % sender).code == 250
+        assert c.cmd("RCPT TO:<alice@example.test>").code == 250
+        assert c.cmd("DATA").code == 354
+        c.send(msg.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+        r = c.reply(timeout=30)
+        c.cmd("QUIT")
+    return r.code, r.lines
+
+
+def ar_fields(delivered):
+    head = delivered.split(b"\n\n", 1)[0]
+    unfolded = re.sub(rb"\n[ \t]+", b" ", head)
+    return [ln for ln in unfolded.split(b"\n")
+            if ln.lower().startswith(b"authentication-results:")]
+
+
+def test_all_pass(fulmar_factory, world):
+    d = daemon(fulmar_factory, world)
+    code, _ = send(d, "someone@good.test", signed(message("good.test"), world[1]))
+    assert code == 250
+    got = wait_for_one(d.maildir("alice"))
+    ar = ar_fields(got)
+    assert len(ar) == 1, ar
+    a = ar[0].decode()
+    assert a.startswith("Authentication-Results: " + AUTHSERV + ";"), a
+    assert "spf=pass smtp.mailfrom=someone@good.test" in a
+    assert "dkim=pass header.d=good.test header.s=sel" in a
+    assert re.search(r"dmarc=pass \(p=reject dis=none\) header.from=good.test", a), a
+    assert d.log_lines_with("event=authenticated")
+
+
+def test_dmarc_reject_is_refused(fulmar_factory, world):
+    d = daemon(fulmar_factory, world)
+    code, lines = send(d, "someone@spoofed.test", message("spoofed.test"))
+    assert code == 550, lines
+    assert lines[0].startswith("5.7.1"), lines
+    assert not os.path.isdir(os.path.join(d.maildir("alice"), "new")) or \
+        not os.listdir(os.path.join(d.maildir("alice"), "new"))
+
+
+def test_dmarc_reject_recorded_only(fulmar_factory, world):
+    d = daemon(fulmar_factory, world, dmarc_reject=False)
+    code, _ = send(d, "someone@spoofed.test", message("spoofed.test"))
+    assert code == 250
+    a = ar_fields(wait_for_one(d.maildir("alice")))[0].decode()
+    assert "spf=fail" in a and "dkim=none" in a, a
+    assert re.search(r"dmarc=fail \(p=reject dis=reject\)", a), a
+
+
+def test_softfail_and_policy_none(fulmar_factory, world):
+    d = daemon(fulmar_factory, world)
+    code, _ = send(d, "x@soft.test", message("soft.test"))
+    assert code == 250
+    a = ar_fields(wait_for_one(d.maildir("alice")))[0].decode()
+    assert "spf=softfail" in a and "dmarc=fail (p=none dis=none)" in a, a
+
+
+def test_tampered_signature_fails_dkim(fulmar_factory, world):
+    d = daemon(fulmar_factory, world)
+    msg = signed(message("good.test"), world[1]).replace(b"body of", b"body 0f")
+    code, _ = send(d, "someone@good.test", msg)
+    assert code == 250   # SPF still passes and aligns: DMARC passes
+    a = ar_fields(wait_for_one(d.maildir("alice")))[0].decode()
+    assert "dkim=fail" in a and "dmarc=pass" in a, a
+
+
+def test_dns_trouble_is_temperror_not_refusal(fulmar_factory, world):
+    d = daemon(fulmar_factory, world)
+    code, _ = send(d, "x@broken.test", message("broken.test"))
+    assert code == 250
+    a = ar_fields(wait_for_one(d.maildir("alice")))[0].decode()
+    assert "spf=temperror" in a and "dmarc=temperror" in a, a
+
+
+def test_forged_results_are_removed(fulmar_factory, world):
+    d = daemon(fulmar_factory, world)
+    forged = (b"Authentication-Results: " + AUTHSERV.encode() + b";\r\n"
+              b"\tspf=pass smtp.mailfrom=ceo@good.test; dmarc=pass\r\n"
+              b"Authentication-Results: other.example; spf=pass\r\n")
+    code, _ = send(d, "x@soft.test", message("soft.test", extra=forged))
+    assert code == 250
+    got = wait_for_one(d.maildir("alice"))
+    ar = ar_fields(got)
+    ours = [x for x in ar if x.split(b":", 1)[1].strip().startswith(AUTHSERV.encode())]
+    assert len(ours) == 1 and b"spf=softfail" in ours[0], ar
+    assert any(b"other.example" in x for x in ar), "a foreign field stays"
+    assert b"ceo@good.test" not in got
+    assert d.log_lines_with("event=ar_removed")
+
+
+def test_null_sender_uses_helo(fulmar_factory, world):
+    d = daemon(fulmar_factory, world)
+    code, _ = send(d, "", message("good.test", subject="bounce"), helo="good.test")
+    assert code == 250
+    a = ar_fields(wait_for_one(d.maildir("alice")))[0].decode()
+    assert "spf=pass smtp.helo=good.test" in a, a
+
+
+def test_checks_off_by_configuration(fulmar_factory, world):
+    d = daemon(fulmar_factory, world, checks=False)
+    code, _ = send(d, "someone@spoofed.test", message("spoofed.test"))
+    assert code == 250
+    assert ar_fields(wait_for_one(d.maildir("alice"))) == []
