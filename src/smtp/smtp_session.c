@@ -490,6 +490,23 @@ static bool open_txn(struct smtp_session *s)
 	return true;
 }
 
+/* The transaction's end was answered: the next command, or the 421 that
+ * waited for it. */
+static void resume_after_commit(struct smtp_session *s)
+{
+	s->paused = false;
+	back_to_ready(s);
+	if (s->close_after_commit) {
+		reply(s, s->close_after_commit);
+		close_after_flush(s);
+		settle(s);
+		return;
+	}
+	conn_start_reading(s->conn);
+	process(s);
+	settle(s);
+}
+
 static void on_committed(void *arg, int err, const char *id)
 {
 	struct smtp_session *s = arg;
@@ -515,17 +532,7 @@ static void on_committed(void *arg, int err, const char *id)
 		reply(s, "451 4.3.0 Error: queue file write error, try again later");
 		log_reject(s, "DATA", "451 4.3.0 queue write error");
 	}
-	s->paused = false;
-	back_to_ready(s);
-	if (s->close_after_commit) {
-		reply(s, s->close_after_commit);
-		close_after_flush(s);
-		settle(s);
-		return;
-	}
-	conn_start_reading(s->conn);
-	process(s);
-	settle(s);
+	resume_after_commit(s);
 }
 
 /* Deliver-at-receipt finished: log like the queue and the delivery
@@ -605,17 +612,7 @@ static void on_verdict(void *arg, const struct inbound_verdict *v)
 	if (v->reject) {
 		reply(s, v->reply);
 		log_reject(s, "DATA", v->reply);
-		s->paused = false;
-		back_to_ready(s);
-		if (s->close_after_commit) {
-			reply(s, s->close_after_commit);
-			close_after_flush(s);
-			settle(s);
-			return;
-		}
-		conn_start_reading(s->conn);
-		process(s);
-		settle(s);
+		resume_after_commit(s);
 		return;
 	}
 	queue_txn_set_prefix(s->txn, copy_prefix, free, xstrndup(v->header, v->header_len));
