@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "lib/dns_cache.h"
 #include "lib/xalloc.h"
 
 #define DNS_MAX_SOCKETS 16
@@ -25,12 +27,16 @@ struct watch {
 	struct event *ev;
 };
 
+#define DNS_CACHE_ENTRIES 10000
+
 struct dns {
 	struct event_base *base;
 	ares_channel channel;
 	struct event *timer;
 	struct watch watches[DNS_MAX_SOCKETS];
 	bool freeing;
+	struct dns_cache *cache;       /* MX and TXT answers */
+	struct dns_query *from_cache;  /* queries answered from it, not yet delivered */
 };
 
 struct dns_query {
@@ -54,6 +60,15 @@ struct dns_query {
 	struct sockaddr_storage v6[DNS_ADDRS_MAX], v4[DNS_ADDRS_MAX];
 	size_t n6, n4;
 	int status6, status4;
+	/* cached queries (MX, TXT): what to keep, or the answer kept */
+	ares_callback handler;
+	int qtype;
+	char *qname;
+	struct event *cached_ev;
+	int cached_status;
+	unsigned char *cached_buf;
+	int cached_len;
+	struct dns_query *cache_next, *cache_prev;
 };
 
 static void arm_timer(struct dns *d)
@@ -147,6 +162,7 @@ struct dns *dns_new(struct event_base *base, const char *servers, double timeout
 		return NULL;
 	}
 	d->timer = evtimer_new(base, on_timer, d);
+	d->cache = dns_cache_new(DNS_CACHE_ENTRIES);
 	return d;
 }
 
@@ -156,6 +172,16 @@ void dns_free(struct dns *d)
 		return;
 	d->freeing = true;
 	ares_destroy(d->channel); /* runs every pending callback (ARES_EDESTRUCTION) */
+	while (d->from_cache) {
+		struct dns_query *q = d->from_cache;
+		d->from_cache = q->cache_next;
+		event_free(q->cached_ev);
+		free(q->cached_buf);
+		free(q->qname);
+		free(q->name);
+		free(q);
+	}
+	dns_cache_free(d->cache);
 	for (int i = 0; i < DNS_MAX_SOCKETS; i++)
 		if (d->watches[i].ev)
 			event_free(d->watches[i].ev);
@@ -167,6 +193,7 @@ static void query_release(struct dns_query *q)
 {
 	if (q->pending > 0 || !q->done)
 		return;
+	free(q->qname);
 	free(q->name);
 	free(q);
 }
@@ -304,6 +331,63 @@ static struct dns_query *query_started(struct dns_query *q)
 	return q;
 }
 
+static double now_mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A c-ares answer for a cached query: keep it, then handle it. */
+static void on_cacheable(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct dns_query *q = arg;
+	if (!q->d->freeing)
+		dns_cache_put(q->d->cache, q->qtype, q->qname, status, abuf, alen, now_mono());
+	q->handler(arg, status, timeouts, abuf, alen);
+}
+
+/* An answer from the cache, delivered from the loop like a real one. */
+static void on_cached(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct dns_query *q = arg;
+	struct dns *d = q->d;
+	if (q->cache_prev)
+		q->cache_prev->cache_next = q->cache_next;
+	else
+		d->from_cache = q->cache_next;
+	if (q->cache_next)
+		q->cache_next->cache_prev = q->cache_prev;
+	event_free(q->cached_ev);
+	q->cached_ev = NULL;
+	unsigned char *buf = q->cached_buf;
+	q->cached_buf = NULL;
+	q->handler(q, q->cached_status, 0, buf, q->cached_len);
+	free(buf);
+}
+
+/* ares_query through the cache. q->pending counts this answer. */
+static void cached_query(struct dns_query *q, const char *name, int type, ares_callback cb)
+{
+	struct dns *d = q->d;
+	q->handler = cb;
+	q->qtype = type;
+	if (dns_cache_get(d->cache, type, name, now_mono(), &q->cached_status, &q->cached_buf,
+			  &q->cached_len)) {
+		q->cached_ev = evtimer_new(d->base, on_cached, q);
+		q->cache_next = d->from_cache;
+		if (d->from_cache)
+			d->from_cache->cache_prev = q;
+		d->from_cache = q;
+		event_active(q->cached_ev, EV_TIMEOUT, 0);
+		return;
+	}
+	q->qname = xstrdup(name);
+	ares_query(d->channel, name, ns_c_in, type, on_cacheable, q);
+}
+
 static void on_mx(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
 	(void)timeouts;
@@ -345,7 +429,7 @@ struct dns_query *dns_lookup_mx(struct dns *d, const char *domain, dns_mx_fn fn,
 	struct dns_query *q = query_new(d, arg);
 	q->mx_fn = fn;
 	q->pending = 2;
-	ares_query(d->channel, domain, ns_c_in, ns_t_mx, on_mx, q);
+	cached_query(q, domain, ns_t_mx, on_mx);
 	return query_started(q);
 }
 
@@ -490,7 +574,7 @@ struct dns_query *dns_lookup_txt(struct dns *d, const char *name, dns_txt_fn fn,
 	struct dns_query *q = query_new(d, arg);
 	q->txt_fn = fn;
 	q->pending = 2;
-	ares_query(d->channel, name, ns_c_in, ns_t_txt, on_txt, q);
+	cached_query(q, name, ns_t_txt, on_txt);
 	return query_started(q);
 }
 

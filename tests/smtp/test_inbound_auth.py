@@ -185,3 +185,17 @@ def test_checks_off_by_configuration(fulmar_factory, world):
     code, _ = send(d, "someone@spoofed.test", message("spoofed.test"))
     assert code == 250
     assert ar_fields(wait_for_one(d.maildir("alice"))) == []
+
+
+def test_answers_are_cached(fulmar_factory, world):
+    srv, priv = world
+    d = daemon(fulmar_factory, world)
+    before = srv.queried("_dmarc.good.test", "TXT")
+    before_key = srv.queried("sel._domainkey.good.test", "TXT")
+    for i in range(3):
+        code, _ = send(d, "someone@good.test",
+                       signed(message("good.test", subject="c%d" % i), priv))
+        assert code == 250
+    # One lookup of the policy and of the key for three messages (TTL 60).
+    assert srv.queried("_dmarc.good.test", "TXT") - before == 1
+    assert srv.queried("sel._domainkey.good.test", "TXT") - before_key == 1
