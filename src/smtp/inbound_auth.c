@@ -34,13 +34,18 @@ struct inbound_auth {
 	bool dmarc_reject;
 	char authserv_id[256];
 	char id[32];
-	/* SPF */
+	/* SPF of MAIL FROM (of HELO for <>), and of HELO on its own */
 	struct spf_async *spf_q;
 	bool spf_done;
 	enum spf_result spf;
 	char spf_domain[256];
 	char spf_identity[16];   /* "mailfrom" or "helo" */
 	char spf_value[300];     /* the address or name checked */
+	struct spf_async *helo_q;
+	bool helo_done;
+	bool helo_checked;       /* a separate HELO check ran */
+	enum spf_result helo_spf;
+	char helo[256];
 	/* DKIM */
 	struct dkim_verify *dkim;
 	struct dkim_verify_async *dkim_q;
@@ -73,6 +78,15 @@ static void on_spf(void *arg, const struct spf_outcome *r)
 	a->spf_done = true;
 	a->spf = r->result;
 	snprintf(a->spf_domain, sizeof(a->spf_domain), "%s", r->domain ? r->domain : "");
+	maybe_done(a);
+}
+
+static void on_helo_spf(void *arg, const struct spf_outcome *r)
+{
+	struct inbound_auth *a = arg;
+	a->helo_q = NULL;
+	a->helo_done = true;
+	a->helo_spf = r->result;
 	maybe_done(a);
 }
 
@@ -118,6 +132,8 @@ struct inbound_auth *inbound_auth_start(struct event_base *base, struct dns *dns
 		snprintf(a->spf_identity, sizeof(a->spf_identity), "helo");
 		snprintf(a->spf_value, sizeof(a->spf_value), "%s", h);
 	}
+	snprintf(a->helo, sizeof(a->helo), "%s", h);
+	a->helo_done = true;
 	if (dns == NULL) {
 		a->spf_done = true;
 		a->spf = SPF_TEMPERROR;
@@ -127,6 +143,14 @@ struct inbound_auth *inbound_auth_start(struct event_base *base, struct dns *dns
 				    : spf_new_helo(client, h);
 	spf_set_receiver(c, a->authserv_id);
 	a->spf_q = spf_async_start(base, dns, c, a->timeout, on_spf, a);
+	/* RFC 7208 §2.3: the HELO identity too, when MAIL FROM is not it. */
+	if (mailfrom[0] && h[0]) {
+		struct spf *hc = spf_new_helo(client, h);
+		spf_set_receiver(hc, a->authserv_id);
+		a->helo_done = false;
+		a->helo_checked = true;
+		a->helo_q = spf_async_start(base, dns, hc, a->timeout, on_helo_spf, a);
+	}
 	return a;
 }
 
@@ -250,6 +274,12 @@ static void fire(evutil_socket_t fd, short what, void *arg)
 	put(&o, spf_result_name(a->spf));
 	put(&o, a->spf_identity[0] == 'm' ? " smtp.mailfrom=" : " smtp.helo=");
 	put_value(&o, a->spf_value[0] ? a->spf_value : "unknown");
+	if (a->helo_checked) {
+		put(&o, ";\r\n\tspf=");
+		put(&o, spf_result_name(a->helo_spf));
+		put(&o, " smtp.helo=");
+		put_value(&o, a->helo);
+	}
 	/* DKIM */
 	int n = a->dkim_n;
 	struct dmarc_dkim dd[DKIM_VERIFY_MAX_SIGS];
@@ -344,7 +374,8 @@ static void fire(evutil_socket_t fd, short what, void *arg)
 
 static void maybe_done(struct inbound_auth *a)
 {
-	if (!a->finishing || !a->spf_done || !a->dkim_done || !a->dmarc_done)
+	if (!a->finishing || !a->spf_done || !a->helo_done || !a->dkim_done ||
+	    !a->dmarc_done)
 		return;
 	a->finishing = false;
 	/* From the loop, never inside inbound_auth_finish. */
@@ -358,6 +389,7 @@ void inbound_auth_free(struct inbound_auth *a)
 	if (a == NULL)
 		return;
 	spf_async_cancel(a->spf_q);
+	spf_async_cancel(a->helo_q);
 	dkim_verify_async_cancel(a->dkim_q);
 	dmarc_async_cancel(a->dmarc_q);
 	dkim_verify_free(a->dkim);

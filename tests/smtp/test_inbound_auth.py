@@ -48,6 +48,8 @@ def world(tmp_path_factory):
         ("soft.test", "TXT"): ["v=spf1 ip4:192.0.2.1 ~all"],
         ("_dmarc.soft.test", "TXT"): ["v=DMARC1; p=none"],
         ("lax.test", "TXT"): ["v=spf1 ip4:192.0.2.1 -all"],
+        ("helo.good.test", "TXT"): ["v=spf1 a -all"],
+        ("helo.good.test", "A"): ["127.0.0.1"],
         ("_dmarc.lax.test", "TXT"): ["v=DMARC1; p=quarantine"],
     }
     srv = DNSServer(zone, servfail=["broken.test", "_dmarc.broken.test"])
@@ -108,6 +110,7 @@ def test_all_pass(fulmar_factory, world):
     a = ar[0].decode()
     assert a.startswith("Authentication-Results: " + AUTHSERV + ";"), a
     assert "spf=pass smtp.mailfrom=someone@good.test" in a
+    assert "spf=none smtp.helo=client.test" in a, a   # HELO checked too
     assert "dkim=pass header.d=good.test header.s=sel" in a
     assert re.search(r"dmarc=pass \(p=reject dis=none\) header.from=good.test", a), a
     assert d.log_lines_with("event=authenticated")
@@ -199,3 +202,12 @@ def test_answers_are_cached(fulmar_factory, world):
     # One lookup of the policy and of the key for three messages (TTL 60).
     assert srv.queried("_dmarc.good.test", "TXT") - before == 1
     assert srv.queried("sel._domainkey.good.test", "TXT") - before_key == 1
+
+
+def test_helo_identity_checked_with_mail_from(fulmar_factory, world):
+    d = daemon(fulmar_factory, world)
+    code, _ = send(d, "x@soft.test", message("soft.test"), helo="helo.good.test")
+    assert code == 250
+    a = ar_fields(wait_for_one(d.maildir("alice")))[0].decode()
+    assert "spf=softfail smtp.mailfrom=x@soft.test" in a, a
+    assert "spf=pass smtp.helo=helo.good.test" in a, a
