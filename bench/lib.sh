@@ -1,20 +1,32 @@
 # shellcheck shell=bash
 # bench/lib.sh: what the benchmark scripts share (sourced by bench/run.sh,
-# bench/tls_run.sh and bench/relay_run.sh, never run on its own): checks,
-# the work directory and the file system under test, a private Postfix
-# instance, a Fulmar daemon, the Maildir job of run.sh and tls_run.sh, and
-# the clean-up that stops them on any exit.
+# bench/tls_run.sh, bench/relay_run.sh and bench/dkim_run.sh, never run on
+# its own): checks, the work directory and the file system under test, a
+# private Postfix instance, a Fulmar daemon, the Maildir job of run.sh and
+# tls_run.sh, the relay job of relay_run.sh and dkim_run.sh, and the
+# clean-up that stops them on any exit.
 #
 # The sourcing script sets first: BENCH (this folder), PY, SERVERS, KEEP,
 # FS (loop|tmp), FULMAR_BIN, FULMAR_PORT, POSTFIX_PORT, BENCH_TAG (the
 # prefix of log lines). It may define bench_stop_extra (called first on
-# exit, to stop its own helpers). Everything stays on 127.0.0.0/8; port 25
-# is refused.
+# exit, to stop its own helpers) or hand helpers it starts to bench_track.
+# Everything stays on 127.0.0.0/8; port 25 is refused.
 
 log() { printf '[%s %(%H:%M:%S)T] %s\n' "$BENCH_TAG" -1 "$*" >&2; }
 die() { log "FATAL: $*"; exit 1; }
 
 has_server() { [[ ",$SERVERS," == *",$1,"* ]]; }
+
+# bench_build_fulmar [BUILD_DIR]: when FULMAR_BIN does not exist, builds
+# BUILD_DIR (default build/; RelWithDebInfo, no tests) from this tree.
+bench_build_fulmar() {
+    # shellcheck disable=SC2153  # FULMAR_BIN is the sourcing script's
+    [ ! -x "$FULMAR_BIN" ] || return 0
+    local b=${1:-$ROOT/build}
+    log "building $FULMAR_BIN in $b"
+    cmake -S "$ROOT" -B "$b" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFULMAR_TESTS=OFF >&2
+    cmake --build "$b" -j2 >&2
+}
 
 # Root, python3, smtp-source (SMTP_SOURCE), postfix, the Fulmar binary and
 # its system user, as the selected servers need.
@@ -36,6 +48,21 @@ bench_check_tools() {
     fi
 }
 
+# bench_need_packages PKG...: installs the Debian packages that are
+# missing (the benchmark's own dependencies; the tests' are
+# scripts/install-deps.sh's).
+bench_need_packages() {
+    local p missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -gt 0 ] || return 0
+    log "installing ${missing[*]}"
+    apt-get update -q >&2 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 ||
+        die "cannot install ${missing[*]}"
+}
+
 port_busy() { ss -Htln "sport = :$1" | grep -q .; }
 
 # bench_check_ports PORT...: none is 25, none is in use.
@@ -51,17 +78,32 @@ FULMAR_PID=""
 PF_CONF=""
 PF_PID=""
 LOOP_MOUNTED=0
+BENCH_HELPERS=()
 
-bench_cleanup() {
-    local rc=$?
-    set +e
-    if declare -F bench_stop_extra >/dev/null; then bench_stop_extra; fi
+# bench_track PID: a helper (a sink, a milter) this script started, stopped
+# (TERM) on exit.
+bench_track() { BENCH_HELPERS+=("$1"); }
+
+# stop_fulmar: SIGTERM, up to 10 s for a clean exit, then SIGKILL.
+stop_fulmar() {
     if [ -n "$FULMAR_PID" ] && kill -0 "$FULMAR_PID" 2>/dev/null; then
         kill -TERM "$FULMAR_PID"
         for _ in $(seq 50); do kill -0 "$FULMAR_PID" 2>/dev/null || break; sleep 0.2; done
         kill -0 "$FULMAR_PID" 2>/dev/null && kill -KILL "$FULMAR_PID"
         wait "$FULMAR_PID" 2>/dev/null
     fi
+    FULMAR_PID=""
+}
+
+bench_cleanup() {
+    local rc=$?
+    set +e
+    if declare -F bench_stop_extra >/dev/null; then bench_stop_extra; fi
+    local h
+    for h in "${BENCH_HELPERS[@]}"; do
+        if kill -0 "$h" 2>/dev/null; then kill "$h"; wait "$h" 2>/dev/null; fi
+    done
+    stop_fulmar
     if [ -n "$PF_CONF" ] && [ -f "$D/postfix/spool/pid/master.pid" ]; then
         local mpid
         mpid=$(tr -dc 0-9 <"$D/postfix/spool/pid/master.pid" 2>/dev/null)
@@ -339,6 +381,9 @@ check_alive() {
     kill -0 "$pid" 2>/dev/null || die "$s (pid $pid) died; see $D/$s"
 }
 
+# A log line that reports a problem, in either server's log.
+BENCH_PROBLEM_RE=' (warning|error) event=|warning:|fatal:|panic:|error:|AddressSanitizer|runtime error'
+
 # bench_log_problems SERVER...: counts (and shows the commonest) warning
 # and error lines in each server's logs.
 bench_log_problems() {
@@ -349,12 +394,125 @@ bench_log_problems() {
             fulmar) f=("$D/fulmar/fulmar.log" "$D/fulmar/stderr.log") ;;
             postfix) f=("$D/postfix/maillog") ;;
         esac
-        n=$(cat "${f[@]}" 2>/dev/null | grep -Eci ' (warning|error) event=|warning:|fatal:|panic:|error:|AddressSanitizer|runtime error' || true)
+        n=$(cat "${f[@]}" 2>/dev/null | grep -Eci "$BENCH_PROBLEM_RE" || true)
         log "$s: $n warning/error log lines"
         if [ "$n" -gt 0 ]; then
-            cat "${f[@]}" | grep -Ei ' (warning|error) event=|warning:|fatal:|panic:|error:|AddressSanitizer|runtime error' |
+            cat "${f[@]}" | grep -Ei "$BENCH_PROBLEM_RE" |
                 sed -E 's/[0-9A-F]{8,}/ID/g; s/sid=[0-9]+/sid=N/; s/^[0-9T:.-]+Z? //; s/^[A-Z][a-z]{2} [ 0-9]{2} [0-9:]{8} //' |
                 cut -c1-200 | sort | uniq -c | sort -rn | head -n 8 >&2
         fi
     done
+}
+
+# ---------------------------------------------------------------- relay job
+# The job of relay_run.sh and dkim_run.sh: smtp-source -> server ->
+# smtp-sink. The sourcing script sets SINK_PORT and RELAY_ROUTES, the
+# routes as DOMAIN=PORT, every next hop on 127.0.0.1: relay.test=$SINK_PORT
+# is the bulk route (Postfix's relayhost), the others test domains of
+# their own.
+
+# start_sink: smtp-sink on 127.0.0.1:$SINK_PORT, as nobody; it accepts
+# everything, offers PIPELINING and no STARTTLS, and with -c rewrites
+# "sess=N quit=N mesg=N" after each message into SINK_COUNTER: the count
+# of what arrived (benchlib.py sink_count). Sets SMTP_SINK, SINK_PID.
+SINK_PID=""
+start_sink() {
+    SMTP_SINK=$(command -v smtp-sink || true)
+    [ -n "$SMTP_SINK" ] || die "smtp-sink not found: apt-get install postfix"
+    SINK_COUNTER=$W/sink.count
+    "$SMTP_SINK" -u nobody -c "127.0.0.1:$SINK_PORT" 1024 >"$SINK_COUNTER" 2>"$W/sink.err" &
+    SINK_PID=$!
+    bench_track "$SINK_PID"
+    wait_greeting "$SINK_PORT" || { cat "$W/sink.err" >&2; die "smtp-sink does not answer on port $SINK_PORT"; }
+    log "smtp-sink up: pid $SINK_PID, 127.0.0.1:$SINK_PORT"
+}
+
+# start_postfix_relay [MAIN_CF_LINES]: the private Postfix taking mail
+# from 127.0.0.0/8 (mynetworks) and relaying relay.test to the sink
+# (relayhost), the other routes through transport_maps; bracketed next
+# hops and no DNS at all.
+start_postfix_relay() {
+    local d=$D/postfix r
+    mkdir -p "$d/etc"
+    : >"$d/etc/transport"
+    for r in "${RELAY_ROUTES[@]}"; do
+        [ "${r%%=*}" = relay.test ] || printf '%s smtp:[127.0.0.1]:%s\n' "${r%%=*}" "${r#*=}" >>"$d/etc/transport"
+    done
+    start_postfix "# The job: relay what 127.0.0.0/8 sends to the sink (relayhost), other
+# test domains to their own sinks. Bracketed next hops and no DNS at all.
+relayhost = [127.0.0.1]:$SINK_PORT
+transport_maps = texthash:$d/etc/transport
+smtp_dns_support_level = disabled
+smtp_tls_security_level = none
+${1:-}"
+}
+
+# start_fulmar_relay [CONFIG_LINES]: Fulmar taking mail from 127.0.0.1
+# without AUTH (server.relay_networks) and relaying through static routes,
+# with the configuration lines given added (a dkim list).
+start_fulmar_relay() {
+    local r routes=""
+    for r in "${RELAY_ROUTES[@]}"; do
+        routes+="${routes:+,
+}  { domain = \"${r%%=*}\"; host = \"127.0.0.1\"; port = ${r#*=}; }"
+    done
+    start_fulmar 'relay_networks = [ "127.0.0.1/32" ];' <<EOC
+# No DNS: no client name lookups, and a resolver where nothing listens
+# (the routes are addresses).
+dns = {
+  reverse_lookups = false;
+  resolvers = "127.0.0.1:9";
+};
+# Outbound limits are the defaults (100 connections, 20 per destination,
+# 100 messages per connection); smtp-sink offers no STARTTLS anyway.
+outbound = {
+  tls = "none";
+};
+routes = (
+$routes
+);
+${1:-}
+EOC
+}
+
+queue_dirs() {
+    if [ "$1" = fulmar ]; then
+        echo "$D/fulmar/state/queue"
+    else
+        local q
+        for q in incoming active deferred hold maildrop corrupt; do echo "$D/postfix/spool/$q"; done
+    fi
+}
+
+# tree_cpu_s PID: CPU seconds of the process tree rooted at PID so far.
+tree_cpu_s() { "$PY" "$BENCH/benchlib.py" tree "$1" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["cpu_s"])'; }
+
+# load_run SERVER SESSIONS COUNT KIND [LABEL]: smtp-source (5 KB
+# messages, one connection each) into SERVER (or "direct": into the sink
+# itself), until the sink has COUNT more and the server's queue is empty;
+# one JSON line in RESULTS: {"kind":KIND,"server":SERVER,"label":LABEL,
+# "res":{benchlib.py load}}. With LOAD_EXTRA_PID set (a milter the server
+# calls), that process tree's CPU over the run is added to the server's
+# (res.cpu_s, res.cpu_per_1000; alone in res.extra_cpu_s).
+load_run() {
+    local s=$1 sessions=$2 count=$3 kind=$4 label=${5:-$1} pid port out qargs=() x0=0 x1=0
+    if [ "$s" = direct ]; then
+        pid=$SINK_PID; port=$SINK_PORT
+    else
+        check_alive "$s"
+        pid=$(server_pid "$s"); port=$(server_port "$s")
+        while read -r q; do qargs+=(--queue "$q"); done < <(queue_dirs "$s")
+    fi
+    [ -z "${LOAD_EXTRA_PID:-}" ] || x0=$(tree_cpu_s "$LOAD_EXTRA_PID")
+    out=$("$PY" "$BENCH/benchlib.py" load --pid "$pid" --port "$port" \
+        --sessions "$sessions" --count "$count" --sink-counter "$SINK_COUNTER" \
+        --rcpt user@relay.test --poll 0.02 --smtp-source "$SMTP_SOURCE" "${qargs[@]}")
+    [ -z "${LOAD_EXTRA_PID:-}" ] || x1=$(tree_cpu_s "$LOAD_EXTRA_PID")
+    "$PY" -c 'import json,sys; r=json.loads(sys.argv[1]); x=float(sys.argv[4])-float(sys.argv[3])
+if sys.argv[5]:
+    r["extra_cpu_s"]=x; r["cpu_s"]+=x; r["cpu_per_1000"]=r["cpu_s"]*1000.0/r["count"]
+print(json.dumps({"kind":sys.argv[6],"server":sys.argv[2],"label":sys.argv[7],"res":r}))
+d=r["deliver_s"]
+print("  %-7s s=%-3d m=%-5d accepted %.0f/s (%.2fs)  arrived %s  drained %s  cpu %.2fs/1000%s  rc=%d%s" % (sys.argv[7], r["sessions"], r["count"], r["accept_rate"], r["accept_s"], ("%.0f/s (%.2fs)" % (r["deliver_rate"], d)) if d else "INCOMPLETE %d/%d" % (r["delivered"], r["count"]), ("%.2fs" % r["drained_s"]) if r["drained_s"] else ("-" if r["queue_left"] is None else "NO, %d files left" % r["queue_left"]), r["cpu_per_1000"], (" (milter %.2fs)" % (x * 1000.0 / r["count"])) if sys.argv[5] else "", r["smtp_source_rc"], ("  stderr: " + r["smtp_source_stderr"].strip().replace("\n", " | ")[:300]) if r["smtp_source_stderr"].strip() else ""), file=sys.stderr)' \
+        "$out" "$s" "$x0" "$x1" "${LOAD_EXTRA_PID:-}" "$kind" "$label" >>"$RESULTS"
 }

@@ -73,103 +73,22 @@ BENCH_TAG=relay-bench
 # shellcheck source=bench/lib.sh
 . "$BENCH/lib.sh"
 
-if has_server fulmar && [ ! -x "$FULMAR_BIN" ]; then
-    log "building $FULMAR_BIN"
-    cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFULMAR_TESTS=OFF >&2
-    cmake --build "$ROOT/build" -j2 >&2
-fi
+if has_server fulmar; then bench_build_fulmar "$ROOT/build"; fi
 bench_check_tools
-SMTP_SINK=$(command -v smtp-sink || true)
-[ -n "$SMTP_SINK" ] || die "smtp-sink not found: apt-get install postfix"
 ports=("$SINK_PORT" "$LAT_PORT")
 has_server fulmar && ports+=("$FULMAR_PORT")
 has_server postfix && ports+=("$POSTFIX_PORT")
 bench_check_ports "${ports[@]}"
 
-SINK_PID=""
-bench_stop_extra() {
-    if [ -n "$SINK_PID" ] && kill -0 "$SINK_PID" 2>/dev/null; then
-        kill "$SINK_PID"; wait "$SINK_PID" 2>/dev/null
-    fi
-}
 LOOP_SIZE=${LOOP_SIZE:-4G}
 bench_workdir fulmar-relay-bench
 
-# ---------------------------------------------------------------- the sink
-# smtp-sink -c rewrites "sess=N quit=N mesg=N" after each message: the
-# count of what arrived (benchlib.py sink_count). It runs as nobody,
-# accepts everything, offers PIPELINING and no STARTTLS.
-SINK_COUNTER=$W/sink.count
-start_sink() {
-    "$SMTP_SINK" -u nobody -c "127.0.0.1:$SINK_PORT" 1024 >"$SINK_COUNTER" 2>"$W/sink.err" &
-    SINK_PID=$!
-    wait_greeting "$SINK_PORT" || { cat "$W/sink.err" >&2; die "smtp-sink does not answer on port $SINK_PORT"; }
-    log "smtp-sink up: pid $SINK_PID, 127.0.0.1:$SINK_PORT"
-}
-
-# ---------------------------------------------------------------- Postfix
-start_postfix_relay() {
-    local d=$D/postfix
-    mkdir -p "$d/etc"
-    printf 'lat.test smtp:[127.0.0.1]:%s\n' "$LAT_PORT" >"$d/etc/transport"
-    start_postfix "# The job: relay what 127.0.0.0/8 sends to the sink (relayhost), and
-# lat.test to the latency sink. Bracketed next hops and no DNS at all.
-relayhost = [127.0.0.1]:$SINK_PORT
-transport_maps = texthash:$d/etc/transport
-smtp_dns_support_level = disabled
-smtp_tls_security_level = none"
-}
-
-# ---------------------------------------------------------------- Fulmar
-start_fulmar_relay() {
-    start_fulmar 'relay_networks = [ "127.0.0.1/32" ];' <<EOF
-# No DNS: no client name lookups, and a resolver where nothing listens
-# (the routes are addresses).
-dns = {
-  reverse_lookups = false;
-  resolvers = "127.0.0.1:9";
-};
-# Outbound limits are the defaults (100 connections, 20 per destination,
-# 100 messages per connection); smtp-sink offers no STARTTLS anyway.
-outbound = {
-  tls = "none";
-};
-routes = (
-  { domain = "relay.test"; host = "127.0.0.1"; port = $SINK_PORT; },
-  { domain = "lat.test"; host = "127.0.0.1"; port = $LAT_PORT; }
-);
-EOF
-}
-
-queue_dirs() {
-    if [ "$1" = fulmar ]; then
-        echo "$D/fulmar/state/queue"
-    else
-        local q
-        for q in incoming active deferred hold maildrop corrupt; do echo "$D/postfix/spool/$q"; done
-    fi
-}
+# The sink, the two servers and the load runs are bench/lib.sh's relay job
+# (start_sink, start_postfix_relay, start_fulmar_relay, load_run): bulk
+# mail to relay.test goes to smtp-sink, lat.test to the latency sink.
+RELAY_ROUTES=("relay.test=$SINK_PORT" "lat.test=$LAT_PORT")
 
 # ---------------------------------------------------------------- runs
-# load_run SERVER SESSIONS COUNT KIND: smtp-source into SERVER (or
-# "direct": into the sink itself), until the sink has COUNT more.
-load_run() {
-    local s=$1 sessions=$2 count=$3 kind=$4 pid port out qargs=()
-    if [ "$s" = direct ]; then
-        pid=$SINK_PID; port=$SINK_PORT
-    else
-        check_alive "$s"
-        pid=$(server_pid "$s"); port=$(server_port "$s")
-        while read -r q; do qargs+=(--queue "$q"); done < <(queue_dirs "$s")
-    fi
-    out=$("$PY" "$BENCH/benchlib.py" load --pid "$pid" --port "$port" \
-        --sessions "$sessions" --count "$count" --sink-counter "$SINK_COUNTER" \
-        --rcpt user@relay.test --poll 0.02 --smtp-source "$SMTP_SOURCE" "${qargs[@]}")
-    printf '{"kind":"%s","server":"%s","res":%s}\n' "$kind" "$s" "$out" >>"$RESULTS"
-    "$PY" -c 'import json,sys; r=json.loads(sys.argv[1]); d=r["deliver_s"]
-print("  %-7s s=%-3d m=%-5d accepted %.0f/s (%.2fs)  arrived %s  drained %s  cpu %.2fs/1000  rc=%d%s" % (sys.argv[2], r["sessions"], r["count"], r["accept_rate"], r["accept_s"], ("%.0f/s (%.2fs)" % (r["deliver_rate"], d)) if d else "INCOMPLETE %d/%d" % (r["delivered"], r["count"]), ("%.2fs" % r["drained_s"]) if r["drained_s"] else ("-" if r["queue_left"] is None else "NO, %d files left" % r["queue_left"]), r["cpu_per_1000"], r["smtp_source_rc"], ("  stderr: " + r["smtp_source_stderr"].strip().replace("\n", " | ")[:300]) if r["smtp_source_stderr"].strip() else ""))' "$out" "$s" >&2
-}
-
 latency_run() {
     local s=$1 tag=$2 out
     check_alive "$s"
@@ -186,8 +105,8 @@ has_server postfix && order+=(postfix)
 [ ${#order[@]} -gt 0 ] || die "no server selected"
 
 start_sink
-has_server postfix && start_postfix_relay
-has_server fulmar && start_fulmar_relay
+has_server postfix && start_postfix_relay ""
+has_server fulmar && start_fulmar_relay ""
 
 # 1. Warm-up (not counted): page cache, Postfix's process pool, Fulmar's
 #    outbound connections.
