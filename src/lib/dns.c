@@ -388,6 +388,33 @@ static void cached_query(struct dns_query *q, const char *name, int type, ares_c
 	ares_query(d->channel, name, ns_c_in, type, on_cacheable, q);
 }
 
+enum dns_status dns_parse_mx_answer(const unsigned char *abuf, int alen,
+				    struct dns_mx mx[DNS_MX_MAX], size_t *n, int *status)
+{
+	enum dns_status st = DNS_OK;
+	struct ares_mx_reply *head = NULL;
+	int prc = ares_parse_mx_reply(abuf, alen, &head);
+	*n = 0;
+	for (struct ares_mx_reply *r = head; prc == ARES_SUCCESS && r && *n < DNS_MX_MAX;
+	     r = r->next) {
+		size_t len = strlen(r->host);
+		if (len >= sizeof(mx[*n].host))
+			continue;
+		mx[*n].pref = r->priority;
+		memcpy(mx[*n].host, r->host, len + 1);
+		if (len > 0 && mx[*n].host[len - 1] == '.')
+			mx[*n].host[len - 1] = '\0';
+		(*n)++;
+	}
+	if (head)
+		ares_free_data(head);
+	if (prc == ARES_ENODATA || (prc == ARES_SUCCESS && *n == 0))
+		st = DNS_NODATA;
+	else if (prc != ARES_SUCCESS)
+		st = DNS_TEMPFAIL, *status = prc;
+	return st;
+}
+
 static void on_mx(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
 	(void)timeouts;
@@ -396,27 +423,8 @@ static void on_mx(void *arg, int status, int timeouts, unsigned char *abuf, int 
 	struct dns_mx mx[DNS_MX_MAX];
 	size_t n = 0;
 	enum dns_status st = status_of(status);
-	if (status == ARES_SUCCESS) {
-		struct ares_mx_reply *head = NULL;
-		int prc = ares_parse_mx_reply(abuf, alen, &head);
-		for (struct ares_mx_reply *r = head; prc == ARES_SUCCESS && r && n < DNS_MX_MAX;
-		     r = r->next) {
-			size_t len = strlen(r->host);
-			if (len >= sizeof(mx[n].host))
-				continue;
-			mx[n].pref = r->priority;
-			memcpy(mx[n].host, r->host, len + 1);
-			if (len > 0 && mx[n].host[len - 1] == '.')
-				mx[n].host[len - 1] = '\0';
-			n++;
-		}
-		if (head)
-			ares_free_data(head);
-		if (prc == ARES_ENODATA || (prc == ARES_SUCCESS && n == 0))
-			st = DNS_NODATA;
-		else if (prc != ARES_SUCCESS)
-			st = DNS_TEMPFAIL, status = prc;
-	}
+	if (status == ARES_SUCCESS)
+		st = dns_parse_mx_answer(abuf, alen, mx, &n, &status);
 	if (!q->done && !q->cancelled && !q->d->freeing)
 		q->mx_fn(q->arg, st, mx, n, st == DNS_OK ? "" : ares_strerror(status));
 	q->done = true;
@@ -520,35 +528,29 @@ struct dns_query *dns_lookup_addrs(struct dns *d, const char *host, dns_addrs_fn
 	return q;
 }
 
-static void on_txt(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+enum dns_status dns_parse_txt_answer(const unsigned char *abuf, int alen,
+				     struct dns_txt txt[DNS_TXT_MAX], size_t *n, int *status)
 {
-	(void)timeouts;
-	struct dns_query *q = arg;
-	q->pending--;
-	struct dns_txt txt[DNS_TXT_MAX];
-	size_t n = 0;
-	enum dns_status st = status_of(status);
+	enum dns_status st = DNS_OK;
 	struct ares_txt_ext *head = NULL;
-	if (status == ARES_SUCCESS) {
-		int prc = ares_parse_txt_reply_ext(abuf, alen, &head);
-		if (prc == ARES_ENODATA || (prc == ARES_SUCCESS && head == NULL))
-			st = DNS_NODATA;
-		else if (prc != ARES_SUCCESS)
-			st = DNS_TEMPFAIL, status = prc;
-	}
+	int prc = ares_parse_txt_reply_ext(abuf, alen, &head);
+	*n = 0;
+	if (prc == ARES_ENODATA || (prc == ARES_SUCCESS && head == NULL))
+		st = DNS_NODATA;
+	else if (prc != ARES_SUCCESS)
+		st = DNS_TEMPFAIL, *status = prc;
 	/* Join the character-strings of each record (record_start marks
 	 * where a new record begins). */
-	char *buf = NULL;
 	for (struct ares_txt_ext *r = head; st == DNS_OK && r; r = r->next) {
-		if (r->record_start || n == 0) {
-			if (n == DNS_TXT_MAX)
+		if (r->record_start || *n == 0) {
+			if (*n == DNS_TXT_MAX)
 				break;
-			txt[n].text = buf = xmalloc(DNS_TXT_LEN_MAX + 1);
-			txt[n].len = 0;
-			buf[0] = '\0';
-			n++;
+			txt[*n].text = xmalloc(DNS_TXT_LEN_MAX + 1);
+			txt[*n].len = 0;
+			txt[*n].text[0] = '\0';
+			(*n)++;
 		}
-		struct dns_txt *t = &txt[n - 1];
+		struct dns_txt *t = &txt[*n - 1];
 		size_t take = r->length;
 		if (t->len + take > DNS_TXT_LEN_MAX)
 			take = DNS_TXT_LEN_MAX - t->len;
@@ -558,8 +560,21 @@ static void on_txt(void *arg, int status, int timeouts, unsigned char *abuf, int
 	}
 	if (head)
 		ares_free_data(head);
-	if (st == DNS_OK && n == 0)
+	if (st == DNS_OK && *n == 0)
 		st = DNS_NODATA;
+	return st;
+}
+
+static void on_txt(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	(void)timeouts;
+	struct dns_query *q = arg;
+	q->pending--;
+	struct dns_txt txt[DNS_TXT_MAX];
+	size_t n = 0;
+	enum dns_status st = status_of(status);
+	if (status == ARES_SUCCESS)
+		st = dns_parse_txt_answer(abuf, alen, txt, &n, &status);
 	if (!q->done && !q->cancelled && !q->d->freeing)
 		q->txt_fn(q->arg, st, txt, n, st == DNS_OK ? "" : ares_strerror(status));
 	for (size_t i = 0; i < n; i++)

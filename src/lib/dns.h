@@ -91,6 +91,22 @@ struct dns_query *dns_lookup_addrs(struct dns *d, const char *host, dns_addrs_fn
 struct dns_query *dns_lookup_family(struct dns *d, const char *name, int family,
 				    dns_addrs_fn fn, void *arg);
 
+/*
+ * The parsing of raw answers behind dns_lookup_mx and dns_lookup_txt, pure
+ * (no I/O), for those and for the fuzz target. abuf[0..alen) is an answer
+ * c-ares returned with ARES_SUCCESS. MX: at most DNS_MX_MAX records, in
+ * the order of the answer, names without their final dot, names too long
+ * for struct dns_mx skipped. TXT: at most DNS_TXT_MAX records, each's
+ * strings joined (cut at DNS_TXT_LEN_MAX), each text malloc'd: the caller
+ * frees txt[0..*n).text. Returns DNS_OK (*n > 0), DNS_NODATA, or
+ * DNS_TEMPFAIL when the answer does not parse, with *status set to the
+ * c-ares code then (left alone otherwise).
+ */
+enum dns_status dns_parse_mx_answer(const unsigned char *abuf, int alen,
+				    struct dns_mx mx[DNS_MX_MAX], size_t *n, int *status);
+enum dns_status dns_parse_txt_answer(const unsigned char *abuf, int alen,
+				     struct dns_txt txt[DNS_TXT_MAX], size_t *n, int *status);
+
 #define DNS_PTR_MAX 16 /* PTR names kept per answer */
 
 /* names: the PTR records' names, without the final dot. */
