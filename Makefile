@@ -8,7 +8,7 @@ JOBS ?= $(shell nproc)
 export LSAN_OPTIONS = suppressions=$(CURDIR)/tests/lsan.supp
 PYTHON ?= /usr/bin/python3
 
-.PHONY: all build run test unit pytest deps test-deps clean
+.PHONY: all build run test unit pytest fuzz-smoke deps test-deps clean
 
 all: build
 
@@ -35,10 +35,18 @@ unit: build-asan/fulmar
 pytest: build-asan/fulmar
 	FULMAR_BIN=$(CURDIR)/build-asan/fulmar $(PYTHON) -m pytest -q tests/
 
+# Every libFuzzer target in fuzz/ (scripts/fuzz.sh), FUZZ_SECONDS each, two
+# at a time: 14 targets x 20 s / 2 is about 2.5 minutes of the CI budget.
+FUZZ_SECONDS ?= 20
+fuzz-smoke: test-deps
+	scripts/fuzz.sh --seconds $(FUZZ_SECONDS) --jobs 2
+
 # The README's first command builds the release flavour: keep it compiling.
+# The fuzz smoke comes after pytest (make -j keeps that order too).
 test: build unit pytest
+	$(MAKE) fuzz-smoke
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 FORCE:

@@ -10,7 +10,8 @@
  *   - the same result on an exact-size copy (no read past len), and with
  *     the octets after the '>' cut off (the parse never looks past it);
  *   - round trip: "<" text ">" parses again to the same local, domain,
- *     text and flags;
+ *     text and flags (has_utf8 then says whether the text has 8-bit
+ *     octets: the first parse also counted the source route's);
  *   - smtp_addr_domain_valid and smtp_addr_utf8_len on the raw input:
  *     a UTF-8 length is 0 or 2..4 and within len.
  *
@@ -85,6 +86,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			size_t used2;
 			CHECK(smtp_addr_parse(again, tl + 2, false, allow_utf8, &b, &used2) ==
 			      SMTP_ADDR_OK);
+			/* has_utf8 counts a source route's octets too (the path
+			 * on the wire had them), the text alone does not. */
+			bool text_8bit = false;
+			for (size_t i = 0; i < tl; i++)
+				text_8bit |= (unsigned char)a.text[i] >= 0x80;
+			CHECK(b.has_utf8 == text_8bit && (a.has_utf8 || !text_8bit));
+			b.has_utf8 = a.has_utf8;
 			CHECK(used2 == tl + 2 && same(&a, &b));
 		}
 		/* Nothing after the '>' matters. */

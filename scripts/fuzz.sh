@@ -149,6 +149,8 @@ wait || true
 
 # ---- the table ----
 status=0
+passed=0
+failed=0
 printf '%-16s %12s %8s %8s %8s  %s\n' target runs cov ft "new" result
 for t in "${targets[@]}"; do
 	work="$bdir/run/$t"
@@ -156,6 +158,7 @@ for t in "${targets[@]}"; do
 		if [ "$b" = "$t" ]; then
 			printf '%-16s %12s %8s %8s %8s  %s\n' "$t" - - - - "BUILD FAILED"
 			status=1
+			failed=$((failed + 1))
 			continue 2
 		fi
 	done
@@ -166,6 +169,7 @@ for t in "${targets[@]}"; do
 	result=ok
 	if [ "$(cat "$work/rc")" != 0 ] || [ -n "$(ls -A "$work/artifacts")" ]; then
 		status=1
+		failed=$((failed + 1))
 		result="FOUND ($(cat "$work/rc")):"
 		mkdir -p "fuzz/crashes/$t"
 		for a in "$work"/artifacts/*; do
@@ -176,7 +180,8 @@ for t in "${targets[@]}"; do
 		grep -m1 -E 'ERROR: |runtime error|deadly signal' "$work/log" | sed 's/^/    /' >&2 || true
 		echo "    log: $work/log" >&2
 	fi
+	[ "$result" = ok ] && passed=$((passed + 1))
 	printf '%-16s %12s %8s %8s %8s  %s\n' "$t" "${runs:-?}" "${cov:-?}" "${ft:-?}" "$new" "$result"
 done
-[ ${#failed_build[@]} -eq 0 ] || status=1
+echo "fuzz: $passed passed, $failed failed"
 exit $status
