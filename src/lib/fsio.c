@@ -19,6 +19,7 @@ static const char *const op_names[OP_COUNT] = { "write", "fsync", "rename",
 						"link", "open" };
 static int fault_op = -1;
 static long fault_after;
+static long fault_count; /* 0: every call from fault_after on */
 static int fault_errno;
 static atomic_long op_calls[OP_COUNT];
 
@@ -37,6 +38,10 @@ static int errno_by_name(const char *s)
 
 void fsio_init_faults(void)
 {
+	fault_op = -1;
+	fault_count = 0;
+	for (int i = 0; i < OP_COUNT; i++)
+		atomic_store(&op_calls[i], 0);
 	const char *spec = getenv("FULMAR_FAULT");
 	if (spec == NULL || *spec == '\0')
 		return;
@@ -48,8 +53,15 @@ void fsio_init_faults(void)
 	char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
 	if (c2 == NULL)
 		return;
+	char *c3 = strchr(c2 + 1, ':');
 	*c1 = '\0';
 	*c2 = '\0';
+	if (c3 != NULL) {
+		*c3 = '\0';
+		fault_count = strtol(c3 + 1, NULL, 10);
+		if (fault_count < 0)
+			fault_count = 0;
+	}
 	for (int i = 0; i < OP_COUNT; i++)
 		if (strcmp(buf, op_names[i]) == 0)
 			fault_op = i;
@@ -63,7 +75,7 @@ static int inject(enum fault_op op)
 	if (fault_op != (int)op)
 		return 0;
 	long n = atomic_fetch_add(&op_calls[op], 1) + 1;
-	if (n < fault_after)
+	if (n < fault_after || (fault_count > 0 && n >= fault_after + fault_count))
 		return 0;
 	errno = fault_errno;
 	return 1;

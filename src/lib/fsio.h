@@ -4,9 +4,13 @@
  * write goes through them, so a test can make any of them fail.
  *
  * Fault injection: the environment variable FULMAR_FAULT, read once at
- * start-up, has the form "OP:N:ERRNO" (for example "fsync:3:EIO" or
- * "write:1:ENOSPC"): the Nth call of OP and every later one fail with
- * ERRNO. OP is one of write, fsync, rename, link, open. Unset: no faults.
+ * start-up, has the form "OP:N:ERRNO[:COUNT]" (for example "fsync:3:EIO"
+ * or "write:1:ENOSPC:2"): the Nth call of OP and every later one fail with
+ * ERRNO; with COUNT > 0, only COUNT calls fail (N .. N+COUNT-1) and the
+ * later ones succeed again, as when space comes back. OP is one of write,
+ * fsync (fsio_fsync and fsio_fsync_dir, counted together), rename, link,
+ * open; ERRNO one of EIO, ENOSPC, EDQUOT, EROFS, EACCES. Calls are counted
+ * process-wide, from every thread, and only for OP. Unset: no faults.
  */
 #ifndef FULMAR_FSIO_H
 #define FULMAR_FSIO_H
@@ -14,6 +18,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* Reads FULMAR_FAULT (again: the previous setting and counts are
+ * forgotten first). */
 void fsio_init_faults(void);
 
 /* Writes all of buf, retrying short writes and EINTR. 0 or -1 (errno). */

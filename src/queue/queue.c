@@ -175,8 +175,10 @@ struct queue_txn *queue_txn_begin(struct queue *q, struct envelope *env,
 			break;
 	}
 	if (fd < 0) {
-		snprintf(err, errlen, "cannot create queue file: %s", strerror_safe(errno));
+		int saved = errno;
+		snprintf(err, errlen, "cannot create queue file: %s", strerror_safe(saved));
 		free(t);
+		errno = saved;
 		return NULL;
 	}
 	/* Take over the transaction; leave the client fields as copies. */
@@ -201,9 +203,11 @@ struct queue_txn *queue_txn_begin(struct queue *q, struct envelope *env,
 	qfile_write_envelope(&t->w, &t->env);
 	t->content_off = (off_t)t->w.file_len;
 	if (t->w.error) {
+		int saved = t->w.error;
 		snprintf(err, errlen, "cannot write queue file: %s",
-			 strerror_safe(t->w.error));
+			 strerror_safe(saved));
 		queue_txn_abort(t);
+		errno = saved; /* the caller's reply depends on it */
 		return NULL;
 	}
 	return t;

@@ -73,7 +73,8 @@ void queue_msg_path(const struct queue *q, const char *id, char *buf, size_t len
  * Start a message. Takes over the transaction part of env (sender,
  * parameters, recipients; env is reset and reusable afterwards), assigns
  * the queue id and arrival time, creates incoming/ID and writes the
- * envelope. NULL with err filled on failure (nothing left behind).
+ * envelope. NULL with err filled and errno set on failure (nothing left
+ * behind).
  */
 struct queue_txn *queue_txn_begin(struct queue *q, struct envelope *env,
 				  char *err, size_t errlen);

@@ -434,8 +434,21 @@ static bool open_local_txn(struct smtp_session *s)
 	return true;
 }
 
-/* Create the queue file (or the Maildir copies) and write our Received:. */
-static bool open_txn(struct smtp_session *s)
+/* The reply when the queue file or the Maildir copies could not be
+ * created or made durable: a full disk or quota is "insufficient system
+ * storage" (RFC 3463 4.3.1, as Postfix says it), anything else a local
+ * error in processing. Both are temporary: the client keeps the message. */
+static const char *storage_error_reply(int err, bool creating)
+{
+	if (err == ENOSPC || err == EDQUOT)
+		return "452 4.3.1 Insufficient system storage, try again later";
+	return creating ? "451 4.3.0 Error: cannot create queue file, try again later"
+			: "451 4.3.0 Error: queue file write error, try again later";
+}
+
+/* Create the queue file (or the Maildir copies) and write our Received:.
+ * 0, or the errno of the failure. */
+static int open_txn(struct smtp_session *s)
 {
 	char err[256];
 	/* RFC 3848 / RFC 6531 protocol words; S when the session is in TLS. */
@@ -458,10 +471,11 @@ static bool open_txn(struct smtp_session *s)
 	} else {
 		s->txn = queue_txn_begin(smtp_server_queue(s->srv), &s->env, err, sizeof(err));
 		if (s->txn == NULL) {
+			int saved = errno ? errno : EIO;
 			log_msg(LOG_ERROR, "queue_error", "sid=%llu: %s",
 				(unsigned long long)s->sid, err);
 			free(from);
-			return false;
+			return saved;
 		}
 		id = queue_txn_id(s->txn);
 	}
@@ -487,7 +501,7 @@ static bool open_txn(struct smtp_session *s)
 	};
 	size_t n = received_format(hdr, sizeof(hdr), &ri);
 	write_content(s, hdr, n);
-	return true;
+	return 0;
 }
 
 /* The transaction's end was answered: the next command, or the 421 that
@@ -529,8 +543,9 @@ static void on_committed(void *arg, int err, const char *id)
 		s->messages++;
 		replyf(s, "250 2.0.0 Ok: queued as %s", id);
 	} else {
-		reply(s, "451 4.3.0 Error: queue file write error, try again later");
-		log_reject(s, "DATA", "451 4.3.0 queue write error");
+		const char *line = storage_error_reply(err, false);
+		reply(s, line);
+		log_reject(s, "DATA", line);
 	}
 	resume_after_commit(s);
 }
@@ -915,8 +930,9 @@ static void cmd_data(struct smtp_session *s, const char *arg, size_t len)
 		reply_error(s, "DATA", "501 5.5.4 Syntax: DATA (no arguments)");
 		return;
 	}
-	if (!open_txn(s)) {
-		reply_error(s, "DATA", "451 4.3.0 Error: cannot create queue file, try again later");
+	int oerr = open_txn(s);
+	if (oerr != 0) {
+		reply_error(s, "DATA", storage_error_reply(oerr, true));
 		back_to_ready(s);
 		return;
 	}
@@ -944,10 +960,10 @@ static void cmd_bdat(struct smtp_session *s, const char *arg, size_t len)
 		return;
 	}
 	if (s->state == S_RCPT) {
-		if (!open_txn(s)) {
+		int oerr = open_txn(s);
+		if (oerr != 0) {
 			s->discard = size;
-			reply_error(s, "BDAT", "451 4.3.0 Error: cannot create queue file, "
-					       "try again later");
+			reply_error(s, "BDAT", storage_error_reply(oerr, true));
 			back_to_ready(s);
 			return;
 		}

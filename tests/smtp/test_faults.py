@@ -1,0 +1,185 @@
+"""Fault injection (FULMAR_FAULT, src/lib/fsio.h) against the real daemon.
+
+ENOSPC, EDQUOT and EIO on the write, the fsync (of the file or of its
+directory), the rename, and the open of a transaction, on both commit
+paths: the queue (local.deliver_at_receipt = false) and deliver-at-receipt
+straight into the Maildir. For each:
+  - the client gets 452 4.3.1 (ENOSPC, EDQUOT) or 451 4.3.0 (anything
+    else) after the end of data, never 250;
+  - nothing of the refused message is left anywhere: not in the Maildir's
+    new/, cur/ or tmp/, not in the queue's incoming/ or active/;
+  - the daemon keeps running, and once the fault is over (the spec's
+    COUNT) the next message on the same connection gets 250 and is
+    delivered, exactly once, byte-exact.
+
+The spec's N counts the calls of one operation, process-wide. Before the
+first message nothing calls them; per message (one recipient, small
+content):
+  queue:   open 1 (incoming/ID), write 1 (the whole file at commit),
+           fsync 2 (file, then active/), rename 1; then the delivery
+           from the queue: open, write 2+, fsync (file, new/), link.
+  receipt: open 1 (tmp/), write 2 (the added header fields at DATA, the
+           rest at commit), fsync 2 (file, then new/), rename 1.
+"""
+
+import os
+import time
+
+import pytest
+
+from fulmar_test import (SMTPClient, expect, make_message, maildir_files,
+                         maildir_tmp_files, split_delivered, wait_until)
+
+QUEUE = {"local": {"deliver_at_receipt": False}}
+RECEIPT = {"local": {"deliver_at_receipt": True}}
+STORAGE = (452, "4.3.1")
+LOCAL_ERROR = (451, "4.3.0")
+
+
+def start_with_fault(fulmar_factory, spec, **overrides):
+    d = fulmar_factory(start=False, **overrides)
+    plain_env = d.env
+    d.env = lambda: dict(plain_env(), FULMAR_FAULT=spec)
+    d.start()
+    return d
+
+
+def queue_files(d):
+    out = []
+    for sub in ("incoming", "active"):
+        p = os.path.join(d.state_dir, "queue", sub)
+        if os.path.isdir(p):
+            out += [os.path.join(sub, n) for n in os.listdir(p)]
+    return out
+
+
+def transaction(c, msg, rcpt="alice@example.test", at_data=False):
+    """MAIL, RCPT, DATA on an open session: the reply after the end of
+    data, or with at_data, the refusal of DATA itself."""
+    expect(c.mail("s@client.test"), 250)
+    expect(c.rcpt(rcpt), 250)
+    r = c.cmd("DATA")
+    if at_data:
+        assert r.code != 354, r
+        return r
+    expect(r, 354)
+    c.send(msg + b".\r\n")
+    return c.reply()
+
+
+def check_nothing_left(d, user="alice"):
+    assert maildir_files(d.maildir(user)) == [], "refused message delivered"
+    assert maildir_tmp_files(d.maildir(user)) == [], "half-written copy in tmp/"
+    assert queue_files(d) == [], "refused message left in the queue"
+
+
+def refused_then_recovers(d, want, at_data=False, event=None):
+    refused = make_message(subject="refused")
+    good = make_message(subject="after the fault")
+    with SMTPClient(d.port) as c:
+        c.ehlo()
+        r = transaction(c, refused, at_data=at_data)
+        code, enh = want
+        expect(r, code, enh)
+        # A moment for a stray copy or queue file to show up.
+        time.sleep(0.3)
+        check_nothing_left(d)
+        assert d.running
+        log = d.log_text()
+        assert "event=reject" in log and "%d %s" % (code, enh) in log, log
+        if event:
+            assert "event=" + event in log, log
+        # The fault is over: the same connection goes on.
+        r = transaction(c, good)
+        expect(r, 250, "2.0.0")
+        c.quit()
+    files = wait_until(lambda: maildir_files(d.maildir("alice")), timeout=10)
+    assert len(files) == 1, files
+    with open(files[0], "rb") as f:
+        split_delivered(f.read(), good)
+    assert wait_until(lambda: queue_files(d) == [], timeout=10), queue_files(d)
+    time.sleep(0.3)  # a late duplicate would show now
+    assert len(maildir_files(d.maildir("alice"))) == 1
+    assert maildir_tmp_files(d.maildir("alice")) == []
+    assert d.running
+
+
+QW, QF, DR = "queue_write_failed", "queue_fsync_failed", "deliver_at_receipt_failed"
+CASES = [
+    # (path, spec, expected reply, the error event logged)
+    ("queue", "write:1:ENOSPC:1", STORAGE, QW),
+    ("queue", "write:1:EIO:1", LOCAL_ERROR, QW),
+    ("queue", "fsync:1:ENOSPC:1", STORAGE, QW),
+    ("queue", "fsync:1:EIO:1", LOCAL_ERROR, QW),
+    ("queue", "fsync:2:ENOSPC:1", STORAGE, QF),   # active/, after the rename
+    ("queue", "fsync:2:EIO:1", LOCAL_ERROR, QF),
+    ("queue", "rename:1:ENOSPC:1", STORAGE, QW),
+    ("queue", "rename:1:EIO:1", LOCAL_ERROR, QW),
+    ("queue", "write:1:EDQUOT:1", STORAGE, QW),
+    ("receipt", "write:2:ENOSPC:1", STORAGE, DR),
+    ("receipt", "write:2:EIO:1", LOCAL_ERROR, DR),
+    ("receipt", "fsync:1:ENOSPC:1", STORAGE, DR),
+    ("receipt", "fsync:1:EIO:1", LOCAL_ERROR, DR),
+    ("receipt", "fsync:2:ENOSPC:1", STORAGE, DR),  # new/, after the rename
+    ("receipt", "fsync:2:EIO:1", LOCAL_ERROR, DR),
+    ("receipt", "rename:1:ENOSPC:1", STORAGE, DR),
+    ("receipt", "rename:1:EIO:1", LOCAL_ERROR, DR),
+    ("receipt", "write:2:EDQUOT:1", STORAGE, DR),
+]
+
+
+@pytest.mark.parametrize("path,spec,want,event", CASES,
+                         ids=["%s-%s" % (c[0], c[1].replace(":", "-")) for c in CASES])
+def test_commit_fault(fulmar_factory, path, spec, want, event):
+    d = start_with_fault(fulmar_factory, spec, **(QUEUE if path == "queue" else RECEIPT))
+    refused_then_recovers(d, want, event=event)
+
+
+@pytest.mark.parametrize("errname,want", [("ENOSPC", STORAGE), ("EIO", LOCAL_ERROR)])
+def test_queue_file_cannot_be_created(fulmar_factory, errname, want):
+    """The queue file's open fails at DATA: refused there, before 354."""
+    d = start_with_fault(fulmar_factory, "open:1:%s:1" % errname, **QUEUE)
+    refused_then_recovers(d, want, at_data=True)
+
+
+def test_receipt_open_fault_falls_back_to_the_queue(fulmar_factory):
+    """The Maildir copy cannot be created at DATA: the message goes
+    through the queue instead (250), and is delivered from there."""
+    d = start_with_fault(fulmar_factory, "open:1:ENOSPC:1", **RECEIPT)
+    msg = make_message(subject="through the queue")
+    with SMTPClient(d.port) as c:
+        c.ehlo()
+        expect(transaction(c, msg), 250, "2.0.0")
+        c.quit()
+    files = wait_until(lambda: maildir_files(d.maildir("alice")), timeout=10)
+    assert len(files) == 1
+    with open(files[0], "rb") as f:
+        split_delivered(f.read(), msg)
+    assert "event=deliver_at_receipt_failed" in d.log_text()
+
+
+def test_lasting_fault_then_restart(fulmar_factory):
+    """A fault that does not go away: every message is refused, none is
+    half-delivered, the daemon keeps serving; restarted without the fault,
+    it accepts and delivers again."""
+    d = start_with_fault(fulmar_factory, "fsync:1:ENOSPC", **RECEIPT)
+    with SMTPClient(d.port) as c:
+        c.ehlo()
+        for i in range(3):
+            expect(transaction(c, make_message(subject="refused %d" % i)), *STORAGE)
+        expect(c.cmd("NOOP"), 250)
+        c.quit()
+    check_nothing_left(d)
+    assert d.running
+    d.stop()
+    d.env = type(d).env.__get__(d)
+    d.start()
+    msg = make_message(subject="after the restart")
+    with SMTPClient(d.port) as c:
+        c.ehlo()
+        expect(transaction(c, msg), 250, "2.0.0")
+        c.quit()
+    files = wait_until(lambda: maildir_files(d.maildir("alice")), timeout=10)
+    assert len(files) == 1
+    with open(files[0], "rb") as f:
+        split_delivered(f.read(), msg)
