@@ -4,7 +4,7 @@
 set -eu
 
 BUILD_PKGS="build-essential cmake pkg-config libevent-dev libconfig-dev zlib1g-dev libc-ares-dev libssl-dev libcrypt-dev libcmocka-dev publicsuffix"
-TEST_PKGS="python3 python3-pytest python3-aiosmtpd swaks curl msmtp dovecot-imapd openssl libnet-ssleay-perl libio-socket-ssl-perl postfix python3-dkim opendkim-tools iproute2 publicsuffix clang libclang-rt-14-dev"
+TEST_PKGS="python3 python3-pytest python3-aiosmtpd swaks curl msmtp dovecot-imapd openssl libnet-ssleay-perl libio-socket-ssl-perl postfix python3-dkim opendkim-tools iproute2 publicsuffix clang libclang-rt-14-dev nmap"
 
 want="$BUILD_PKGS"
 [ "${1:-}" = "--test" ] && want="$BUILD_PKGS $TEST_PKGS"
