@@ -218,8 +218,7 @@ def test_queue_file_poisoning_survives_kill9(fulmar_factory):
     assert sorted(rcpts) == sorted([POISON_RCPT, "alice@example.test"]), text
     assert "evil" not in " ".join(rcpts), text
     q = os.path.join(d.state_dir, "queue")
-    assert os.listdir(os.path.join(q, "active")) == [qid] or \
-        qid in os.listdir(os.path.join(q, "active")), os.listdir(os.path.join(q, "active"))
+    assert qid in os.listdir(os.path.join(q, "active")), os.listdir(os.path.join(q, "active"))
     assert not os.path.isdir(os.path.join(q, "corrupt")) or \
         os.listdir(os.path.join(q, "corrupt")) == []
     # nobody else got anything
