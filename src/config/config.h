@@ -101,6 +101,7 @@ struct config_queue {
 	double retry_max;     /* cap of the doubling backoff */
 	double max_lifetime;  /* then a deferred recipient bounces (4.4.7) */
 	double delay_warning; /* a "delayed" DSN after this long; 0 = never */
+	uint64_t min_free;    /* octets: below, MAIL gets 452 4.3.1; 0 = off */
 };
 
 /* TLS on outbound connections. */

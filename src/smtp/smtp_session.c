@@ -27,6 +27,7 @@
 
 #include "config/config.h"
 #include "delivery/local_txn.h"
+#include "lib/diskspace.h"
 #include "lib/conn.h"
 #include "lib/dns.h"
 #include "lib/log.h"
@@ -750,6 +751,41 @@ static void start_inbound_checks(struct smtp_session *s)
 				       s->env.helo ? s->env.helo : "", s->env.sender, NULL);
 }
 
+/*
+ * queue.min_free, as Postfix's queue_minfree: refuse new mail while the
+ * file system of state_dir has less than that free (and less than that
+ * plus the SIZE= the client announced). The figure is at most a second
+ * old: one statvfs a second, however many MAIL commands. Sessions all run
+ * on the event loop's thread, so one cache serves them all.
+ */
+static bool storage_low(struct smtp_session *s, const struct smtp_mail_params *mp)
+{
+	static struct diskspace space;
+	const struct config *cur = smtp_server_config(s->srv);
+	uint64_t min = cur->queue.min_free;
+	if (min == 0)
+		return false;
+	uint64_t avail;
+	if (diskspace_avail(&space, cur->state_dir, &avail) < 0)
+		return false; /* the queue's own errors will say what is wrong */
+	uint64_t want = min + (mp->has_size ? mp->size : 0);
+	if (want < min)
+		want = UINT64_MAX;
+	if (avail >= want)
+		return false;
+	struct log_line l;
+	log_begin(&l, LOG_WARNING, "insufficient_storage");
+	log_int(&l, "sid", (long long)s->sid);
+	log_str(&l, "client", s->client);
+	log_str(&l, "dir", cur->state_dir);
+	log_fmt(&l, "free", "%llu", (unsigned long long)avail);
+	log_fmt(&l, "min_free", "%llu", (unsigned long long)min);
+	if (mp->has_size)
+		log_fmt(&l, "size", "%llu", (unsigned long long)mp->size);
+	log_end(&l);
+	return true;
+}
+
 static void cmd_mail(struct smtp_session *s, const char *arg, size_t len)
 {
 	long off = smtp_cmd_path_offset(arg, len, "FROM:");
@@ -807,6 +843,10 @@ static void cmd_mail(struct smtp_session *s, const char *arg, size_t len)
 		snprintf(line, sizeof(line), "553 5.7.1 Sender address rejected: not owned by "
 					     "user %s", s->auth_user);
 		reply_error(s, "MAIL", line);
+		return;
+	}
+	if (storage_low(s, &mp)) {
+		reply_error(s, "MAIL", "452 4.3.1 Insufficient system storage");
 		return;
 	}
 	txn_reset(s);
