@@ -37,7 +37,7 @@ pytest: build-asan/fulmar
 
 # Every libFuzzer target in fuzz/ (scripts/fuzz.sh), FUZZ_SECONDS each, two
 # at a time: 14 targets x 20 s / 2 is about 2.5 minutes of the CI budget.
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 30
 fuzz-smoke: test-deps
 	scripts/fuzz.sh --seconds $(FUZZ_SECONDS) --jobs 2
 
