@@ -108,6 +108,9 @@ struct smtp_session {
 	size_t hdr_len;
 	char hdr_id[QUEUE_ID_LEN + 1];
 	struct event *auth_delay;     /* the delayed 535 */
+	/* A command line must be complete within timeouts.command of its
+	 * first octet: trickled bytes restart the read timeout, not this. */
+	struct event *cmd_deadline;
 	bool skip_line;      /* discarding the rest of an over-long command */
 	bool paused;         /* not processing input (commit in flight) */
 	bool detached;       /* connection gone, commit in flight */
@@ -1449,6 +1452,40 @@ static bool read_command(struct smtp_session *s, struct evbuffer *in)
 	return true;
 }
 
+static void on_cmd_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct smtp_session *s = arg;
+	if (s->state == S_CLOSING || s->state == S_COMMIT || s->paused)
+		return;
+	reply(s, "421 4.4.2 Timeout: command line not completed, closing connection");
+	log_reject(s, "-", "421 4.4.2 command line not completed in time");
+	txn_reset(s);
+	close_after_flush(s);
+	settle(s);
+}
+
+/* A command line started and not ended: arm its deadline (once); a
+ * complete one disarms it. */
+static void watch_partial_command(struct smtp_session *s, bool progress)
+{
+	if (progress) {
+		if (s->cmd_deadline)
+			evtimer_del(s->cmd_deadline);
+		return;
+	}
+	if (evbuffer_get_length(conn_input(s->conn)) == 0)
+		return;
+	if (s->cmd_deadline == NULL)
+		s->cmd_deadline = evtimer_new(smtp_server_base(s->srv), on_cmd_deadline, s);
+	if (!evtimer_pending(s->cmd_deadline, NULL)) {
+		double t = s->cfg->timeouts.command;
+		struct timeval tv = { (time_t)t, (suseconds_t)((t - (double)(time_t)t) * 1e6) };
+		evtimer_add(s->cmd_deadline, &tv);
+	}
+}
+
 static void process(struct smtp_session *s)
 {
 	struct evbuffer *in = conn_input(s->conn);
@@ -1472,9 +1509,10 @@ static void process(struct smtp_session *s)
 			s->discard -= n;
 			continue;
 		}
-		bool progress = (s->state == S_DATA || s->state == S_BDAT_CHUNK)
-					? feed_content(s, in)
-					: read_command(s, in);
+		bool content = s->state == S_DATA || s->state == S_BDAT_CHUNK;
+		bool progress = content ? feed_content(s, in) : read_command(s, in);
+		if (!content)
+			watch_partial_command(s, progress);
 		if (!progress)
 			return;
 	}
@@ -1594,6 +1632,10 @@ static void close_now(struct smtp_session *s)
 	if (s->auth_delay) {
 		event_free(s->auth_delay);
 		s->auth_delay = NULL;
+	}
+	if (s->cmd_deadline) {
+		event_free(s->cmd_deadline);
+		s->cmd_deadline = NULL;
 	}
 	if (s->deadline) {
 		event_free(s->deadline);

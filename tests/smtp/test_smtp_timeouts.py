@@ -135,6 +135,31 @@ def test_session_deadline_trickling_bytes(fulmar_factory):
     assert elapsed <= 4.5, elapsed
 
 
+def test_trickled_command_line_times_out(fulmar_factory):
+    """One byte every 0.3 s restarts the read timeout, not the command's
+    own deadline: a line not completed within timeouts.command gets 421
+    long before the session deadline (slowloris)."""
+    d = fulmar_factory(timeouts={"command": 1.5, "session": 60.0})
+    with SMTPClient(d.port) as c:
+        line = b"EHLO trickle.test " * 20
+        elapsed, data, closed = trickle(c, [line[i:i + 1] for i in range(len(line))], 0.3, 8)
+    assert data.startswith(b"421 4.4.2"), "got %r after %.1f s" % (data, elapsed)
+    assert closed, "connection not closed"
+    assert 1.0 <= elapsed <= 4.0, elapsed
+
+
+def test_complete_commands_keep_the_session(fulmar_factory):
+    """Commands that complete, each sent a byte at a time within the limit,
+    are served: the deadline is per command line."""
+    d = fulmar_factory(timeouts={"command": 2.0})
+    with SMTPClient(d.port) as c:
+        for _ in range(3):
+            for ch in b"NOOP\r\n":
+                c.send(bytes([ch]))
+                time.sleep(0.1)
+            expect(c.reply(), 250, "2.0.0")
+
+
 def test_session_deadline_busy_client(fulmar_factory):
     """Complete NOOPs every 0.3 s do not extend the session past its deadline."""
     d = fulmar_factory(timeouts=SESSION)
