@@ -39,7 +39,7 @@ struct oconn;
 
 struct job {
 	struct job *prev, *next;         /* in the dest's FIFO, or running */
-	struct job *all_prev, *all_next; /* every job */
+	struct job *msg_prev, *msg_next; /* the jobs of the same message */
 	struct dest *dest;
 	struct qmsg *msg;
 	size_t *idx;
@@ -91,7 +91,6 @@ struct outbound {
 	outbound_done_fn done;
 	void *arg;
 	struct dest *buckets[DEST_BUCKETS];
-	struct job *jobs;
 	size_t njobs;
 	size_t nconns;            /* in total */
 	struct dest *starved;     /* dests waiting for a slot */
@@ -170,12 +169,12 @@ static void job_unlink_fifo(struct job *j)
 
 static void job_free(struct outbound *o, struct job *j)
 {
-	if (j->all_prev)
-		j->all_prev->all_next = j->all_next;
+	if (j->msg_prev)
+		j->msg_prev->msg_next = j->msg_next;
 	else
-		o->jobs = j->all_next;
-	if (j->all_next)
-		j->all_next->all_prev = j->all_prev;
+		j->msg->out_jobs = j->msg_next;
+	if (j->msg_next)
+		j->msg_next->msg_prev = j->msg_prev;
 	o->njobs--;
 	if (j->txn.content)
 		evbuffer_free(j->txn.content);
@@ -826,10 +825,10 @@ void outbound_submit(struct outbound *o, struct qmsg *msg, const size_t *idx, si
 		j->rcpts[i].orcpt = r->orcpt;
 		j->rcpts[i].notify = r->notify;
 	}
-	j->all_next = o->jobs;
-	if (o->jobs)
-		o->jobs->all_prev = j;
-	o->jobs = j;
+	j->msg_next = msg->out_jobs;
+	if (j->msg_next)
+		j->msg_next->msg_prev = j;
+	msg->out_jobs = j;
 	o->njobs++;
 	j->prev = d->tail;
 	if (d->tail)
@@ -844,9 +843,9 @@ void outbound_submit(struct outbound *o, struct qmsg *msg, const size_t *idx, si
 size_t outbound_withdraw(struct outbound *o, struct qmsg *msg)
 {
 	size_t withdrawn = 0;
-	for (struct job *j = o->jobs, *next; j; j = next) {
-		next = j->all_next;
-		if (j->msg != msg || j->running)
+	for (struct job *j = msg->out_jobs, *next; j; j = next) {
+		next = j->msg_next;
+		if (j->running)
 			continue;
 		withdrawn++;
 		struct dest *d = j->dest;
@@ -859,9 +858,8 @@ size_t outbound_withdraw(struct outbound *o, struct qmsg *msg)
 
 const char *outbound_why(const struct outbound *o, const struct qmsg *msg, size_t idx)
 {
-	for (const struct job *j = o->jobs; j; j = j->all_next) {
-		if (j->msg != msg)
-			continue;
+	(void)o;
+	for (const struct job *j = msg->out_jobs; j; j = j->msg_next) {
 		for (size_t i = 0; i < j->n; i++) {
 			if (j->idx[i] != idx)
 				continue;

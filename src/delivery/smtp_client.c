@@ -575,25 +575,40 @@ void smtp_client_send(struct smtp_client *c, struct smtp_client_txn *t,
 	}
 }
 
-/* Append the content, dot-stuffed, then the end of data. */
+/* Append the content, dot-stuffed, then the end of data. The content's
+ * chunks are read where they are (no contiguous copy of the message). */
 static void send_content(struct smtp_client *c)
 {
 	struct evbuffer *out = conn_output(c->conn);
 	struct evbuffer *in = c->txn->content;
 	size_t len = evbuffer_get_length(in);
-	const char *p = len ? (const char *)evbuffer_pullup(in, -1) : "";
-	size_t off = 0;
-	while (off < len) {
-		if (p[off] == '.')
-			evbuffer_add(out, ".", 1);
-		const char *nl = memchr(p + off, '\n', len - off);
-		size_t end = nl ? (size_t)(nl - p) + 1 : len;
-		evbuffer_add(out, p + off, end - off);
-		off = end;
+	int nv = evbuffer_peek(in, -1, NULL, NULL, 0);
+	struct evbuffer_iovec *v = xcalloc(nv > 0 ? (size_t)nv : 1, sizeof(*v));
+	nv = evbuffer_peek(in, -1, NULL, v, nv);
+	bool line_start = true;
+	char last = '\n', before_last = '\r';
+	for (int k = 0; k < nv; k++) {
+		const char *p = v[k].iov_base;
+		size_t n = v[k].iov_len, off = 0;
+		while (off < n) {
+			if (line_start && p[off] == '.')
+				evbuffer_add(out, ".", 1);
+			const char *nl = memchr(p + off, '\n', n - off);
+			size_t end = nl ? (size_t)(nl - p) + 1 : n;
+			evbuffer_add(out, p + off, end - off);
+			line_start = nl != NULL;
+			off = end;
+		}
+		if (n >= 2) {
+			before_last = p[n - 2];
+			last = p[n - 1];
+		} else if (n == 1) {
+			before_last = last;
+			last = p[0];
+		}
 	}
-	if (len >= 2 && (p[len - 2] != '\r' || p[len - 1] != '\n'))
-		evbuffer_add(out, "\r\n", 2);
-	else if (len == 1)
+	free(v);
+	if (len > 0 && (before_last != '\r' || last != '\n'))
 		evbuffer_add(out, "\r\n", 2);
 	evbuffer_drain(in, len);
 	evbuffer_add(out, ".\r\n", 3);

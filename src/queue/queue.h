@@ -40,6 +40,7 @@ struct qmsg {
 	unsigned busy;          /* delivery attempts (or a bounce) running */
 	struct event *retry;    /* the delivery engine's timer, or NULL */
 	void *engine;           /* the delivery engine that schedules it */
+	void *out_jobs;         /* the outbound scheduler's jobs of it */
 	bool deleting;          /* operator: remove once nothing runs */
 	bool bouncing;          /* operator: bounce once nothing runs */
 	bool corrupt;           /* the file failed to read back: quarantine */
