@@ -7,6 +7,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,14 +44,10 @@ struct local_txn {
 struct local_committer {
 	struct event_base *base;
 	struct workpool *pool;
+	unsigned in_flight;            /* loop thread only */
+	pthread_mutex_t lock;          /* guards the two below */
 	struct local_txn *wait;        /* published, waiting for the dir fsync */
-	bool syncing;
-	unsigned in_flight;
-};
-
-struct sync_job {
-	struct local_committer *lc;
-	struct local_txn *batch;
+	bool syncing;                  /* a worker is the syncer */
 };
 
 struct local_committer *local_committer_new(struct event_base *base)
@@ -58,6 +55,7 @@ struct local_committer *local_committer_new(struct event_base *base)
 	struct local_committer *lc = xcalloc(1, sizeof(*lc));
 	lc->base = base;
 	lc->pool = workpool_new(base, COMMIT_THREADS);
+	pthread_mutex_init(&lc->lock, NULL);
 	return lc;
 }
 
@@ -68,6 +66,7 @@ void local_committer_free(struct local_committer *lc)
 	while (lc->in_flight > 0)
 		event_base_loop(lc->base, EVLOOP_ONCE);
 	workpool_free(lc->pool);
+	pthread_mutex_destroy(&lc->lock);
 	free(lc);
 }
 
@@ -179,28 +178,6 @@ void local_txn_abort(struct local_txn *t)
 	txn_free(t);
 }
 
-/* Worker: the rest of the content, fsync, close. Many run at once: on a
- * journaled file system, concurrent fsyncs share journal commits (one
- * thread doing them in turn was measured slower). */
-static void publish_work(void *arg)
-{
-	struct local_txn *t = arg;
-	if (t->pending_cr)
-		t->stage[t->stage_len++] = '\r';
-	t->pending_cr = false;
-	flush_stage(t);
-	for (size_t i = 0; i < t->n && t->err == 0; i++) {
-		struct target *g = &t->targets[i];
-		if (fsio_fsync(g->fd) < 0)
-			t->err = errno;
-		if (close(g->fd) < 0 && t->err == 0)
-			t->err = errno;
-		g->fd = -1;
-	}
-	if (t->err)
-		rollback(t);
-}
-
 /*
  * The syncer: rename every copy of the batch into new/, from this one
  * thread (many threads renaming into one directory contend on its lock,
@@ -225,18 +202,18 @@ static void publish_batch(struct local_txn *batch)
 	}
 }
 
-/* Worker, the syncer: publish the batch, then one fsync per distinct new/. */
-static void sync_work(void *arg)
+/* The syncer: publish the batch, then one fsync per distinct new/; a
+ * transaction that failed anywhere is taken back. */
+static void sync_batch(struct local_txn *batch)
 {
-	struct sync_job *job = arg;
-	publish_batch(job->batch);
+	publish_batch(batch);
 	size_t total = 0;
-	for (struct local_txn *t = job->batch; t; t = t->next)
+	for (struct local_txn *t = batch; t; t = t->next)
 		total += t->n;
 	const char **dirs = xcalloc(total ? total : 1, sizeof(char *));
 	int *errs = xcalloc(total ? total : 1, sizeof(int));
 	size_t k = 0;
-	for (struct local_txn *t = job->batch; t; t = t->next)
+	for (struct local_txn *t = batch; t; t = t->next)
 		for (size_t i = 0; i < t->n; i++, k++)
 			dirs[k] = t->err ? NULL : t->targets[i].maildir;
 	maildir_sync_dirs(dirs, total, errs);
@@ -245,64 +222,85 @@ static void sync_work(void *arg)
 		if (errs[x] == 0)
 			continue;
 		k = 0;
-		for (struct local_txn *t = job->batch; t; t = t->next)
+		for (struct local_txn *t = batch; t; t = t->next)
 			for (size_t i = 0; i < t->n; i++, k++)
 				if (dirs[k] && strcmp(dirs[k], dirs[x]) == 0 && t->err == 0)
 					t->err = errs[x];
 	}
 	free(errs);
 	free(dirs);
-	for (struct local_txn *t = job->batch; t; t = t->next)
+	for (struct local_txn *t = batch; t; t = t->next)
 		if (t->err)
 			rollback(t);
 }
 
-static void start_sync(struct local_committer *lc);
-
-static void finish(struct local_txn *t)
+/* Loop thread: report each transaction of a list and free it. */
+static void finish_list(void *arg)
 {
-	struct local_committer *lc = t->lc;
-	lc->in_flight--;
-	t->fn(t->arg, t->err);
-	txn_free(t);
-}
-
-static void sync_done(void *arg)
-{
-	struct sync_job *job = arg;
-	struct local_committer *lc = job->lc;
-	lc->syncing = false;
-	for (struct local_txn *t = job->batch, *next; t; t = next) {
+	for (struct local_txn *t = arg, *next; t; t = next) {
 		next = t->next;
-		finish(t);
+		t->lc->in_flight--;
+		t->fn(t->arg, t->err);
+		txn_free(t);
 	}
-	free(job);
-	if (lc->wait)
-		start_sync(lc);
 }
 
-static void start_sync(struct local_committer *lc)
+/*
+ * Joins t to the transactions waiting for the directory fsync. The first
+ * worker to find no syncer at work becomes the syncer: it takes the whole
+ * waiting list, publishes and syncs it, hands it to the loop in one post,
+ * and goes on while more have gathered meanwhile (group commit). The other
+ * workers return at once: t is reported by the syncer that takes it, so
+ * each message costs one hand-off to a worker and one back to the loop.
+ */
+static void join_sync(struct local_txn *t)
 {
-	struct sync_job *job = xcalloc(1, sizeof(*job));
-	job->lc = lc;
-	job->batch = lc->wait;
-	lc->wait = NULL;
-	lc->syncing = true;
-	workpool_submit(lc->pool, sync_work, sync_done, job);
-}
-
-static void publish_done(void *arg)
-{
-	struct local_txn *t = arg;
 	struct local_committer *lc = t->lc;
-	if (t->err) {
-		finish(t);
-		return;
-	}
+	pthread_mutex_lock(&lc->lock);
 	t->next = lc->wait;
 	lc->wait = t;
-	if (!lc->syncing)
-		start_sync(lc);
+	if (lc->syncing) {
+		pthread_mutex_unlock(&lc->lock);
+		return;
+	}
+	lc->syncing = true;
+	while (lc->wait) {
+		struct local_txn *batch = lc->wait;
+		lc->wait = NULL;
+		pthread_mutex_unlock(&lc->lock);
+		sync_batch(batch);
+		workpool_post(lc->pool, finish_list, batch);
+		pthread_mutex_lock(&lc->lock);
+	}
+	lc->syncing = false;
+	pthread_mutex_unlock(&lc->lock);
+}
+
+/* Worker: the rest of the content, fsync, close, then the directory sync.
+ * Many run at once: on a journaled file system, concurrent fsyncs share
+ * journal commits (one thread doing them in turn was measured slower). */
+static void publish_work(void *arg)
+{
+	struct local_txn *t = arg;
+	if (t->pending_cr)
+		t->stage[t->stage_len++] = '\r';
+	t->pending_cr = false;
+	flush_stage(t);
+	for (size_t i = 0; i < t->n && t->err == 0; i++) {
+		struct target *g = &t->targets[i];
+		if (fsio_fsync(g->fd) < 0)
+			t->err = errno;
+		if (close(g->fd) < 0 && t->err == 0)
+			t->err = errno;
+		g->fd = -1;
+	}
+	if (t->err) {
+		rollback(t);
+		t->next = NULL;
+		workpool_post(t->lc->pool, finish_list, t);
+		return;
+	}
+	join_sync(t);
 }
 
 void local_txn_commit(struct local_txn *t, local_commit_fn fn, void *arg)
@@ -310,5 +308,5 @@ void local_txn_commit(struct local_txn *t, local_commit_fn fn, void *arg)
 	t->fn = fn;
 	t->arg = arg;
 	t->lc->in_flight++;
-	workpool_submit(t->lc->pool, publish_work, publish_done, t);
+	workpool_submit(t->lc->pool, publish_work, NULL, t);
 }

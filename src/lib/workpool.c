@@ -44,6 +44,19 @@ static void push(struct job **head, struct job **tail, struct job *j)
 	*tail = j;
 }
 
+/* Under the lock: queue j for the loop, waking it when the list was empty
+ * (one wake-up covers everything queued before the loop drains it). */
+static void push_done(struct workpool *pool, struct job *j)
+{
+	bool was_empty = pool->done_head == NULL;
+	push(&pool->done_head, &pool->done_tail, j);
+	if (was_empty) {
+		uint64_t one = 1;
+		ssize_t w = write(pool->efd, &one, sizeof(one));
+		(void)w; /* eventfd write only fails on overflow */
+	}
+}
+
 static void *worker_main(void *p)
 {
 	struct workpool *pool = p;
@@ -62,13 +75,10 @@ static void *worker_main(void *p)
 		j->work(j->arg);
 
 		pthread_mutex_lock(&pool->lock);
-		bool was_empty = pool->done_head == NULL;
-		push(&pool->done_head, &pool->done_tail, j);
-		if (was_empty) {
-			uint64_t one = 1;
-			ssize_t w = write(pool->efd, &one, sizeof(one));
-			(void)w; /* eventfd write only fails on overflow */
-		}
+		if (j->done)
+			push_done(pool, j);
+		else
+			free(j);
 	}
 	pthread_mutex_unlock(&pool->lock);
 	return NULL;
@@ -126,6 +136,17 @@ void workpool_submit(struct workpool *pool, workpool_fn work, workpool_fn done,
 	pthread_mutex_lock(&pool->lock);
 	push(&pool->todo_head, &pool->todo_tail, j);
 	pthread_cond_signal(&pool->cond);
+	pthread_mutex_unlock(&pool->lock);
+}
+
+void workpool_post(struct workpool *pool, workpool_fn done, void *arg)
+{
+	struct job *j = xmalloc(sizeof(*j));
+	j->work = NULL;
+	j->done = done;
+	j->arg = arg;
+	pthread_mutex_lock(&pool->lock);
+	push_done(pool, j);
 	pthread_mutex_unlock(&pool->lock);
 }
 

@@ -19,6 +19,12 @@ typedef void (*workpool_fn)(void *arg);
 struct workpool *workpool_new(struct event_base *base, int nthreads);
 void workpool_submit(struct workpool *pool, workpool_fn work,
 		     workpool_fn done, void *arg);
+/* From a pool thread (inside a work function): runs done(arg) in the loop
+ * thread, like a job's done. A job submitted with done == NULL hands
+ * nothing back by itself, so its work can report through workpool_post
+ * when and as often as it decides (for example once for a whole batch of
+ * other jobs' results). */
+void workpool_post(struct workpool *pool, workpool_fn done, void *arg);
 void workpool_free(struct workpool *pool);
 
 #endif
