@@ -22,10 +22,11 @@ every allocation of the session has then failed once. The count N is
 process-wide, so the first few N land in the start-up probe's own session
 (Daemon.wait_ready's connect and QUIT), which it retries.
 
-Three variants: mx through the queue (local.deliver_at_receipt = false),
-mx with delivery at receipt into the Maildirs, and submission with AUTH
-PLAIN (the password check, the authenticated name, the header section
-held to add Message-ID: and Date:).
+Four variants: mx through the queue (local.deliver_at_receipt = false),
+mx with delivery at receipt into the Maildirs, submission with AUTH PLAIN
+(the password check, the authenticated name, the header section held to
+add Message-ID: and Date:), and mx with the SPF/DKIM/DMARC checks on (the
+checks' state, the header copy, the Authentication-Results copy).
 """
 
 import base64
@@ -48,6 +49,10 @@ PATHS = {
     "queue": {"local": {"deliver_at_receipt": False}},
     "receipt": {"local": {"deliver_at_receipt": True}},
     "submission": {"local": {"deliver_at_receipt": False}},
+    # SPF, DKIM and DMARC on; the DNS server is a loopback port where
+    # nothing listens, so every lookup fails at once (temperror).
+    "inbound": {"local": {"deliver_at_receipt": False},
+                "inbound": {"checks": True, "timeout": 1.0}},
 }
 USER, PASSWORD = "alice@example.test", "correct horse battery staple"
 MX_STEPS = ["EHLO client.test", "MAIL FROM:<sender@client.test>"]
