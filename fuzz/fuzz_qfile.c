@@ -206,7 +206,7 @@ static void write_fields(const uint8_t *r, size_t n, bool with_prefix)
 	size_t k = 0;
 	for (; k < 6 && k < nf; k++)
 		if (f[k][0] || k == 3) /* empty: absent, but the sender "" is <> */
-			envelope_set(strs[k], f[k]);
+			CHECK(envelope_set(strs[k], f[k]) == 0);
 	env.smtputf8 = n > 1 && (r[1] & 1);
 	env.body = n > 2 ? r[2] : 0;
 	env.ret = n > 3 ? r[3] : 0;
@@ -214,10 +214,10 @@ static void write_fields(const uint8_t *r, size_t n, bool with_prefix)
 		const char *addr = f[k][0] ? f[k] : "x@example.org";
 		const char *orig = k + 1 < nf && f[k + 1][0] ? f[k + 1] : NULL;
 		const char *orcpt = k + 2 < nf && f[k + 2][0] ? f[k + 2] : NULL;
-		envelope_add_rcpt(&env, addr, orig, orcpt, r[k % n]);
+		CHECK(envelope_add_rcpt(&env, addr, orig, orcpt, r[k % n]) == 0);
 	}
 	if (env.nrcpts == 0)
-		envelope_add_rcpt(&env, "postmaster", NULL, NULL, 0);
+		CHECK(envelope_add_rcpt(&env, "postmaster", NULL, NULL, 0) == 0);
 	size_t step = 1 + (n > 4 ? r[4] : 0) * 97u;
 	size_t plen = with_prefix ? n / 3 + 1 : 0; /* <= n, as n >= 1 */
 	round_trip(&env, (const char *)r, n, step, (const char *)r + n - plen, plen);

@@ -395,6 +395,11 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		struct client *cl = xcalloc(1, sizeof(*cl));
 		cl->ctl = c;
 		cl->conn = conn_new(c->base, fd, &client_callbacks, cl, CONTROL_LINE_MAX);
+		if (cl->conn == NULL) {
+			free(cl);
+			refuse(fd, "out of memory");
+			continue;
+		}
 		conn_set_read_timeout(cl->conn, CONTROL_READ_TIMEOUT);
 		conn_set_write_timeout(cl->conn, CONTROL_WRITE_TIMEOUT);
 		cl->next = c->clients;

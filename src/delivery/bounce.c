@@ -144,14 +144,14 @@ int bounce_queue(struct queue *q, const struct config *cfg, const struct qmsg *m
 
 	struct envelope benv;
 	envelope_init(&benv);
-	envelope_set(&benv.helo, cfg->hostname);
-	envelope_set(&benv.client_addr, "127.0.0.1");
-	envelope_set(&benv.proto, "ESMTP");
-	envelope_set(&benv.sender, "");
+	envelope_xset(&benv.helo, cfg->hostname);
+	envelope_xset(&benv.client_addr, "127.0.0.1");
+	envelope_xset(&benv.proto, "ESMTP");
+	envelope_xset(&benv.sender, "");
 	benv.smtputf8 = env->smtputf8;
 	benv.body = SMTP_BODY_8BITMIME;
 	char *to = bounce_rcpt(cfg, env->sender);
-	envelope_add_rcpt(&benv, to, env->sender, NULL, SMTP_NOTIFY_NEVER);
+	envelope_xadd_rcpt(&benv, to, env->sender, NULL, SMTP_NOTIFY_NEVER);
 	free(to);
 	struct queue_txn *t = queue_txn_begin(q, &benv, err, errlen);
 	envelope_free(&benv);

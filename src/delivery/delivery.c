@@ -262,10 +262,10 @@ static void owe_report(struct env_rcpt *r, enum rcpt_report what, const char *st
 {
 	r->report = what;
 	snprintf(r->report_status, sizeof(r->report_status), "%s", status);
-	envelope_set(&r->report_remote, remote && remote[0] ? remote : NULL);
+	envelope_xset(&r->report_remote, remote && remote[0] ? remote : NULL);
 	r->report_time = now_s();
 	if (detail)
-		envelope_set(&r->last_error, detail);
+		envelope_xset(&r->last_error, detail);
 }
 
 static void rcpt_sent(struct delivery *d, struct qmsg *m, size_t idx, const char *relay,

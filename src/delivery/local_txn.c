@@ -16,6 +16,7 @@
 #include "delivery/maildir.h"
 #include "lib/fsio.h"
 #include "lib/workpool.h"
+#include "lib/mem.h"
 #include "lib/xalloc.h"
 
 #define COMMIT_THREADS 32
@@ -116,7 +117,13 @@ struct local_txn *local_txn_begin(struct local_committer *lc, const char *sender
 		snprintf(err, errlen, "%zu mailboxes: not a local transaction", n);
 		return NULL;
 	}
-	struct local_txn *t = xmalloc(sizeof(*t));
+	/* The session's memory (lib/mem.h): on failure the session sends the
+	 * message through the queue instead. */
+	struct local_txn *t = mem_alloc(sizeof(*t));
+	if (t == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
 	t->next = NULL;
 	t->lc = lc;
 	t->n = 0;
@@ -125,8 +132,14 @@ struct local_txn *local_txn_begin(struct local_committer *lc, const char *sender
 	t->stage_len = 0;
 	char path[PATH_MAX];
 	for (size_t i = 0; i < n; i++) {
-		struct target *g = &t->targets[t->n++];
-		g->maildir = xstrdup(specs[i].maildir);
+		struct target *g = &t->targets[t->n];
+		if ((g->maildir = mem_strdup(specs[i].maildir)) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			rollback(t);
+			txn_free(t);
+			return NULL;
+		}
+		t->n++;
 		g->linked = false;
 		maildir_name(g->name, sizeof(g->name), arrival_s, queue_id, i, host);
 		tmp_path(g, path, sizeof(path));

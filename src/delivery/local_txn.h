@@ -44,7 +44,9 @@ struct local_target_spec {
 /*
  * Open a tmp/ file in each Maildir and write the Return-Path: and
  * Delivered-To: headers; file names come from maildir_name();
- * NULL with err filled on failure (nothing left behind).
+ * NULL with err filled on failure (nothing left behind). The transaction
+ * itself is the session's memory (lib/mem.h: fallible, err says "out of
+ * memory"); its commit job is the committer's (lib/xalloc.h: aborts).
  */
 struct local_txn *local_txn_begin(struct local_committer *lc, const char *sender,
 				  const struct local_target_spec *targets, size_t n,

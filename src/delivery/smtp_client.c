@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 
 #include "lib/conn.h"
@@ -811,6 +812,11 @@ static void on_connected(void *arg, int fd, int err)
 	}
 	c->phase = P_OPENING;
 	c->conn = conn_new(c->base, fd, &client_callbacks, c, INPUT_MAX);
+	if (c->conn == NULL) {
+		close(fd);
+		fail(c, SMTP_CLIENT_NETWORK, "out of memory for the connection");
+		return;
+	}
 	conn_set_write_timeout(c->conn, c->p.command_timeout);
 	conn_set_read_timeout(c->conn, c->p.greeting_timeout);
 	expect(c, X_GREETING, 0);

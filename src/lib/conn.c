@@ -14,6 +14,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "lib/mem.h"
 #include "lib/xalloc.h"
 
 #define READ_CHUNK 16384
@@ -210,10 +211,25 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* What conn_new made, without touching the socket. */
+static void free_parts(struct conn *c)
+{
+	if (c->rev)
+		event_free(c->rev);
+	if (c->wev)
+		event_free(c->wev);
+	if (c->in)
+		evbuffer_free(c->in);
+	if (c->out)
+		evbuffer_free(c->out);
+}
+
 struct conn *conn_new(struct event_base *base, int fd, const struct conn_callbacks *cb,
 		      void *arg, size_t input_max)
 {
-	struct conn *c = xcalloc(1, sizeof(*c));
+	struct conn *c = mem_calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
 	c->fd = fd;
 	c->cb = *cb;
 	c->arg = arg;
@@ -222,8 +238,12 @@ struct conn *conn_new(struct event_base *base, int fd, const struct conn_callbac
 	c->out = evbuffer_new();
 	c->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_read, c);
 	c->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, on_write, c);
-	if (c->in == NULL || c->out == NULL || c->rev == NULL || c->wev == NULL)
-		xfatal("out of memory for a connection");
+	if (c->in == NULL || c->out == NULL || c->rev == NULL || c->wev == NULL) {
+		free_parts(c);
+		free(c);
+		errno = ENOMEM;
+		return NULL;
+	}
 	return c;
 }
 
@@ -231,8 +251,6 @@ void conn_free(struct conn *c)
 {
 	if (c == NULL)
 		return;
-	event_free(c->rev);
-	event_free(c->wev);
 	if (c->ssl) {
 		/* close_notify, best effort: the socket is non-blocking and we
 		 * do not wait for the peer's. */
@@ -240,8 +258,7 @@ void conn_free(struct conn *c)
 			SSL_shutdown(c->ssl);
 		SSL_free(c->ssl);
 	}
-	evbuffer_free(c->in);
-	evbuffer_free(c->out);
+	free_parts(c);
 	close(c->fd);
 	free(c);
 }

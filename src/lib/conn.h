@@ -11,7 +11,9 @@
  *
  * Callbacks run from the loop; any of them may call conn_free(). conn
  * functions called by the owner never run a callback themselves.
- * Ownership: the owner frees the conn (which closes the socket).
+ * Ownership: the owner frees the conn (which closes the socket). A conn
+ * is a client's memory (lib/mem.h): conn_new fails with NULL (errno
+ * ENOMEM) when it runs out, and fd is then still the caller's to close.
  */
 #ifndef FULMAR_CONN_H
 #define FULMAR_CONN_H

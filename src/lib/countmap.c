@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/mem.h"
 #include "lib/xalloc.h"
 
 struct entry {
@@ -74,7 +75,9 @@ long countmap_add(struct countmap *m, const char *key, long delta)
 	if (delta <= 0)
 		return 0;
 	size_t n = strlen(key);
-	struct entry *e = xmalloc(sizeof(*e) + n + 1);
+	struct entry *e = mem_alloc(sizeof(*e) + n + 1);
+	if (e == NULL)
+		return -1;
 	memcpy(e->key, key, n + 1);
 	e->count = delta;
 	e->next = *pp;

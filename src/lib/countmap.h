@@ -13,7 +13,9 @@ struct countmap;
 
 struct countmap *countmap_new(size_t buckets);
 void countmap_free(struct countmap *m);
-/* Add delta (+1 or -1) to key's count and return the new count. */
+/* Add delta (+1 or -1) to key's count and return the new count; -1 when
+ * a new key's entry cannot be allocated (lib/mem.h: the entries follow
+ * the clients, so their memory is fallible; nothing is changed then). */
 long countmap_add(struct countmap *m, const char *key, long delta);
 long countmap_get(const struct countmap *m, const char *key);
 

@@ -3,14 +3,16 @@
  * on (write, fsync, rename, link, unlink, open). Every queue and Maildir
  * write goes through them, so a test can make any of them fail.
  *
- * Fault injection: the environment variable FULMAR_FAULT, read once at
- * start-up, has the form "OP:N:ERRNO[:COUNT]" (for example "fsync:3:EIO"
- * or "write:1:ENOSPC:2"): the Nth call of OP and every later one fail with
- * ERRNO; with COUNT > 0, only COUNT calls fail (N .. N+COUNT-1) and the
- * later ones succeed again, as when space comes back. OP is one of write,
- * fsync (fsio_fsync and fsio_fsync_dir, counted together), rename, link,
- * open; ERRNO one of EIO, ENOSPC, EDQUOT, EROFS, EACCES. Calls are counted
- * process-wide, from every thread, and only for OP. Unset: no faults.
+ * Fault injection (lib/fault.h): the environment variable FULMAR_FAULT,
+ * read once at start-up, has the form "OP:N:ERRNO[:COUNT]" (for example
+ * "fsync:3:EIO" or "write:1:ENOSPC:2"): the Nth call of OP and every later
+ * one fail with ERRNO; with COUNT > 0, only COUNT calls fail (N ..
+ * N+COUNT-1) and the later ones succeed again, as when space comes back.
+ * OP is one of write, fsync (fsio_fsync and fsio_fsync_dir, counted
+ * together), rename, link, open, or alloc for the fallible allocations of
+ * lib/mem.h; ERRNO one of EIO, ENOSPC, EDQUOT, EROFS, EACCES, ENOMEM.
+ * Calls are counted process-wide, from every thread, and only for OP.
+ * Unset: no faults.
  */
 #ifndef FULMAR_FSIO_H
 #define FULMAR_FSIO_H
@@ -19,7 +21,7 @@
 #include <sys/types.h>
 
 /* Reads FULMAR_FAULT (again: the previous setting and counts are
- * forgotten first). */
+ * forgotten first), for fsio and mem alike (fault_init()). */
 void fsio_init_faults(void);
 
 /* Writes all of buf, retrying short writes and EINTR. 0 or -1 (errno). */

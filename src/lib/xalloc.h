@@ -1,9 +1,10 @@
 /*
- * xalloc: allocation wrappers. Running out of memory is treated as an
- * invariant failure of the process (abort with a message): per-session
- * memory is bounded by configuration, so exhaustion means the limits are
- * wrong, not that a peer misbehaved. xfatal() is for start-up errors and
- * broken invariants.
+ * xalloc: allocation wrappers that abort the process on failure (with a
+ * message), for the memory whose loss is fatal anyway: start-up and
+ * configuration, the queue's commit pipeline and the delivery engine.
+ * Memory taken for one client (an SMTP session and its transaction) comes
+ * from lib/mem.h instead, whose failures fail only that session. xfatal()
+ * is for start-up errors and broken invariants.
  */
 #ifndef FULMAR_XALLOC_H
 #define FULMAR_XALLOC_H

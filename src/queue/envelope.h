@@ -6,6 +6,12 @@
  * Ownership: an envelope owns all its strings (heap, NUL-ended) and its
  * recipient array; envelope_free() releases them. The SMTP session builds
  * one per transaction; the queue reads one back from each queue file.
+ *
+ * Memory: the SMTP session's envelope is its client's memory (lib/mem.h):
+ * envelope_set and envelope_add_rcpt fail with -1 (errno ENOMEM), leaving
+ * the envelope as it was, and the session answers 451. The queue and the
+ * delivery engine, whose memory is fatal (lib/xalloc.h), use the x
+ * variants, which abort instead and are never failed by the alloc fault.
  */
 #ifndef FULMAR_ENVELOPE_H
 #define FULMAR_ENVELOPE_H
@@ -77,13 +83,21 @@ void envelope_free(struct envelope *env);
 /* Clear the transaction part (sender, parameters, recipients); keep the
  * client fields. */
 void envelope_reset(struct envelope *env);
-/* Append a recipient; the strings are copied. Returns its index. */
-size_t envelope_add_rcpt(struct envelope *env, const char *addr,
-			 const char *orig, const char *orcpt, unsigned notify);
+/* Append a recipient; the strings are copied. 0, or -1 (ENOMEM: nothing
+ * added). */
+int envelope_add_rcpt(struct envelope *env, const char *addr, const char *orig,
+		      const char *orcpt, unsigned notify) __attribute__((warn_unused_result));
+void envelope_xadd_rcpt(struct envelope *env, const char *addr, const char *orig,
+			const char *orcpt, unsigned notify);
+/* Drop the recipients from index n on (a RCPT whose expansion failed
+ * halfway takes back what it added). */
+void envelope_truncate_rcpts(struct envelope *env, size_t n);
 /* Index of the recipient with this final address, or -1. */
 long envelope_find_rcpt(const struct envelope *env, const char *addr);
-/* Replace a string field (frees the old value; NULL allowed). */
-void envelope_set(char **field, const char *value);
+/* Replace a string field with a copy of value (NULL allowed), freeing the
+ * old value. 0, or -1 (ENOMEM: the field is unchanged). */
+int envelope_set(char **field, const char *value) __attribute__((warn_unused_result));
+void envelope_xset(char **field, const char *value);
 /* True when every recipient is delivered or failed. */
 bool envelope_done(const struct envelope *env);
 

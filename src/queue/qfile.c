@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "lib/fsio.h"
+#include "lib/mem.h"
 #include "lib/xalloc.h"
 
 #define QFILE_VERSION "FULMAR1"
@@ -108,19 +109,30 @@ static void write_record(struct qfile_writer *w, char type, const void *p, size_
 		append(w, p, n);
 }
 
-/* Builds a record made of fields in a growable buffer. */
+/* Builds a record made of fields in a growable buffer. Its memory is
+ * fallible (lib/mem.h): the writer of a session's envelope fails with
+ * ENOMEM instead of aborting. */
 struct fields {
 	unsigned char *p;
 	size_t len, cap;
+	bool failed; /* out of memory: the record is incomplete */
 };
 
 static void field_put(struct fields *f, char tag, const void *v, size_t n)
 {
 	if (n > 0xffff)
 		n = 0xffff; /* every field value is bounded far below this */
+	if (f->failed)
+		return;
 	if (f->len + 3 + n > f->cap) {
-		f->cap = (f->len + 3 + n) * 2;
-		f->p = xrealloc(f->p, f->cap);
+		size_t cap = (f->len + 3 + n) * 2;
+		unsigned char *p = mem_realloc(f->p, cap);
+		if (p == NULL) {
+			f->failed = true;
+			return;
+		}
+		f->p = p;
+		f->cap = cap;
 	}
 	f->p[f->len] = (unsigned char)tag;
 	f->p[f->len + 1] = (unsigned char)(n >> 8);
@@ -177,6 +189,8 @@ void qfile_write_envelope(struct qfile_writer *w, const struct envelope *env)
 		write_record(w, 'R', f.p, f.len);
 	}
 	free(f.p);
+	if (f.failed && w->error == 0)
+		w->error = ENOMEM; /* records are missing: the file is no good */
 	write_record(w, 'M', NULL, 0);
 }
 
@@ -345,7 +359,7 @@ static int parse_rcpt(struct envelope *env, const unsigned char *p, size_t n)
 			break;
 	}
 	if (rc == 0 && addr && addr[0])
-		envelope_add_rcpt(env, addr, orig, orcpt, notify);
+		envelope_xadd_rcpt(env, addr, orig, orcpt, notify);
 	else
 		rc = -1;
 	free(addr);

@@ -19,6 +19,7 @@
 
 #include "lib/fsio.h"
 #include "lib/log.h"
+#include "lib/mem.h"
 #include "lib/workpool.h"
 #include "lib/xalloc.h"
 
@@ -157,15 +158,37 @@ static bool valid_id(const char *s)
 
 /* ---- receiving ---- */
 
-struct queue_txn *queue_txn_begin(struct queue *q, struct envelope *env,
-				  char *err, size_t errlen)
+/* A transaction's memory, with its copies of env's client fields; it is
+ * the session's, so it is fallible (lib/mem.h). NULL (errno ENOMEM). */
+static struct queue_txn *txn_new(struct queue *q, const struct envelope *env)
 {
-	struct queue_txn *t = xmalloc(sizeof(*t));
+	struct queue_txn *t = mem_alloc(sizeof(*t));
+	if (t == NULL)
+		return NULL;
 	t->q = q;
 	t->prefix_fn = NULL;
 	t->prefix_free = NULL;
 	t->prefix_arg = NULL;
 	envelope_init(&t->env);
+	if (envelope_set(&t->env.helo, env->helo) < 0 ||
+	    envelope_set(&t->env.client_addr, env->client_addr) < 0 ||
+	    envelope_set(&t->env.proto, env->proto) < 0) {
+		envelope_free(&t->env);
+		free(t);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return t;
+}
+
+struct queue_txn *queue_txn_begin(struct queue *q, struct envelope *env,
+				  char *err, size_t errlen)
+{
+	struct queue_txn *t = txn_new(q, env);
+	if (t == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
 	int fd = -1;
 	for (int tries = 0; tries < 100 && fd < 0; tries++) {
 		new_id(q, t->env.id, &t->env.arrival_us);
@@ -177,6 +200,7 @@ struct queue_txn *queue_txn_begin(struct queue *q, struct envelope *env,
 	if (fd < 0) {
 		int saved = errno;
 		snprintf(err, errlen, "cannot create queue file: %s", strerror_safe(saved));
+		envelope_free(&t->env);
 		free(t);
 		errno = saved;
 		return NULL;
@@ -195,9 +219,6 @@ struct queue_txn *queue_txn_begin(struct queue *q, struct envelope *env,
 	env->rcpts = NULL;
 	env->nrcpts = env->cap = 0;
 	envelope_reset(env);
-	envelope_set(&t->env.helo, env->helo);
-	envelope_set(&t->env.client_addr, env->client_addr);
-	envelope_set(&t->env.proto, env->proto);
 
 	qfile_writer_init(&t->w, fd);
 	qfile_write_envelope(&t->w, &t->env);
@@ -481,7 +502,7 @@ void queue_rcpt_update(struct queue *q, struct qmsg *msg, size_t idx,
 	r->state = state;
 	r->attempts++;
 	r->next_attempt = next_attempt;
-	envelope_set(&r->last_error, error);
+	envelope_xset(&r->last_error, error);
 	char type = state == RCPT_DELIVERED ? 'D' : state == RCPT_FAILED ? 'F' : 'W';
 	unsigned char rec[1100];
 	size_t n = journal_encode(rec, sizeof(rec), type, (uint32_t)idx, r->attempts,

@@ -9,9 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/mem.h"
 #include "lib/xalloc.h"
 
 #define BUCKETS 4096
+#define MAX_DELAY 5 /* seconds before a 535 */
 
 struct entry {
 	struct entry *next;
@@ -100,7 +102,9 @@ static struct entry *find(struct auth_throttle *t, const char *key, bool create,
 		head = &t->buckets[hash(key)];
 	}
 	size_t n = strlen(key);
-	struct entry *e = xcalloc(1, sizeof(*e) + n + 1);
+	struct entry *e = mem_calloc(1, sizeof(*e) + n + 1);
+	if (e == NULL)
+		return NULL; /* entries are the sessions' memory: fallible */
 	memcpy(e->key, key, n + 1);
 	e->next = *head;
 	*head = e;
@@ -139,6 +143,12 @@ int auth_throttle_failed(struct auth_throttle *t, const char *ip, const char *us
 			break;
 		make_key(key, sizeof(key), k == 0 ? 'i' : 'u', k == 0 ? ip : user);
 		struct entry *e = find(t, key, true, now);
+		if (e == NULL) {
+			/* Out of memory: the failure cannot be counted, so it
+			 * gets the longest delay (fail closed). */
+			worst = MAX_DELAY;
+			continue;
+		}
 		if (e->last + AUTH_THROTTLE_WINDOW < now)
 			e->failures = 0;
 		e->failures++;
@@ -154,7 +164,8 @@ int auth_throttle_failed(struct auth_throttle *t, const char *ip, const char *us
 		if (e->failures > worst)
 			worst = e->failures;
 	}
-	return worst < 5 ? (int)worst : 5; /* 1, 2, 3 ... 5 s before the 535 */
+	/* 1, 2, 3 ... 5 s before the 535 */
+	return worst < MAX_DELAY ? (int)worst : MAX_DELAY;
 }
 
 void auth_throttle_succeeded(struct auth_throttle *t, const char *ip, const char *user)

@@ -3,7 +3,9 @@
  * client address and per user name over a window; each failure's reply is
  * delayed a little more, and past a few failures that key is refused for
  * a growing while (454 4.7.0). Memory is bounded: stale entries are
- * dropped, and past AUTH_THROTTLE_MAX_KEYS the oldest go first.
+ * dropped, and past AUTH_THROTTLE_MAX_KEYS the oldest go first. Entries
+ * are fallible memory (lib/mem.h): a failure that cannot be recorded
+ * gets the longest delay instead.
  * Loop thread only; pure bookkeeping (time is passed in).
  */
 #ifndef FULMAR_AUTH_THROTTLE_H

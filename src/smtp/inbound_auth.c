@@ -14,7 +14,7 @@
 
 #include "config/config.h"
 #include "lib/log.h"
-#include "lib/xalloc.h"
+#include "lib/mem.h"
 #include "verify/dkim_verify.h"
 #include "verify/dkim_verify_async.h"
 #include "verify/dmarc.h"
@@ -113,7 +113,9 @@ struct inbound_auth *inbound_auth_start(struct event_base *base, struct dns *dns
 					const char *helo, const char *mailfrom,
 					const char *queue_id)
 {
-	struct inbound_auth *a = xcalloc(1, sizeof(*a));
+	struct inbound_auth *a = mem_calloc(1, sizeof(*a));
+	if (a == NULL)
+		return NULL;
 	a->base = base;
 	a->dns = dns;
 	char err[256];
@@ -180,22 +182,23 @@ static void headers_complete(struct inbound_auth *a)
 	}
 }
 
-void inbound_auth_feed(struct inbound_auth *a, const char *data, size_t len)
+int inbound_auth_feed(struct inbound_auth *a, const char *data, size_t len)
 {
 	dkim_verify_feed(a->dkim, data, len);
 	if (a->hdr_done)
-		return;
+		return 0;
 	size_t take = len;
 	if (a->hdr_len + take > HDR_KEEP_MAX)
 		take = HDR_KEEP_MAX - a->hdr_len;
 	if (take > 0) {
-		if (a->hdr == NULL)
-			a->hdr = xmalloc(HDR_KEEP_MAX);
+		if (a->hdr == NULL && (a->hdr = mem_alloc(HDR_KEEP_MAX)) == NULL)
+			return -1;
 		memcpy(a->hdr + a->hdr_len, data, take);
 		a->hdr_len += take;
 	}
 	if (dkim_verify_headers_done(a->dkim) || a->hdr_len == HDR_KEEP_MAX)
 		headers_complete(a);
+	return 0;
 }
 
 static void fire(evutil_socket_t fd, short what, void *arg);

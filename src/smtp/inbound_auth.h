@@ -11,7 +11,10 @@
  * Ownership: the session owns one struct inbound_auth per transaction
  * (inbound_auth_free cancels every lookup). The verdict callback runs
  * once, from the loop, never inside inbound_auth_finish; the verdict is
- * valid during the call.
+ * valid during the call. The struct and the header section it keeps are
+ * the session's memory (lib/mem.h): when they cannot be had, start and
+ * feed fail and the session fails its transaction (451); the SPF, DKIM
+ * and DMARC code below keeps its own allocations aborting (lib/xalloc.h).
  */
 #ifndef FULMAR_INBOUND_AUTH_H
 #define FULMAR_INBOUND_AUTH_H
@@ -36,13 +39,16 @@ struct inbound_verdict {
 
 typedef void (*inbound_verdict_fn)(void *arg, const struct inbound_verdict *v);
 
-/* At MAIL: mailfrom is the reverse-path text ("" for <>). */
+/* At MAIL: mailfrom is the reverse-path text ("" for <>). NULL (errno
+ * ENOMEM) when out of memory. */
 struct inbound_auth *inbound_auth_start(struct event_base *base, struct dns *dns,
 					const struct config *cfg, const struct sockaddr *client,
 					const char *helo, const char *mailfrom,
 					const char *queue_id);
-/* The message's octets as the client sent them (dot-unstuffed). */
-void inbound_auth_feed(struct inbound_auth *a, const char *data, size_t len);
+/* The message's octets as the client sent them (dot-unstuffed). 0, or -1
+ * (ENOMEM) when the header section cannot be kept: no verdict can be
+ * trusted then, and the transaction must fail. */
+int inbound_auth_feed(struct inbound_auth *a, const char *data, size_t len);
 /* The content is complete: fn runs once every check has an answer. */
 void inbound_auth_finish(struct inbound_auth *a, inbound_verdict_fn fn, void *arg);
 void inbound_auth_free(struct inbound_auth *a);

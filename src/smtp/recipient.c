@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/mem.h"
 #include "lib/xalloc.h"
 
 void rcpt_finals_free(struct rcpt_finals *f)
@@ -18,17 +19,30 @@ void rcpt_finals_free(struct rcpt_finals *f)
 	free(f->items);
 	f->items = NULL;
 	f->n = 0;
+	f->failed = false;
 }
 
-static void add_final(struct rcpt_finals *f, const char *addr)
+/* Append a copy of addr; f->failed when there is no memory for it. */
+static void append(struct rcpt_finals *f, const char *addr)
+{
+	char **items = mem_realloc(f->items, (f->n + 1) * sizeof(char *));
+	char *copy = items ? mem_strdup(addr) : NULL;
+	if (items)
+		f->items = items;
+	if (copy == NULL) {
+		f->failed = true;
+		return;
+	}
+	f->items[f->n++] = copy;
+}
+
+void rcpt_finals_add(struct rcpt_finals *f, const char *addr)
 {
 	for (size_t i = 0; i < f->n; i++)
 		if (strcmp(f->items[i], addr) == 0)
 			return; /* once per final address */
-	if (f->n >= RCPT_EXPANSION_MAX)
-		return;
-	f->items = xrealloc(f->items, (f->n + 1) * sizeof(char *));
-	f->items[f->n++] = xstrdup(addr);
+	if (f->n < RCPT_EXPANSION_MAX)
+		append(f, addr);
 }
 
 static const char *domain_of(const char *addr)
@@ -64,10 +78,8 @@ static bool seen_before(struct expansion *x, const char *addr)
 	for (size_t i = 0; i < x->seen.n; i++)
 		if (strcmp(x->seen.items[i], addr) == 0)
 			return true;
-	if (x->seen.n < RCPT_EXPANSION_MAX * 4) {
-		x->seen.items = xrealloc(x->seen.items, (x->seen.n + 1) * sizeof(char *));
-		x->seen.items[x->seen.n++] = xstrdup(addr);
-	}
+	if (x->seen.n < RCPT_EXPANSION_MAX * 4)
+		append(&x->seen, addr);
 	return false;
 }
 
@@ -77,7 +89,7 @@ static bool resolve_local(struct expansion *x, const char *addr, int depth);
 static bool resolve_target(struct expansion *x, const char *t, int depth)
 {
 	if (config_find_domain(x->cfg, domain_of(t)) == NULL) {
-		add_final(x->finals, t); /* a remote address: the outbound engine's */
+		rcpt_finals_add(x->finals, t); /* a remote address: the outbound engine's */
 		return true;
 	}
 	char low[SMTP_ADDR_PATH_MAX + 2];
@@ -100,7 +112,7 @@ static bool expand_alias(struct expansion *x, const struct cfg_alias *a, int dep
 static bool lookup_exact(struct expansion *x, const char *addr, int depth)
 {
 	if (config_find_mailbox(x->cfg, addr)) {
-		add_final(x->finals, addr);
+		rcpt_finals_add(x->finals, addr);
 		return true;
 	}
 	const struct cfg_alias *a = config_find_alias(x->cfg, addr);
@@ -122,7 +134,7 @@ static bool resolve_local(struct expansion *x, const char *addr, int depth)
 	if (d && d->catch_all && depth < RCPT_ALIAS_DEPTH &&
 	    strcmp(d->catch_all, addr) != 0) {
 		if (config_find_domain(x->cfg, domain_of(d->catch_all)) == NULL) {
-			add_final(x->finals, d->catch_all);
+			rcpt_finals_add(x->finals, d->catch_all);
 			return true;
 		}
 		char low[SMTP_ADDR_PATH_MAX + 2];
@@ -157,7 +169,14 @@ enum rcpt_verdict recipient_resolve(const struct config *cfg,
 		*p = (char)tolower((unsigned char)*p);
 	struct expansion x = { .cfg = cfg, .finals = finals };
 	bool found = resolve_local(&x, full, 0);
+	/* A list cut short by a failed allocation is not an answer: both
+	 * "unknown" and a partial expansion would be wrong. */
+	bool failed = x.seen.failed || finals->failed;
 	rcpt_finals_free(&x.seen);
+	if (failed) {
+		rcpt_finals_free(finals);
+		return RCPT_NO_MEMORY;
+	}
 	if (!found || finals->n == 0) {
 		rcpt_finals_free(finals);
 		return RCPT_UNKNOWN_USER;

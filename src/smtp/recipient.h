@@ -9,6 +9,7 @@
 #ifndef FULMAR_RECIPIENT_H
 #define FULMAR_RECIPIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config/config.h"
@@ -19,18 +20,24 @@ enum rcpt_verdict {
 	RCPT_UNKNOWN_USER,    /* 550 5.1.1 */
 	RCPT_RELAY_DENIED,    /* 554 5.7.1: a relay trick or an address literal */
 	RCPT_REMOTE,          /* another domain: relaying, for authenticated users only */
+	RCPT_NO_MEMORY,       /* the expansion ran out of memory (lib/mem.h): 451 */
 };
 
 #define RCPT_EXPANSION_MAX 1000 /* final addresses from one RCPT */
 #define RCPT_ALIAS_DEPTH 10
 
-/* Final addresses: heap strings owned by the list. */
+/* Final addresses: heap strings owned by the list, from lib/mem.h (a
+ * session's memory: fallible). */
 struct rcpt_finals {
 	char **items;
 	size_t n;
+	bool failed; /* an address could not be added: out of memory */
 };
 
 void rcpt_finals_free(struct rcpt_finals *f);
+/* Add a copy of addr unless it is there already or the list is full
+ * (RCPT_EXPANSION_MAX); on failure f->failed is set. */
+void rcpt_finals_add(struct rcpt_finals *f, const char *addr);
 
 enum rcpt_verdict recipient_resolve(const struct config *cfg,
 				    const struct smtp_addr *addr,

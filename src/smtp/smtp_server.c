@@ -23,6 +23,7 @@
 #include "lib/countmap.h"
 #include "auth/users.h"
 #include "lib/log.h"
+#include "lib/mem.h"
 #include "lib/netaddr.h"
 #include "lib/workpool.h"
 #include "smtp/auth_throttle.h"
@@ -340,8 +341,10 @@ void smtp_server_session_closed(struct smtp_server *srv, struct smtp_session *s)
 	}
 }
 
-void smtp_server_session_register(struct smtp_server *srv, struct smtp_session *s)
+int smtp_server_session_register(struct smtp_server *srv, struct smtp_session *s)
 {
+	if (countmap_add(srv->per_ip, smtp_session_client(s), 1) < 0)
+		return -1;
 	struct smtp_session_links *lk = smtp_session_links(s);
 	lk->prev = NULL;
 	lk->next = srv->sessions;
@@ -349,7 +352,7 @@ void smtp_server_session_register(struct smtp_server *srv, struct smtp_session *
 		smtp_session_links(srv->sessions)->prev = s;
 	srv->sessions = s;
 	srv->nsessions++;
-	countmap_add(srv->per_ip, smtp_session_client(s), 1);
+	return 0;
 }
 
 struct event_base *smtp_server_base(const struct smtp_server *srv)
@@ -513,12 +516,24 @@ struct auth_check *smtp_server_check_password(struct smtp_server *srv, const cha
 					      const char *password,
 					      void (*fn)(void *arg, bool ok), void *arg)
 {
-	struct auth_check *c = xcalloc(1, sizeof(*c));
+	/* A session's memory: fallible (lib/mem.h). */
+	struct auth_check *c = mem_calloc(1, sizeof(*c));
+	char *u = mem_strdup(user);
+	char *p = mem_strdup(password);
+	if (c == NULL || u == NULL || p == NULL) {
+		if (p)
+			explicit_bzero(p, strlen(p));
+		free(p);
+		free(u);
+		free(c);
+		errno = ENOMEM;
+		return NULL;
+	}
 	c->ref = srv->users;
 	if (c->ref)
 		c->ref->refs++;
-	c->user = xstrdup(user);
-	c->password = xstrdup(password);
+	c->user = u;
+	c->password = p;
 	c->fn = fn;
 	c->arg = arg;
 	workpool_submit(srv->auth_pool, check_work, check_done, c);

@@ -70,7 +70,9 @@ void smtp_server_set_users(struct smtp_server *srv, struct auth_users *users);
 struct auth_throttle *smtp_server_throttle(const struct smtp_server *srv);
 
 /* Check a password on a worker thread (hashing is slow on purpose); fn runs
- * on the loop thread, unless the check was cancelled first. */
+ * on the loop thread, unless the check was cancelled first. NULL (errno
+ * ENOMEM) when there is no memory for the check (lib/mem.h): fn never
+ * runs then. */
 struct auth_check;
 struct auth_check *smtp_server_check_password(struct smtp_server *srv, const char *user,
 					      const char *password,
@@ -86,7 +88,9 @@ struct local_committer *smtp_server_local_committer(const struct smtp_server *sr
 struct dns *smtp_server_dns(const struct smtp_server *srv);
 struct event_base *smtp_server_base(const struct smtp_server *srv);
 struct queue *smtp_server_queue(const struct smtp_server *srv);
-void smtp_server_session_register(struct smtp_server *srv, struct smtp_session *s);
+/* 0, or -1 (ENOMEM) when the session cannot be counted for its address
+ * (it is not registered then, and must close). */
+int smtp_server_session_register(struct smtp_server *srv, struct smtp_session *s);
 void smtp_server_session_closed(struct smtp_server *srv, struct smtp_session *s);
 
 #endif

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +32,7 @@
 #include "lib/conn.h"
 #include "lib/dns.h"
 #include "lib/log.h"
+#include "lib/mem.h"
 #include "lib/netaddr.h"
 #include "lib/xalloc.h"
 #include "proto/base64.h"
@@ -122,6 +124,9 @@ struct smtp_session {
 	unsigned rcpt_cmds;  /* RCPT commands accepted in this transaction */
 	char first_rcpt[SMTP_ADDR_PATH_MAX + 1];
 	uint64_t discard;    /* octets of a refused BDAT chunk still to skip */
+	/* The content sink ran out of memory (lib/mem.h): the end of the
+	 * content gets 451 "out of memory" instead of a queue write error. */
+	bool content_oom;
 	/* transaction */
 	struct envelope env;
 	struct queue_txn *txn;       /* the message goes to the queue, or */
@@ -235,6 +240,57 @@ static void reply_error(struct smtp_session *s, const char *what, const char *li
 	}
 }
 
+/* ---- out of memory ----
+ *
+ * Everything a session allocates comes from lib/mem.h, whose failures
+ * end here: as Postfix's smtpd does on "out of memory", but the rest of
+ * the server goes on. A command gets 451 and its transaction is rolled
+ * back (what was acknowledged before stays so); a session that cannot go
+ * on gets 421 and is closed. Either way one event=oom line.
+ */
+
+#define OOM_REPLY "451 4.3.0 Local error: out of memory"
+
+static void log_oom(uint64_t sid, const char *client, const char *id, const char *where)
+{
+	struct log_line l;
+	log_begin(&l, LOG_ERROR, "oom");
+	log_int(&l, "sid", (long long)sid);
+	if (id && id[0])
+		log_str(&l, "id", id);
+	log_str(&l, "client", client);
+	log_str(&l, "where", where);
+	log_end(&l);
+}
+
+/* The queue id of the message under way, or NULL. */
+static const char *txn_id(const struct smtp_session *s)
+{
+	if (s->txn)
+		return queue_txn_id(s->txn);
+	return s->ltxn ? s->ltxn_id : NULL;
+}
+
+/* 451 to the command what; the caller rolls back what it had started.
+ * Not counted toward limits.errors: the client did nothing wrong. */
+static void reply_oom(struct smtp_session *s, const char *what)
+{
+	log_oom(s->sid, s->client, txn_id(s), what);
+	reply(s, OOM_REPLY);
+}
+
+static void txn_reset(struct smtp_session *s);
+
+/* The session cannot go on: 421, the transaction rolled back, closed
+ * once the reply is out (the caller settles). */
+static void close_oom(struct smtp_session *s, const char *where)
+{
+	log_oom(s->sid, s->client, txn_id(s), where);
+	replyf(s, "421 4.3.0 %s Out of memory, closing connection", s->cfg->hostname);
+	txn_reset(s);
+	close_after_flush(s);
+}
+
 /* ---- transaction ---- */
 
 static void txn_reset(struct smtp_session *s)
@@ -261,6 +317,7 @@ static void txn_reset(struct smtp_session *s)
 	s->bdat_left = 0;
 	s->bdat_last = false;
 	s->bdat_started = false;
+	s->content_oom = false;
 }
 
 static void back_to_ready(struct smtp_session *s)
@@ -377,11 +434,15 @@ static void release_header(struct smtp_session *s)
 	s->hdr_len = 0;
 }
 
+/* Content octets, in order. -1 when memory ran out: data_reader then
+ * swallows the rest of the content and content_done answers 451. */
 static int sink(void *arg, const char *buf, size_t len)
 {
 	struct smtp_session *s = arg;
-	if (s->inauth)
-		inbound_auth_feed(s->inauth, buf, len);
+	if (s->inauth && inbound_auth_feed(s->inauth, buf, len) < 0) {
+		s->content_oom = true;
+		return -1;
+	}
 	if (s->hdr_done) {
 		write_content(s, buf, len);
 		return 0;
@@ -389,8 +450,10 @@ static int sink(void *arg, const char *buf, size_t len)
 	size_t take = HEADER_HOLD_MAX - s->hdr_len;
 	if (take > len)
 		take = len;
-	if (s->hdr_buf == NULL)
-		s->hdr_buf = xmalloc(HEADER_HOLD_MAX);
+	if (s->hdr_buf == NULL && (s->hdr_buf = mem_alloc(HEADER_HOLD_MAX)) == NULL) {
+		s->content_oom = true;
+		return -1;
+	}
 	memcpy(s->hdr_buf + s->hdr_len, buf, take);
 	size_t from = s->hdr_len >= 3 ? s->hdr_len - 3 : 0;
 	s->hdr_len += take;
@@ -466,9 +529,12 @@ static int open_txn(struct smtp_session *s)
 	snprintf(tls_info, sizeof(tls_info), "%s with cipher %s (%d/%d bits)",
 		 conn_tls_version(s->conn), conn_tls_cipher(s->conn),
 		 conn_tls_cipher_bits(s->conn), conn_tls_cipher_bits(s->conn));
-	envelope_set(&s->env.proto, proto);
 	size_t nrcpt = s->env.nrcpts;
-	char *from = xstrdup(s->env.sender ? s->env.sender : "");
+	char *from = mem_strdup(s->env.sender ? s->env.sender : "");
+	if (from == NULL || envelope_set(&s->env.proto, proto) < 0) {
+		free(from);
+		return ENOMEM;
+	}
 	const char *id;
 	if (s->inauth == NULL && open_local_txn(s)) {
 		id = s->ltxn_id;
@@ -476,8 +542,9 @@ static int open_txn(struct smtp_session *s)
 		s->txn = queue_txn_begin(smtp_server_queue(s->srv), &s->env, err, sizeof(err));
 		if (s->txn == NULL) {
 			int saved = errno ? errno : EIO;
-			log_msg(LOG_ERROR, "queue_error", "sid=%llu: %s",
-				(unsigned long long)s->sid, err);
+			if (saved != ENOMEM) /* that one is logged as event=oom */
+				log_msg(LOG_ERROR, "queue_error", "sid=%llu: %s",
+					(unsigned long long)s->sid, err);
 			free(from);
 			return saved;
 		}
@@ -634,7 +701,13 @@ static void on_verdict(void *arg, const struct inbound_verdict *v)
 		resume_after_commit(s);
 		return;
 	}
-	queue_txn_set_prefix(s->txn, copy_prefix, free, xstrndup(v->header, v->header_len));
+	char *header = mem_strndup(v->header, v->header_len);
+	if (header == NULL) {
+		reply_oom(s, "DATA");
+		resume_after_commit(s);
+		return;
+	}
+	queue_txn_set_prefix(s->txn, copy_prefix, free, header);
 	s->state = S_DATA; /* commit() moves to S_COMMIT again */
 	commit(s);
 }
@@ -670,7 +743,11 @@ static void content_done(struct smtp_session *s, const char *what, enum data_err
 		reply_error(s, what, "552 5.3.4 Message size exceeds fixed maximum message size");
 		break;
 	case DATA_ERR_SINK:
-		reply_error(s, what, "451 4.3.0 Error: queue file write error, try again later");
+		if (s->content_oom)
+			reply_oom(s, what);
+		else
+			reply_error(s, what,
+				    "451 4.3.0 Error: queue file write error, try again later");
 		break;
 	}
 	if (s->state != S_CLOSING)
@@ -689,10 +766,14 @@ static void cmd_helo(struct smtp_session *s, const char *arg, size_t len, bool e
 				      : "501 5.5.4 Syntax: EHLO hostname");
 		return;
 	}
+	char helo[256]; /* len <= 255, checked above */
+	memcpy(helo, arg, len);
+	helo[len] = '\0';
+	if (envelope_set(&s->env.helo, helo) < 0) {
+		reply_oom(s, esmtp ? "EHLO" : "HELO"); /* nothing changed */
+		return;
+	}
 	txn_reset(s);
-	char *helo = xstrndup(arg, len);
-	envelope_set(&s->env.helo, helo);
-	free(helo);
 	s->esmtp = esmtp;
 	set_state(s, S_READY);
 	if (!esmtp) {
@@ -740,18 +821,20 @@ static const char *param_reply(enum smtp_param_status st)
 }
 
 /* Mail from other servers (mx, not authenticated, not a relay network)
- * gets SPF, DKIM and DMARC checks (inbound_auth.h). */
-static void start_inbound_checks(struct smtp_session *s)
+ * gets SPF, DKIM and DMARC checks (inbound_auth.h). False when they
+ * should run and there was no memory to start them. */
+static bool start_inbound_checks(struct smtp_session *s)
 {
 	if (s->listener->role != ROLE_MX || s->auth_user || s->relay_network ||
 	    !s->cfg->inbound.checks)
-		return;
+		return true;
 	struct sockaddr_storage ss;
 	if (!spf_parse_ip(s->client, &ss))
-		return;
+		return true;
 	s->inauth = inbound_auth_start(smtp_server_base(s->srv), smtp_server_dns(s->srv),
 				       s->cfg, (const struct sockaddr *)&ss,
 				       s->env.helo ? s->env.helo : "", s->env.sender, NULL);
+	return s->inauth != NULL;
 }
 
 /*
@@ -853,15 +936,37 @@ static void cmd_mail(struct smtp_session *s, const char *arg, size_t len)
 		return;
 	}
 	txn_reset(s);
-	envelope_set(&s->env.sender, addr.is_null ? "" : addr.text);
+	if (envelope_set(&s->env.sender, addr.is_null ? "" : addr.text) < 0 ||
+	    envelope_set(&s->env.envid, mp.has_envid ? mp.envid : NULL) < 0 ||
+	    envelope_set(&s->env.auth, mp.has_auth ? mp.auth : NULL) < 0 ||
+	    !start_inbound_checks(s)) {
+		txn_reset(s);
+		reply_oom(s, "MAIL");
+		return;
+	}
 	s->env.smtputf8 = mp.smtputf8;
 	s->env.body = mp.body;
 	s->env.ret = mp.ret;
-	envelope_set(&s->env.envid, mp.has_envid ? mp.envid : NULL);
-	envelope_set(&s->env.auth, mp.has_auth ? mp.auth : NULL);
-	start_inbound_checks(s);
 	set_state(s, S_MAIL);
 	reply(s, "250 2.1.0 Ok");
+}
+
+/* The final addresses of one RCPT into the envelope (once each), all or
+ * none: 0, or -1 when memory ran out (what this RCPT added is taken back). */
+static int add_finals(struct smtp_session *s, const struct rcpt_finals *finals,
+		      const char *orig, const struct smtp_rcpt_params *rp)
+{
+	size_t before = s->env.nrcpts;
+	for (size_t i = 0; i < finals->n; i++) {
+		if (envelope_find_rcpt(&s->env, finals->items[i]) >= 0)
+			continue;
+		if (envelope_add_rcpt(&s->env, finals->items[i], orig,
+				      rp->has_orcpt ? rp->orcpt : NULL, rp->notify) < 0) {
+			envelope_truncate_rcpts(&s->env, before);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* "<postmaster>" without a domain (RFC 5321 4.1.1.3). */
@@ -934,17 +1039,25 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg, size_t len)
 		}
 		/* An authenticated user or a local one relays: the outbound
 		 * engine's. */
-		finals.items = xcalloc(1, sizeof(char *));
-		finals.items[0] = xstrdup(addr.text);
-		for (char *p = strrchr(finals.items[0], '@'); p && *p; p++)
+		char low[sizeof(addr.text)];
+		strlcpy_safe(low, addr.text, sizeof(low));
+		for (char *p = strrchr(low, '@'); p && *p; p++)
 			*p = (char)tolower((unsigned char)*p);
-		finals.n = 1;
+		rcpt_finals_add(&finals, low);
+		if (finals.failed) {
+			rcpt_finals_free(&finals);
+			reply_oom(s, "RCPT");
+			return;
+		}
 		break;
 	case RCPT_RELAY_DENIED:
 		reply_error(s, "RCPT", "554 5.7.1 Relay access denied");
 		return;
 	case RCPT_UNKNOWN_USER:
 		reply_error(s, "RCPT", "550 5.1.1 User unknown in local recipient table");
+		return;
+	case RCPT_NO_MEMORY:
+		reply_oom(s, "RCPT");
 		return;
 	case RCPT_ACCEPT:
 		break;
@@ -955,15 +1068,27 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg, size_t len)
 		reply_error(s, "RCPT", "452 4.5.3 Error: too many recipients");
 		return;
 	}
-	for (size_t i = 0; i < finals.n; i++)
-		if (envelope_find_rcpt(&s->env, finals.items[i]) < 0)
-			envelope_add_rcpt(&s->env, finals.items[i], addr.text,
-					  rp.has_orcpt ? rp.orcpt : NULL, rp.notify);
+	int added = add_finals(s, &finals, addr.text, &rp);
 	rcpt_finals_free(&finals);
+	if (added < 0) {
+		reply_oom(s, "RCPT");
+		return;
+	}
 	if (s->rcpt_cmds++ == 0)
 		strlcpy_safe(s->first_rcpt, addr.text, sizeof(s->first_rcpt));
 	set_state(s, S_RCPT);
 	reply(s, "250 2.1.5 Ok");
+}
+
+/* DATA or the first BDAT, when the message could not be started (errno
+ * err of open_txn): the transaction is over. */
+static void refuse_content(struct smtp_session *s, const char *what, int err)
+{
+	if (err == ENOMEM)
+		reply_oom(s, what);
+	else
+		reply_error(s, what, storage_error_reply(err, true));
+	back_to_ready(s);
 }
 
 static void cmd_data(struct smtp_session *s, const char *arg, size_t len)
@@ -975,8 +1100,7 @@ static void cmd_data(struct smtp_session *s, const char *arg, size_t len)
 	}
 	int oerr = open_txn(s);
 	if (oerr != 0) {
-		reply_error(s, "DATA", storage_error_reply(oerr, true));
-		back_to_ready(s);
+		refuse_content(s, "DATA", oerr);
 		return;
 	}
 	data_reader_init(&s->dr, true, s->cfg->limits.text_line, s->cfg->limits.message_size);
@@ -1006,8 +1130,7 @@ static void cmd_bdat(struct smtp_session *s, const char *arg, size_t len)
 		int oerr = open_txn(s);
 		if (oerr != 0) {
 			s->discard = size;
-			reply_error(s, "BDAT", storage_error_reply(oerr, true));
-			back_to_ready(s);
+			refuse_content(s, "BDAT", oerr);
 			return;
 		}
 		data_reader_init(&s->dr, false, s->cfg->limits.text_line,
@@ -1141,9 +1264,12 @@ static void on_password_checked(void *arg, bool ok)
 	log_end(&l);
 	if (ok) {
 		auth_throttle_succeeded(th, s->client, s->auth_try_user);
-		s->auth_user = xstrdup(s->auth_try_user);
+		s->auth_user = mem_strdup(s->auth_try_user);
 		s->paused = false;
-		reply(s, "235 2.7.0 Authentication successful");
+		if (s->auth_user == NULL)
+			reply_oom(s, "AUTH"); /* not authenticated: may try again */
+		else
+			reply(s, "235 2.7.0 Authentication successful");
 		process(s);
 		settle(s);
 		return;
@@ -1178,6 +1304,10 @@ static void auth_check_password(struct smtp_session *s, const char *user, size_t
 	s->auth_check = smtp_server_check_password(s->srv, s->auth_try_user, pw,
 						   on_password_checked, s);
 	explicit_bzero(pw, sizeof(pw));
+	if (s->auth_check == NULL) {
+		s->paused = false;
+		reply_oom(s, "AUTH");
+	}
 }
 
 /* PLAIN: [authzid] NUL authcid NUL password (RFC 4616). */
@@ -1567,7 +1697,8 @@ static void on_tls_ready(void *arg)
 {
 	struct smtp_session *s = arg;
 	txn_reset(s);
-	envelope_set(&s->env.helo, NULL);
+	free(s->env.helo);
+	s->env.helo = NULL;
 	s->esmtp = false;
 	s->paused = false;
 	free(s->auth_user); /* RFC 3207: nothing learned before TLS counts */
@@ -1668,8 +1799,27 @@ static void on_rdns(void *arg, const char *name)
 {
 	struct smtp_session *s = arg;
 	s->rdns_query = NULL;
-	if (name)
-		s->rdns = xstrdup(name);
+	if (name == NULL)
+		return;
+	/* Without it Received: says "unknown": the session can go on. */
+	s->rdns = mem_strdup(name);
+	if (s->rdns == NULL)
+		log_oom(s->sid, s->client, NULL, "rdns");
+}
+
+/* No memory for the session or its connection: say so on the bare
+ * socket, best effort (it is new: its buffer has room), and close it. */
+static void refuse_oom(int fd, const struct config *cfg, uint64_t sid, const char *client)
+{
+	log_oom(sid, client, NULL, "connect");
+	char line[512];
+	int n = snprintf(line, sizeof(line),
+			 "421 4.3.0 %s Out of memory, closing connection\r\n", cfg->hostname);
+	if (n > 0 && (size_t)n < sizeof(line) &&
+	    send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		/* nothing to do: the client goes anyway */
+	}
+	close(fd);
 }
 
 struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cfg,
@@ -1679,7 +1829,14 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 				      const char *reject_reply)
 {
 	(void)salen;
-	struct smtp_session *s = xcalloc(1, sizeof(*s));
+	struct smtp_session *s = mem_calloc(1, sizeof(*s));
+	if (s == NULL) {
+		char client[NETADDR_TEXT_MAX] = "localhost";
+		if (listener->role != ROLE_LOCAL)
+			netaddr_text(sa, client, sizeof(client));
+		refuse_oom(fd, cfg, sid, client);
+		return NULL;
+	}
 	s->srv = srv;
 	s->cfg = config_ref(cfg);
 	s->sid = sid;
@@ -1700,11 +1857,19 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 	} else {
 		s->client_port = netaddr_text(sa, s->client, sizeof(s->client));
 	}
-	envelope_set(&s->env.client_addr, s->client);
 	s->relay_network = config_relay_client(cfg, sa);
 	struct event_base *base = smtp_server_base(srv);
-	s->conn = conn_new(base, fd, &session_io, s, INPUT_HIGH);
-	smtp_server_session_register(srv, s);
+	if (envelope_set(&s->env.client_addr, s->client) < 0 ||
+	    (s->conn = conn_new(base, fd, &session_io, s, INPUT_HIGH)) == NULL) {
+		refuse_oom(fd, cfg, sid, s->client);
+		session_free(s);
+		return NULL;
+	}
+	if (smtp_server_session_register(srv, s) < 0) {
+		close_oom(s, "connect"); /* never registered: close_now knows */
+		settle(s);
+		return NULL;
+	}
 	struct log_line l;
 	log_begin(&l, LOG_INFO, "connect");
 	log_int(&l, "sid", (long long)sid);

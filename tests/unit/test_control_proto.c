@@ -145,15 +145,21 @@ static void make_env(struct envelope *env)
 	memcpy(env->id, ID, sizeof(ID));
 	env->arrival_us = 1000000LL * 1000000;
 	env->content_size = 345;
-	envelope_set(&env->sender, "s@client.test");
-	envelope_add_rcpt(env, "a@example.test", "A@example.test", NULL, 0);
-	envelope_add_rcpt(env, "b@remote.test", "b@remote.test", "rfc822;b@remote.test",
-			  SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY);
-	envelope_add_rcpt(env, "c@example.test", "c@example.test", NULL, 0);
+	assert_int_equal(envelope_set(&env->sender, "s@client.test"), 0);
+	assert_int_equal(envelope_add_rcpt(env, "a@example.test", "A@example.test", NULL, 0),
+			 0);
+	assert_int_equal(envelope_add_rcpt(env, "b@remote.test", "b@remote.test",
+					   "rfc822;b@remote.test",
+					   SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY),
+			 0);
+	assert_int_equal(envelope_add_rcpt(env, "c@example.test", "c@example.test", NULL, 0),
+			 0);
 	env->rcpts[0].state = RCPT_DEFERRED;
 	env->rcpts[0].attempts = 2;
 	env->rcpts[0].next_attempt = 1000130;
-	envelope_set(&env->rcpts[0].last_error, "open tmp/x: Permission denied");
+	assert_int_equal(envelope_set(&env->rcpts[0].last_error,
+				      "open tmp/x: Permission denied"),
+			 0);
 	env->rcpts[2].state = RCPT_DELIVERED;
 }
 
@@ -192,8 +198,10 @@ static void test_format_escapes(void **state)
 	(void)state;
 	struct envelope env;
 	make_env(&env);
-	envelope_set(&env.sender, "evil\x1b]0;owned\x07@x");
-	envelope_set(&env.rcpts[0].last_error, "550 bad\r\n.\r\nQUIT \"x\"");
+	assert_int_equal(envelope_set(&env.sender, "evil\x1b]0;owned\x07@x"), 0);
+	assert_int_equal(envelope_set(&env.rcpts[0].last_error,
+				      "550 bad\r\n.\r\nQUIT \"x\""),
+			 0);
 	char *got = formatted(&env, false, NULL, false);
 	assert_non_null(strstr(got, "from=<evil\\x1b]0;owned\\x07@x>"));
 	assert_non_null(strstr(got, "last_error=\"550 bad\\x0d\\x0a.\\x0d\\x0aQUIT \\\"x\\\"\""));

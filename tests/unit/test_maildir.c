@@ -89,8 +89,8 @@ static int make_qfile(const char *sender, const char *content, size_t len,
 	envelope_init(&env);
 	memcpy(env.id, "0123456789ABCDEF", QUEUE_ID_LEN + 1);
 	env.arrival_us = 1;
-	envelope_set(&env.sender, sender);
-	envelope_add_rcpt(&env, "alice@example.test", NULL, NULL, 0);
+	assert_int_equal(envelope_set(&env.sender, sender), 0);
+	assert_int_equal(envelope_add_rcpt(&env, "alice@example.test", NULL, NULL, 0), 0);
 	struct qfile_writer *w = malloc(sizeof(*w));
 	assert_non_null(w);
 	qfile_writer_init(w, fd);

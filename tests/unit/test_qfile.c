@@ -106,25 +106,29 @@ static void full_envelope(struct envelope *env)
 	envelope_init(env);
 	memcpy(env->id, TEST_ID, QUEUE_ID_LEN + 1);
 	env->arrival_us = 1780000000123456LL;
-	envelope_set(&env->sender, "s\xc3\xa9nder@example.org");
-	envelope_set(&env->helo, "mail.example.org");
-	envelope_set(&env->client_addr, "2001:db8::25");
-	envelope_set(&env->proto, "UTF8SMTPS");
+	assert_int_equal(envelope_set(&env->sender, "s\xc3\xa9nder@example.org"), 0);
+	assert_int_equal(envelope_set(&env->helo, "mail.example.org"), 0);
+	assert_int_equal(envelope_set(&env->client_addr, "2001:db8::25"), 0);
+	assert_int_equal(envelope_set(&env->proto, "UTF8SMTPS"), 0);
 	env->smtputf8 = true;
 	env->body = SMTP_BODY_8BITMIME;
 	env->ret = SMTP_RET_HDRS;
-	envelope_set(&env->envid, "QQ314159");
-	envelope_set(&env->auth, "<e+3Dmc2@example.com>");
-	envelope_add_rcpt(env, "alice@example.test", "Alice+x@Example.TEST",
-			  "rfc822;Alice+x@Example.TEST",
-			  SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE);
-	envelope_add_rcpt(env, "bob@example.test", "postmaster@example.test", NULL, 0);
-	envelope_add_rcpt(env, "carol@remote.test", "list@example.test",
-			  "utf-8;list@example.test",
-			  SMTP_NOTIFY_NEVER);
-	envelope_add_rcpt(env, "dave@example.test", "dave@example.test", NULL,
-			  SMTP_NOTIFY_DELAY | SMTP_NOTIFY_FAILURE |
-				  SMTP_NOTIFY_SUCCESS);
+	assert_int_equal(envelope_set(&env->envid, "QQ314159"), 0);
+	assert_int_equal(envelope_set(&env->auth, "<e+3Dmc2@example.com>"), 0);
+	assert_int_equal(envelope_add_rcpt(env, "alice@example.test", "Alice+x@Example.TEST",
+					   "rfc822;Alice+x@Example.TEST",
+					   SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE),
+			 0);
+	assert_int_equal(envelope_add_rcpt(env, "bob@example.test", "postmaster@example.test",
+					   NULL, 0),
+			 0);
+	assert_int_equal(envelope_add_rcpt(env, "carol@remote.test", "list@example.test",
+					   "utf-8;list@example.test", SMTP_NOTIFY_NEVER),
+			 0);
+	assert_int_equal(envelope_add_rcpt(env, "dave@example.test", "dave@example.test", NULL,
+					   SMTP_NOTIFY_DELAY | SMTP_NOTIFY_FAILURE |
+						   SMTP_NOTIFY_SUCCESS),
+			 0);
 }
 
 static void minimal_envelope(struct envelope *env)
@@ -132,8 +136,8 @@ static void minimal_envelope(struct envelope *env)
 	envelope_init(env);
 	memcpy(env->id, "ZZZZZZZZZZZZZZZZ", QUEUE_ID_LEN + 1);
 	env->arrival_us = 0;
-	envelope_set(&env->sender, "");
-	envelope_add_rcpt(env, "x@example.test", NULL, NULL, 0);
+	assert_int_equal(envelope_set(&env->sender, ""), 0);
+	assert_int_equal(envelope_add_rcpt(env, "x@example.test", NULL, NULL, 0), 0);
 }
 
 struct written {
@@ -393,7 +397,7 @@ static void test_null_sender_pointer(void **state)
 	struct envelope env;
 	struct written wr;
 	full_envelope(&env);
-	envelope_set(&env.sender, NULL);
+	assert_int_equal(envelope_set(&env.sender, NULL), 0);
 	int fd = tmp_fd();
 	write_qfile(fd, &env, "", 0, 0, &wr);
 	read_back(fd, &env, "", 0, wr.content_off); /* compares with "" */
@@ -414,7 +418,9 @@ static void test_many_recipients(void **state)
 		snprintf(a, sizeof(a), "user%d@example.test", i);
 		snprintf(o, sizeof(o), "User%d+tag@Example.TEST", i);
 		snprintf(c, sizeof(c), "rfc822;User%d+tag@Example.TEST", i);
-		envelope_add_rcpt(&env, a, o, i % 3 ? c : NULL, (unsigned)(i % 16));
+		assert_int_equal(envelope_add_rcpt(&env, a, o, i % 3 ? c : NULL,
+						   (unsigned)(i % 16)),
+				 0);
 	}
 	int fd = tmp_fd();
 	write_qfile(fd, &env, "body\r\n", 6, 0, &wr);

@@ -134,10 +134,10 @@ static void write_active(const char *id)
 	struct envelope env;
 	envelope_init(&env);
 	snprintf(env.id, sizeof(env.id), "%s", id);
-	envelope_set(&env.sender, "s@example.org");
-	envelope_add_rcpt(&env, "a@example.test", NULL, NULL, 0);
-	envelope_add_rcpt(&env, "b@example.test", NULL, NULL, 0);
-	envelope_add_rcpt(&env, "c@remote.test", NULL, NULL, 0);
+	assert_int_equal(envelope_set(&env.sender, "s@example.org"), 0);
+	assert_int_equal(envelope_add_rcpt(&env, "a@example.test", NULL, NULL, 0), 0);
+	assert_int_equal(envelope_add_rcpt(&env, "b@example.test", NULL, NULL, 0), 0);
+	assert_int_equal(envelope_add_rcpt(&env, "c@remote.test", NULL, NULL, 0), 0);
 	struct qfile_writer *w = malloc(sizeof(*w));
 	assert_non_null(w);
 	qfile_writer_init(w, fd);
@@ -442,13 +442,13 @@ static struct qmsg *receive(struct run *r)
 {
 	struct envelope env;
 	envelope_init(&env);
-	envelope_set(&env.helo, "client.example");
-	envelope_set(&env.client_addr, "192.0.2.1");
-	envelope_set(&env.proto, "ESMTP");
-	envelope_set(&env.sender, "s@example.org");
-	envelope_add_rcpt(&env, "a@example.test", NULL, NULL, 0);
-	envelope_add_rcpt(&env, "b@example.test", NULL, NULL, 0);
-	envelope_add_rcpt(&env, "c@remote.test", NULL, NULL, 0);
+	assert_int_equal(envelope_set(&env.helo, "client.example"), 0);
+	assert_int_equal(envelope_set(&env.client_addr, "192.0.2.1"), 0);
+	assert_int_equal(envelope_set(&env.proto, "ESMTP"), 0);
+	assert_int_equal(envelope_set(&env.sender, "s@example.org"), 0);
+	assert_int_equal(envelope_add_rcpt(&env, "a@example.test", NULL, NULL, 0), 0);
+	assert_int_equal(envelope_add_rcpt(&env, "b@example.test", NULL, NULL, 0), 0);
+	assert_int_equal(envelope_add_rcpt(&env, "c@remote.test", NULL, NULL, 0), 0);
 	char err[256] = "";
 	struct queue_txn *t = queue_txn_begin(r->q, &env, err, sizeof(err));
 	if (t == NULL)

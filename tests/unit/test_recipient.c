@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "lib/fsio.h"
 #include "proto/smtp_addr.h"
 #include "smtp/recipient.h"
 
@@ -490,6 +491,37 @@ static void test_finals_free_twice(void **state)
 	assert_int_equal(f.n, 0);
 }
 
+/* Every allocation of an expansion can fail (lib/mem.h): the answer is
+ * then RCPT_NO_MEMORY with nothing in the list, never "unknown user" nor
+ * a partial expansion; once memory is back the same address resolves. */
+static void test_out_of_memory(void **state)
+{
+	(void)state;
+	int landed = 0;
+	for (int n = 1; n <= 40; n++) {
+		char spec[32];
+		snprintf(spec, sizeof(spec), "alloc:%d:ENOMEM:1", n);
+		setenv("FULMAR_FAULT", spec, 1);
+		fsio_init_faults();
+		struct rcpt_finals f;
+		enum rcpt_verdict v = resolve_in(main_cfg, "<team@example.test>", &f);
+		if (v == RCPT_NO_MEMORY) {
+			landed++;
+			assert_int_equal(f.n, 0);
+			assert_null(f.items);
+		} else {
+			assert_int_equal(v, RCPT_ACCEPT);
+			assert_int_equal(f.n, 3);
+		}
+		rcpt_finals_free(&f);
+	}
+	unsetenv("FULMAR_FAULT");
+	fsio_init_faults();
+	assert_true(landed >= 4); /* seen and finals lists, arrays and strings */
+	expect_accept("<team@example.test>", "alice@example.test", "bob@example.test",
+		      "carol@example.test");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -514,6 +546,7 @@ int main(void)
 		cmocka_unit_test(test_expansion_cap),
 		cmocka_unit_test(test_alias_loop_fanout_terminates_quickly),
 		cmocka_unit_test(test_finals_free_twice),
+		cmocka_unit_test(test_out_of_memory),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

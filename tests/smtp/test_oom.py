@@ -1,0 +1,262 @@
+"""Allocation failures in a session (FULMAR_FAULT=alloc:N:ENOMEM:1,
+src/lib/mem.h) against the real daemon.
+
+Every allocation made for an SMTP session on the event loop comes from the
+fallible allocator. The sweep starts one daemon per N with the Nth of
+those allocations failing (once), and runs a whole session: connect, EHLO,
+MAIL, two RCPT, DATA with a body, QUIT. For each N:
+  - the session completes normally, or gets 451 4.3.0 / 421 4.3.0 "out of
+    memory" (and then goes no further): never a hang, a crash, another
+    reply, or a 250 for a message that is then missing; a message refused
+    is never delivered;
+  - an event=oom line is logged when the session was refused;
+  - a second client's whole transaction then succeeds and its message is
+    delivered: the daemon is still alive and serving;
+  - the daemon stops cleanly, with no AddressSanitizer or LeakSanitizer
+    report (leak checking is on for these daemons: as root they run as the
+    unprivileged user from the start, since LeakSanitizer cannot work
+    after a privilege drop).
+The sweep ends at the first N whose fault does not land before the second
+client (the daemon logs event=fault_injected for each injected failure):
+every allocation of the session has then failed once. The count N is
+process-wide, so the first few N land in the start-up probe's own session
+(Daemon.wait_ready's connect and QUIT), which it retries.
+
+Four variants: mx through the queue (local.deliver_at_receipt = false),
+mx with delivery at receipt into the Maildirs, submission with AUTH PLAIN
+(the password check, the authenticated name, the header section held to
+add Message-ID: and Date:), and mx with the SPF/DKIM/DMARC checks on (the
+checks' state, the header copy, the Authentication-Results copy).
+"""
+
+import base64
+import os
+import re
+import shutil
+import stat
+import subprocess
+
+import pytest
+
+from fulmar_test import (LEAK_MARKER, RUN_USER, SMTPClient, ConnectionClosed, fulmar_bin,
+                         free_port, is_root, make_message, make_test_root, maildir_files,
+                         wait_until)
+
+SWEEP_LIMIT = 150      # far above a session's allocations (about 30)
+MIN_ALLOCATIONS = 10   # a sweep shorter than this tests nothing
+OOM_CODES = (451, 421)
+PATHS = {
+    "queue": {"local": {"deliver_at_receipt": False}},
+    "receipt": {"local": {"deliver_at_receipt": True}},
+    "submission": {"local": {"deliver_at_receipt": False}},
+    # SPF, DKIM and DMARC on; the DNS server is a loopback port where
+    # nothing listens, so every lookup fails at once (temperror).
+    "inbound": {"local": {"deliver_at_receipt": False},
+                "inbound": {"checks": True, "timeout": 1.0}},
+}
+USER, PASSWORD = "alice@example.test", "correct horse battery staple"
+MX_STEPS = ["EHLO client.test", "MAIL FROM:<sender@client.test>"]
+SUBMISSION_STEPS = ["EHLO client.test",
+                    "AUTH PLAIN " + base64.b64encode(
+                        ("\0%s\0%s" % (USER, PASSWORD)).encode()).decode(),
+                    "MAIL FROM:<%s>" % USER]
+RCPT_STEPS = ["RCPT TO:<alice@example.test>", "RCPT TO:<bob@example.test>", "DATA"]
+
+
+@pytest.fixture(scope="module")
+def users_file():
+    """One users file for every submission daemon of the sweep (hashing a
+    password is slow on purpose)."""
+    root = make_test_root("fulmar-oom-users-")
+    path = os.path.join(root, "users")
+    r = subprocess.run([fulmar_bin(), "user", "add", "--users-file", path, USER],
+                       input=(PASSWORD + "\n").encode(), capture_output=True,
+                       env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+    assert r.returncode == 0, r.stderr
+    os.chmod(path, 0o644)
+    yield path
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def variant(path, users_file):
+    """The configuration overrides and the swept session's port and first
+    steps."""
+    overrides = dict(PATHS[path])
+    if path != "submission":
+        return overrides, None, MX_STEPS
+    port = free_port()
+    overrides["auth"] = {"users_file": users_file}
+    overrides["extra_listeners"] = [dict(address="127.0.0.1", port=port, role="submission",
+                                         auth_plaintext=True)]
+    return overrides, port, SUBMISSION_STEPS
+
+
+def run_as_unprivileged(d):
+    """As root, start the daemon as RUN_USER already (a wrapper around the
+    binary), so that it never drops privileges and LeakSanitizer works."""
+    if not is_root():
+        return
+    wrapper = os.path.join(d.root, "fulmar-unprivileged")
+    with open(wrapper, "w") as f:
+        f.write('#!/bin/sh\nexec setpriv --reuid=%s --regid=%s --clear-groups %s "$@"\n'
+                % (RUN_USER, RUN_USER, d.bin))
+    os.chmod(wrapper, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH
+             | stat.S_IXOTH)
+    d.bin = wrapper
+
+
+def start_with_alloc_fault(fulmar_factory, n, overrides):
+    overrides = dict(overrides)
+    extra = overrides.pop("extra_listeners", [])
+    d = fulmar_factory(start=False, **overrides)
+    if extra:
+        d.config["listeners"] += extra
+        d.write_config()
+    run_as_unprivileged(d)
+    plain_env = d.env
+
+    def env():
+        e = dict(plain_env(), FULMAR_FAULT="alloc:%d:ENOMEM:1" % n)
+        opts = [o for o in e.get("ASAN_OPTIONS", "").split(":")
+                if o and not o.startswith("detect_leaks")]
+        e["ASAN_OPTIONS"] = ":".join(opts + ["detect_leaks=1"])
+        return e
+
+    d.env = env
+    d.start()
+    return d
+
+
+def is_oom_refusal(r):
+    return r.code in OOM_CODES and r.enh == "4.3.0" and "out of memory" in r.text.lower()
+
+
+def first_session(d, message, port=None, steps=MX_STEPS):
+    """The swept session. Returns (accepted, refusal): accepted when the
+    message got 250; refusal is the 451/421 reply that ended it, or None."""
+    c = SMTPClient(port or d.port, read_greeting=False)
+    try:
+        r = c.reply()
+        if r.code != 220:
+            assert is_oom_refusal(r) and r.code == 421, r
+            return False, r
+        for line in steps + RCPT_STEPS:
+            r = c.cmd(line)
+            if r.code >= 400:
+                assert is_oom_refusal(r), (line, r)
+                return False, r
+        assert r.code == 354, r
+        c.send(message + b".\r\n")
+        r = c.reply()
+        if r.code != 250:
+            assert is_oom_refusal(r), ("end of data", r)
+            return False, r
+        assert r.enh == "2.0.0" and r.queue_id, r
+        q = c.cmd("QUIT")
+        # The message is in already; only QUIT itself may be refused.
+        assert q.code == 221 or is_oom_refusal(q), q
+        return True, None if q.code == 221 else q
+    finally:
+        c.close()
+
+
+def delivered_with(maildir, subject):
+    out = []
+    for path in maildir_files(maildir):
+        with open(path, "rb") as f:
+            if subject.encode() in f.read():
+                out.append(path)
+    return out
+
+
+def fault_landed(d):
+    return "event=fault_injected" in d.log_text()
+
+
+def second_client_delivers(d, n):
+    subject = "second client, fault %d" % n
+    with SMTPClient(d.port) as c:
+        c.ehlo()
+        c.send_mail("s@client.test", ["carol@example.test"],
+                    make_message(subject=subject, to="carol@example.test"))
+        c.quit()
+    assert wait_until(lambda: delivered_with(d.maildir("carol"), subject), timeout=10), \
+        "the second client's message was not delivered (fault %d)" % n
+
+
+def check_one(fulmar_factory, n, overrides, port, steps):
+    """One N of the sweep. Returns None when the fault never landed (the
+    sweep is over), else (accepted, refusal)."""
+    d = start_with_alloc_fault(fulmar_factory, n, overrides)
+    subject = "swept, fault %d" % n
+    message = make_message(subject=subject, body="The body.\nOf two lines.\n", sender=USER)
+    try:
+        accepted, refusal = first_session(d, message, port, steps)
+    except ConnectionClosed as e:
+        pytest.fail("fault %d: connection closed without a reply (%r):\n%s"
+                    % (n, e, d.log_tail()))
+    if not fault_landed(d):
+        assert accepted and refusal is None
+        d.stop()
+        return None
+    if refusal is not None:
+        assert "event=oom" in d.log_text(), d.log_tail()
+    for user in ("alice", "bob"):
+        if accepted:
+            assert wait_until(lambda: delivered_with(d.maildir(user), subject), timeout=10), \
+                "fault %d: 250 given, the message is missing for %s" % (n, user)
+    second_client_delivers(d, n)
+    if not accepted:
+        for user in ("alice", "bob"):
+            assert delivered_with(d.maildir(user), subject) == [], \
+                "fault %d: a refused message was delivered" % n
+    assert d.running, "fault %d: the daemon died" % n
+    rc = d.stop()
+    log = d.log_text()
+    assert LEAK_MARKER not in log, "fault %d: leak\n%s" % (n, log[log.index(LEAK_MARKER):])
+    assert rc == 0, "fault %d: exit status %s\n%s" % (n, rc, d.log_tail())
+    return accepted, refusal
+
+
+def sweep(fulmar_factory, overrides, port, steps):
+    outcomes = {}
+    for n in range(1, SWEEP_LIMIT + 1):
+        got = check_one(fulmar_factory, n, overrides, port, steps)
+        if got is None:
+            return outcomes
+        outcomes[n] = got
+    pytest.fail("the alloc fault still lands at N=%d: raise SWEEP_LIMIT" % SWEEP_LIMIT)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_alloc_failure_sweep(fulmar_factory, users_file, path):
+    outcomes = sweep(fulmar_factory, *variant(path, users_file))
+    assert len(outcomes) >= MIN_ALLOCATIONS, outcomes
+    refused = {n: r for n, (ok, r) in outcomes.items() if r is not None}
+    # Most failures land in the swept session and refuse something; the
+    # others fell on the start-up probe or on memory a session can do
+    # without (a reverse name, for instance).
+    assert refused, outcomes
+    codes = {r.code for r in refused.values()}
+    assert codes <= set(OOM_CODES), codes
+    print("%s: %d allocations swept, %d refusals (%s)"
+          % (path, len(outcomes), len(refused),
+             ", ".join("%d:%d" % (n, r.code) for n, r in sorted(refused.items()))))
+
+
+def test_oom_logged_with_session_id(fulmar_factory):
+    """One fault in the middle of a session: one event=oom line with its
+    sid, and the session's reply is the 451."""
+    # Past the start-up probe and the swept session's first commands.
+    for n in range(1, SWEEP_LIMIT + 1):
+        d = start_with_alloc_fault(fulmar_factory, n, PATHS["queue"])
+        accepted, refusal = first_session(d, make_message(subject="logged"))
+        if refusal is not None and refusal.code == 451:
+            lines = d.log_lines_with("event=oom")
+            assert len(lines) == 1, lines
+            assert re.search(r"\bsid=\d+\b", lines[0]) and "where=" in lines[0], lines
+            d.stop()
+            return
+        d.stop()
+    pytest.fail("no 451 in the sweep")
