@@ -7,7 +7,6 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 
 #include "delivery/maildir.h"
 #include "lib/fsio.h"
+#include "lib/groupsync.h"
 #include "lib/workpool.h"
 #include "lib/mem.h"
 #include "lib/xalloc.h"
@@ -30,7 +30,7 @@ struct target {
 };
 
 struct local_txn {
-	struct local_txn *next;        /* in the committer's wait list */
+	struct groupsync_item link;    /* first: in a directory-sync batch */
 	struct local_committer *lc;
 	struct target targets[LOCAL_TXN_MAX_TARGETS];
 	size_t n;
@@ -46,17 +46,23 @@ struct local_committer {
 	struct event_base *base;
 	struct workpool *pool;
 	unsigned in_flight;            /* loop thread only */
-	pthread_mutex_t lock;          /* guards the two below */
-	struct local_txn *wait;        /* published, waiting for the dir fsync */
-	bool syncing;                  /* a worker is the syncer */
+	struct groupsync sync;         /* published, waiting for the dir fsync */
 };
+
+/* The next transaction of a batch (link is the first member). */
+static struct local_txn *next_txn(const struct local_txn *t)
+{
+	return (struct local_txn *)t->link.next;
+}
+
+static void sync_step(struct groupsync_item *batch, void *arg);
 
 struct local_committer *local_committer_new(struct event_base *base)
 {
 	struct local_committer *lc = xcalloc(1, sizeof(*lc));
 	lc->base = base;
 	lc->pool = workpool_new(base, COMMIT_THREADS);
-	pthread_mutex_init(&lc->lock, NULL);
+	groupsync_init(&lc->sync, sync_step, lc);
 	return lc;
 }
 
@@ -67,7 +73,7 @@ void local_committer_free(struct local_committer *lc)
 	while (lc->in_flight > 0)
 		event_base_loop(lc->base, EVLOOP_ONCE);
 	workpool_free(lc->pool);
-	pthread_mutex_destroy(&lc->lock);
+	groupsync_destroy(&lc->sync);
 	free(lc);
 }
 
@@ -124,7 +130,7 @@ struct local_txn *local_txn_begin(struct local_committer *lc, const char *sender
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	t->next = NULL;
+	t->link.next = NULL;
 	t->lc = lc;
 	t->n = 0;
 	t->pending_cr = false;
@@ -199,7 +205,7 @@ void local_txn_abort(struct local_txn *t)
 static void publish_batch(struct local_txn *batch)
 {
 	char from[PATH_MAX], to[PATH_MAX];
-	for (struct local_txn *t = batch; t; t = t->next) {
+	for (struct local_txn *t = batch; t; t = next_txn(t)) {
 		for (size_t i = 0; i < t->n && t->err == 0; i++) {
 			struct target *g = &t->targets[i];
 			tmp_path(g, from, sizeof(from));
@@ -221,12 +227,12 @@ static void sync_batch(struct local_txn *batch)
 {
 	publish_batch(batch);
 	size_t total = 0;
-	for (struct local_txn *t = batch; t; t = t->next)
+	for (struct local_txn *t = batch; t; t = next_txn(t))
 		total += t->n;
 	const char **dirs = xcalloc(total ? total : 1, sizeof(char *));
 	int *errs = xcalloc(total ? total : 1, sizeof(int));
 	size_t k = 0;
-	for (struct local_txn *t = batch; t; t = t->next)
+	for (struct local_txn *t = batch; t; t = next_txn(t))
 		for (size_t i = 0; i < t->n; i++, k++)
 			dirs[k] = t->err ? NULL : t->targets[i].maildir;
 	maildir_sync_dirs(dirs, total, errs);
@@ -235,14 +241,14 @@ static void sync_batch(struct local_txn *batch)
 		if (errs[x] == 0)
 			continue;
 		k = 0;
-		for (struct local_txn *t = batch; t; t = t->next)
+		for (struct local_txn *t = batch; t; t = next_txn(t))
 			for (size_t i = 0; i < t->n; i++, k++)
 				if (dirs[k] && strcmp(dirs[k], dirs[x]) == 0 && t->err == 0)
 					t->err = errs[x];
 	}
 	free(errs);
 	free(dirs);
-	for (struct local_txn *t = batch; t; t = t->next)
+	for (struct local_txn *t = batch; t; t = next_txn(t))
 		if (t->err)
 			rollback(t);
 }
@@ -251,42 +257,20 @@ static void sync_batch(struct local_txn *batch)
 static void finish_list(void *arg)
 {
 	for (struct local_txn *t = arg, *next; t; t = next) {
-		next = t->next;
+		next = next_txn(t);
 		t->lc->in_flight--;
 		t->fn(t->arg, t->err);
 		txn_free(t);
 	}
 }
 
-/*
- * Joins t to the transactions waiting for the directory fsync. The first
- * worker to find no syncer at work becomes the syncer: it takes the whole
- * waiting list, publishes and syncs it, hands it to the loop in one post,
- * and goes on while more have gathered meanwhile (group commit). The other
- * workers return at once: t is reported by the syncer that takes it, so
- * each message costs one hand-off to a worker and one back to the loop.
- */
-static void join_sync(struct local_txn *t)
+/* The syncer (lib/groupsync.h): publish and sync a batch, then hand it to
+ * the loop in one post. */
+static void sync_step(struct groupsync_item *batch, void *arg)
 {
-	struct local_committer *lc = t->lc;
-	pthread_mutex_lock(&lc->lock);
-	t->next = lc->wait;
-	lc->wait = t;
-	if (lc->syncing) {
-		pthread_mutex_unlock(&lc->lock);
-		return;
-	}
-	lc->syncing = true;
-	while (lc->wait) {
-		struct local_txn *batch = lc->wait;
-		lc->wait = NULL;
-		pthread_mutex_unlock(&lc->lock);
-		sync_batch(batch);
-		workpool_post(lc->pool, finish_list, batch);
-		pthread_mutex_lock(&lc->lock);
-	}
-	lc->syncing = false;
-	pthread_mutex_unlock(&lc->lock);
+	struct local_committer *lc = arg;
+	sync_batch((struct local_txn *)batch);
+	workpool_post(lc->pool, finish_list, batch);
 }
 
 /* Worker: the rest of the content, fsync, close, then the directory sync.
@@ -309,11 +293,14 @@ static void publish_work(void *arg)
 	}
 	if (t->err) {
 		rollback(t);
-		t->next = NULL;
+		t->link.next = NULL;
 		workpool_post(t->lc->pool, finish_list, t);
 		return;
 	}
-	join_sync(t);
+	/* The first worker to find no syncer at work becomes it; the others
+	 * return at once, their transaction reported with its batch. So a
+	 * message costs one hand-off to a worker and one back to the loop. */
+	groupsync_join(&t->lc->sync, &t->link);
 }
 
 void local_txn_commit(struct local_txn *t, local_commit_fn fn, void *arg)

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -60,6 +61,11 @@ static void push_done(struct workpool *pool, struct job *j)
 static void *worker_main(void *p)
 {
 	struct workpool *pool = p;
+	/* Batch scheduling: a worker woken by the loop does not preempt it
+	 * (the loop has the sessions to serve; the worker mostly waits for
+	 * the disk anyway). Linux applies this to the calling thread. */
+	struct sched_param none = { 0 };
+	(void)sched_setscheduler(0, SCHED_BATCH, &none);
 	pthread_mutex_lock(&pool->lock);
 	for (;;) {
 		while (pool->todo_head == NULL && !pool->stopping)

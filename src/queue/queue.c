@@ -18,6 +18,7 @@
 #include <zlib.h>
 
 #include "lib/fsio.h"
+#include "lib/groupsync.h"
 #include "lib/log.h"
 #include "lib/mem.h"
 #include "lib/workpool.h"
@@ -39,10 +40,9 @@ struct queue {
 	void *ready_arg;
 	struct qmsg *msgs; /* doubly linked list of committed messages */
 	size_t nmsgs;
+	unsigned in_flight;        /* loop thread only */
 	/* group commit: renamed files waiting for the directory fsync */
-	struct commit_job *dirsync_wait;
-	bool dirsync_busy;
-	unsigned in_flight;
+	struct groupsync dirsync;
 	uint32_t id_seq;
 };
 
@@ -58,13 +58,27 @@ struct queue_txn {
 };
 
 struct commit_job {
-	struct commit_job *next;
+	struct groupsync_item link; /* first: in a directory-sync batch */
 	struct queue *q;
 	struct queue_txn *txn;
 	queue_commit_fn fn;
 	void *arg;
 	int err;
-	struct commit_job *batch; /* dirsync jobs: the list it covers */
+};
+
+static void dirsync_step(struct groupsync_item *batch, void *arg);
+
+/* The next commit of a batch (link is the first member). */
+static struct commit_job *next_job(const struct commit_job *j)
+{
+	return (struct commit_job *)j->link.next;
+}
+
+/* A batch made durable (or not) by one directory fsync. */
+struct dirsync_batch {
+	struct queue *q;
+	struct commit_job *jobs;
+	int err;
 };
 
 /* ---- set-up ---- */
@@ -102,6 +116,7 @@ struct queue *queue_open(struct event_base *base, const char *state_dir,
 		}
 	}
 	q->pool = workpool_new(base, COMMIT_THREADS);
+	groupsync_init(&q->dirsync, dirsync_step, q);
 	return q;
 }
 
@@ -268,46 +283,14 @@ void queue_txn_abort(struct queue_txn *t)
 	txn_free(t);
 }
 
-/* ---- commit pipeline ---- */
-
-/* Worker: end record, fsync, close, rename into active/. */
-static void commit_file_work(void *arg)
-{
-	struct commit_job *job = arg;
-	struct queue_txn *t = job->txn;
-	char dst[PATH_MAX];
-	if (t->prefix_fn) {
-		size_t len = 0;
-		char *pre = t->prefix_fn(t->prefix_arg, &len);
-		if (pre && len > 0 && len <= QFILE_CHUNK_MAX)
-			qfile_write_prefix(&t->w, pre, len);
-		free(pre);
-	}
-	if (qfile_write_end(&t->w) < 0)
-		job->err = t->w.error;
-	else if (fsio_fsync(t->w.fd) < 0)
-		job->err = errno;
-	if (close(t->w.fd) < 0 && job->err == 0)
-		job->err = errno;
-	t->w.fd = -1;
-	if (job->err == 0) {
-		snprintf(dst, sizeof(dst), "%s/%s", job->q->active, t->env.id);
-		if (fsio_rename(t->path, dst) < 0)
-			job->err = errno;
-	}
-	if (job->err)
-		unlink(t->path);
-}
-
-/* Worker: one directory fsync for a whole batch of renames. */
-static void dirsync_work(void *arg)
-{
-	struct commit_job *d = arg;
-	if (fsio_fsync_dir(d->q->active) < 0)
-		d->err = errno;
-}
-
-static void start_dirsync(struct queue *q);
+/* ---- commit pipeline ----
+ *
+ * A commit is one job on a worker: end record, fsync, close, rename into
+ * active/, then the directory fsync that makes the rename durable, shared
+ * by every commit renamed meanwhile (group commit, lib/groupsync.h): the
+ * syncer hands each batch back to the loop in one post, so a message
+ * costs one hand-off to a worker and one back to the loop.
+ */
 
 static void finish_commit(struct commit_job *job, int err)
 {
@@ -335,58 +318,82 @@ static void finish_commit(struct commit_job *job, int err)
 	free(job);
 }
 
+/* Loop: a commit that failed before its rename. */
+static void commit_failed(void *arg)
+{
+	struct commit_job *job = arg;
+	log_msg(LOG_ERROR, "queue_write_failed", "queue file %s: %s",
+		job->txn->env.id, strerror_safe(job->err));
+	finish_commit(job, job->err);
+}
+
+/* Loop: the outcome of one directory fsync, for every commit it covers. */
 static void dirsync_done(void *arg)
 {
-	struct commit_job *d = arg;
-	struct queue *q = d->q;
-	struct commit_job *j = d->batch;
-	int err = d->err;
-	if (err) {
+	struct dirsync_batch *b = arg;
+	struct queue *q = b->q;
+	if (b->err) {
 		/* The renames may not be durable: take them back so a crash
 		 * cannot resurrect a message we are about to refuse. */
-		for (struct commit_job *k = j; k; k = k->next) {
+		for (struct commit_job *k = b->jobs; k; k = next_job(k)) {
 			char dst[PATH_MAX];
 			snprintf(dst, sizeof(dst), "%s/%s", q->active, k->txn->env.id);
 			unlink(dst);
 		}
 		log_msg(LOG_ERROR, "queue_fsync_failed", "fsync of %s: %s", q->active,
-			strerror_safe(err));
+			strerror_safe(b->err));
 	}
-	free(d);
-	q->dirsync_busy = false;
-	while (j) {
-		struct commit_job *next = j->next;
-		finish_commit(j, err);
-		j = next;
+	for (struct commit_job *j = b->jobs, *next; j; j = next) {
+		next = next_job(j);
+		finish_commit(j, b->err);
 	}
-	if (q->dirsync_wait)
-		start_dirsync(q);
+	free(b);
 }
 
-static void start_dirsync(struct queue *q)
+/* The syncer (lib/groupsync.h): one directory fsync for a batch of
+ * renamed commits, handed to the loop in one post. */
+static void dirsync_step(struct groupsync_item *batch, void *arg)
 {
-	struct commit_job *d = xcalloc(1, sizeof(*d));
-	d->q = q;
-	d->batch = q->dirsync_wait;
-	q->dirsync_wait = NULL;
-	q->dirsync_busy = true;
-	workpool_submit(q->pool, dirsync_work, dirsync_done, d);
+	struct queue *q = arg;
+	struct dirsync_batch *b = xcalloc(1, sizeof(*b));
+	b->q = q;
+	b->jobs = (struct commit_job *)batch;
+	if (fsio_fsync_dir(q->active) < 0)
+		b->err = errno;
+	workpool_post(q->pool, dirsync_done, b);
 }
 
-static void commit_file_done(void *arg)
+/* Worker: end record, fsync, close, rename into active/, directory sync. */
+static void commit_work(void *arg)
 {
 	struct commit_job *job = arg;
-	struct queue *q = job->q;
+	struct queue_txn *t = job->txn;
+	char dst[PATH_MAX];
+	if (t->prefix_fn) {
+		size_t len = 0;
+		char *pre = t->prefix_fn(t->prefix_arg, &len);
+		if (pre && len > 0 && len <= QFILE_CHUNK_MAX)
+			qfile_write_prefix(&t->w, pre, len);
+		free(pre);
+	}
+	if (qfile_write_end(&t->w) < 0)
+		job->err = t->w.error;
+	else if (fsio_fsync(t->w.fd) < 0)
+		job->err = errno;
+	if (close(t->w.fd) < 0 && job->err == 0)
+		job->err = errno;
+	t->w.fd = -1;
+	if (job->err == 0) {
+		snprintf(dst, sizeof(dst), "%s/%s", job->q->active, t->env.id);
+		if (fsio_rename(t->path, dst) < 0)
+			job->err = errno;
+	}
 	if (job->err) {
-		log_msg(LOG_ERROR, "queue_write_failed", "queue file %s: %s",
-			job->txn->env.id, strerror_safe(job->err));
-		finish_commit(job, job->err);
+		unlink(t->path);
+		workpool_post(job->q->pool, commit_failed, job);
 		return;
 	}
-	job->next = q->dirsync_wait;
-	q->dirsync_wait = job;
-	if (!q->dirsync_busy)
-		start_dirsync(q);
+	groupsync_join(&job->q->dirsync, &job->link);
 }
 
 void queue_txn_commit(struct queue_txn *t, queue_commit_fn fn, void *arg)
@@ -398,7 +405,7 @@ void queue_txn_commit(struct queue_txn *t, queue_commit_fn fn, void *arg)
 	job->arg = arg;
 	t->q->in_flight++;
 	t->env.content_size = t->w.content_len;
-	workpool_submit(t->q->pool, commit_file_work, commit_file_done, job);
+	workpool_submit(t->q->pool, commit_work, NULL, job);
 }
 
 /* ---- journal ---- */
@@ -745,6 +752,7 @@ void queue_close(struct queue *q)
 	while (q->in_flight > 0)
 		event_base_loop(q->base, EVLOOP_ONCE);
 	workpool_free(q->pool);
+	groupsync_destroy(&q->dirsync);
 	for (struct qmsg *m = q->msgs, *next; m; m = next) {
 		next = m->next;
 		msg_free(m);
