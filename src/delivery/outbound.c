@@ -4,7 +4,10 @@
  *   job   recipients of one message for one destination; waits in its
  *         destination's FIFO, then runs as one transaction on a connection
  *   dest  a destination: its FIFO, its connections (opening, busy, idle),
- *         its rate limit, its last resolved route (reused for a minute)
+ *         its rate limit, its last resolved route (reused for a minute);
+ *         "down" for half of queue.retry_first after no hop would take a
+ *         connection: its new jobs are deferred at once with that reason,
+ *         without a connection attempt each (Postfix's dead destination)
  *   oconn one connection: resolving, then trying the hops in turn until
  *         one is ready; then transactions until the FIFO is empty (idle,
  *         kept for outbound.idle_time) or messages_per_connection is done
@@ -80,6 +83,12 @@ struct dest {
 	struct event *rate_timer;
 	struct route_result *cached;
 	double cached_until;
+	double down_until;        /* down (dest_down) until this, monotonic */
+	struct event *down_timer; /* its end, when d may go */
+	struct event *defer_ev;   /* defers waiting jobs while down */
+	char down_dsn[16];
+	char down_relay[320];
+	char *down_detail;
 };
 
 struct outbound {
@@ -231,9 +240,15 @@ static struct dest *dest_get(struct outbound *o, const char *key, const char *do
 static void dest_pump(struct dest *d);
 
 /* Forget an unused destination (no jobs, no connections). */
+static bool dest_is_down(const struct dest *d)
+{
+	return d->down_until > 0 && now_mono() < d->down_until;
+}
+
 static void dest_maybe_free(struct dest *d)
 {
-	if (d->head || d->conns || d->starved)
+	/* A down destination stays, to remember it, until its timer. */
+	if (d->head || d->conns || d->starved || dest_is_down(d))
 		return;
 	struct outbound *o = d->o;
 	unsigned h = hash_key(d->key);
@@ -245,6 +260,11 @@ static void dest_maybe_free(struct dest *d)
 	}
 	if (d->rate_timer)
 		event_free(d->rate_timer);
+	if (d->down_timer)
+		event_free(d->down_timer);
+	if (d->defer_ev)
+		event_free(d->defer_ev);
+	free(d->down_detail);
 	free(d->cached);
 	free(d->key);
 	free(d->domain);
@@ -262,6 +282,68 @@ static void dest_fail_waiting(struct dest *d, enum outbound_status st, const cha
 		job_unlink_fifo(j);
 		job_finish_all(o, j, st, dsn, relay, "", detail);
 	}
+}
+
+/* Connections of d that are up (connected), other than except. */
+static size_t dest_live_conns(const struct dest *d, const struct oconn *except)
+{
+	size_t n = 0;
+	for (const struct oconn *c = d->conns; c; c = c->next)
+		if (c != except && c->client && (c->state == OC_IDLE || c->state == OC_BUSY))
+			n++;
+	return n;
+}
+
+static void on_down_end(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct dest *d = arg;
+	d->down_until = 0;
+	dest_maybe_free(d);
+}
+
+/* Jobs that arrive while d is down: deferred with its reason, from the
+ * loop (never from inside outbound_submit, whose caller is mid-round). */
+static void on_defer_while_down(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct dest *d = arg;
+	if (dest_is_down(d) && dest_live_conns(d, NULL) == 0) {
+		char detail[700];
+		snprintf(detail, sizeof(detail), "delivery temporarily suspended: %s",
+			 d->down_detail ? d->down_detail : "");
+		dest_fail_waiting(d, OUT_DEFERRED, d->down_dsn, d->down_relay, detail);
+	} else {
+		dest_pump(d);
+	}
+	dest_maybe_free(d);
+}
+
+/*
+ * No hop of d would take a connection (or its route failed for now): d
+ * is down for half of queue.retry_first, so a dead host costs one round
+ * of connection attempts per period instead of one per message. Half:
+ * the jobs deferred now come back after retry_first, when d is up again
+ * and their retry is a real attempt.
+ */
+static void dest_mark_down(struct dest *d, const char *dsn, const char *relay,
+			   const char *detail)
+{
+	struct outbound *o = d->o;
+	double period = o->cfg->queue.retry_first / 2;
+	if (period <= 0)
+		return;
+	d->down_until = now_mono() + period;
+	snprintf(d->down_dsn, sizeof(d->down_dsn), "%s", dsn);
+	snprintf(d->down_relay, sizeof(d->down_relay), "%s", relay);
+	free(d->down_detail);
+	d->down_detail = xstrdup(detail);
+	if (d->down_timer == NULL)
+		d->down_timer = evtimer_new(o->base, on_down_end, d);
+	struct timeval tv = tv_of(period);
+	evtimer_add(d->down_timer, &tv);
 }
 
 /* ---- connections ---- */
@@ -369,7 +451,6 @@ static void oconn_give_up(struct oconn *c)
 	d->nopening--;
 	c->state = OC_IDLE; /* no longer opening */
 	struct outbound *o = d->o;
-	size_t others = d->nconns - 1;
 	enum outbound_status os = OUT_DEFERRED;
 	char dsn[16] = "4.4.1";
 	if (st.error == SMTP_CLIENT_LOOP) {
@@ -386,9 +467,14 @@ static void oconn_give_up(struct oconn *c)
 	}
 	char detail[SMTP_CLIENT_REPLY_MAX + 64];
 	snprintf(detail, sizeof(detail), "%s", st.reply);
+	size_t live = dest_live_conns(d, c);
 	oconn_free(c);
-	/* With another connection alive, the jobs wait for it. */
-	if (others == 0 || os == OUT_BOUNCED)
+	/* With another connection up, the jobs wait for it; connections
+	 * still opening do not count (they are likely to fail the same way,
+	 * and each failure would open another). */
+	if (os == OUT_DEFERRED && live == 0)
+		dest_mark_down(d, dsn, relay, detail);
+	if (live == 0 || os == OUT_BOUNCED)
 		dest_fail_waiting(d, os, dsn, relay, detail);
 	dest_pump(d);
 	dest_maybe_free(d);
@@ -420,6 +506,7 @@ static void on_client_ready(void *arg, struct smtp_client *cl,
 	}
 	struct dest *d = c->dest;
 	d->nopening--;
+	d->down_until = 0; /* it takes connections again */
 	c->state = OC_IDLE;
 	struct log_line l;
 	log_begin(&l, LOG_DEBUG, "connected");
@@ -474,14 +561,16 @@ static void on_route(void *arg, const struct route_result *res)
 		log_str(&l, "detail", res->why);
 		log_end(&l);
 		struct outbound *o = d->o;
-		size_t others = d->nconns - 1;
 		enum outbound_status st =
 			res->status == ROUTE_PERMFAIL ? OUT_BOUNCED : OUT_DEFERRED;
 		char dsn[16], why[300];
 		snprintf(dsn, sizeof(dsn), "%s", res->dsn);
 		snprintf(why, sizeof(why), "%s", res->why);
+		size_t live = dest_live_conns(d, c);
 		oconn_free(c);
-		if (others == 0 || st == OUT_BOUNCED)
+		if (st == OUT_DEFERRED && live == 0)
+			dest_mark_down(d, dsn, "none", why);
+		if (live == 0 || st == OUT_BOUNCED)
 			dest_fail_waiting(d, st, dsn, "none", why);
 		dest_maybe_free(d);
 		wake_starved(o);
@@ -570,6 +659,15 @@ static void dest_pump(struct dest *d)
 			job_unlink_fifo(j);
 			oconn_start_job(idle, j);
 			continue;
+		}
+		/* Down, and nothing up to wait for: the jobs are deferred,
+		 * from the loop. */
+		if (dest_is_down(d) && dest_live_conns(d, NULL) == 0) {
+			if (d->defer_ev == NULL)
+				d->defer_ev = evtimer_new(o->base, on_defer_while_down, d);
+			struct timeval zero = { 0, 0 };
+			evtimer_add(d->defer_ev, &zero);
+			return;
 		}
 		/* No idle connection: open one if the jobs outnumber the
 		 * connections being opened, within the limits. */
