@@ -10,8 +10,8 @@
 
 #include "lib/log.h"
 
-static const char *const op_names[FAULT_OP_COUNT] = { "write", "fsync", "rename",
-						      "link",  "open",  "alloc" };
+static const char *const op_names[FAULT_OP_COUNT] = { "write", "fsync", "rename", "link",
+						      "open",  "alloc", "chmod" };
 static int fault_op = -1;
 static long fault_after;
 static long fault_count; /* 0: every call from fault_after on */

@@ -57,6 +57,13 @@ int fsio_fsync_dir(const char *path)
 	return rc;
 }
 
+int fsio_fchmod(int fd, mode_t mode)
+{
+	if (fault_inject(FAULT_CHMOD))
+		return -1;
+	return fchmod(fd, mode);
+}
+
 int fsio_rename(const char *from, const char *to)
 {
 	if (fault_inject(FAULT_RENAME))

@@ -9,7 +9,7 @@
  * one fail with ERRNO; with COUNT > 0, only COUNT calls fail (N ..
  * N+COUNT-1) and the later ones succeed again, as when space comes back.
  * OP is one of write, fsync (fsio_fsync and fsio_fsync_dir, counted
- * together), rename, link, open, or alloc for the fallible allocations of
+ * together), rename, link, open, chmod, or alloc for the fallible allocations of
  * lib/mem.h; ERRNO one of EIO, ENOSPC, EDQUOT, EROFS, EACCES, ENOMEM.
  * Calls are counted process-wide, from every thread, and only for OP.
  * Unset: no faults.
@@ -32,6 +32,7 @@ int fsio_fsync_dir(const char *path);
 int fsio_rename(const char *from, const char *to);
 int fsio_link(const char *from, const char *to);
 int fsio_open(const char *path, int flags, mode_t mode);
+int fsio_fchmod(int fd, mode_t mode);
 /* pread everything asked for unless EOF comes first; returns octets read
  * or -1. */
 ssize_t fsio_pread_all(int fd, void *buf, size_t len, off_t off);

@@ -2,14 +2,22 @@
  * queue: the durable message queue. It owns the queue directories under
  * state_dir/queue and every message in them:
  *
- *   incoming/ID   being received; never acknowledged; deleted at start-up
- *   active/ID     committed: fsynced, renamed here, directory fsynced,
- *                 and only then acknowledged with 250 (see docs/queue.md)
+ *   active/ID     created here with mode QUEUE_MODE_WRITING while it is
+ *                 received; committed: fsynced, then given the mode
+ *                 QUEUE_MODE_COMMITTED, the directory fsynced, and only
+ *                 then acknowledged with 250 (see docs/queue.md)
  *   journal/ID    per-recipient state changes of active/ID, appended
  *   corrupt/ID    files that failed validation, moved aside, never read
+ *   incoming/     where earlier versions received; emptied at start-up
+ *
+ * At start-up a file with the committed mode must read back whole, or it
+ * goes to corrupt/ (the mark is set only after the fsync). A file without
+ * it that reads back whole is kept (a commit that crashed after its
+ * fsync, or a file of an earlier version, which had no mark); one that
+ * does not was never acknowledged and is removed.
  *
  * Commit is asynchronous and grouped: the file fsyncs run on worker
- * threads, and one directory fsync covers every rename done since the
+ * threads, and one directory fsync covers every file committed since the
  * previous one (group commit). The caller's callback runs on the loop
  * thread once the message is durable (or failed).
  *
@@ -62,7 +70,11 @@ typedef void (*queue_commit_fn)(void *arg, int err, const char *id);
 struct queue *queue_open(struct event_base *base, const char *state_dir,
 			 char *err, size_t errlen);
 void queue_set_ready_hook(struct queue *q, queue_ready_fn fn, void *arg);
-/* Load every message of active/ (at start-up); corrupt ones go aside. */
+#define QUEUE_MODE_WRITING 0600
+#define QUEUE_MODE_COMMITTED 0700 /* the owner's x bit: "whole" */
+
+/* Load every message of active/ (at start-up); corrupt ones go aside,
+ * ones never committed are removed. */
 void queue_recover(struct queue *q);
 /* Wait for commits in flight, then free everything. */
 void queue_close(struct queue *q);
@@ -73,7 +85,7 @@ void queue_msg_path(const struct queue *q, const char *id, char *buf, size_t len
 /*
  * Start a message. Takes over the transaction part of env (sender,
  * parameters, recipients; env is reset and reusable afterwards), assigns
- * the queue id and arrival time, creates incoming/ID and writes the
+ * the queue id and arrival time, creates active/ID and writes the
  * envelope. NULL with err filled and errno set on failure (nothing left
  * behind).
  */

@@ -1,13 +1,14 @@
 """Fault injection (FULMAR_FAULT, src/lib/fsio.h) against the real daemon.
 
 ENOSPC, EDQUOT and EIO on the write, the fsync (of the file or of its
-directory), the rename, and the open of a transaction, on both commit
+directory), the rename (Maildir) or the committed mark (queue: fchmod),
+and the open of a transaction, on both commit
 paths: the queue (local.deliver_at_receipt = false) and deliver-at-receipt
 straight into the Maildir. For each:
   - the client gets 452 4.3.1 (ENOSPC, EDQUOT) or 451 4.3.0 (anything
     else) after the end of data, never 250;
   - nothing of the refused message is left anywhere: not in the Maildir's
-    new/, cur/ or tmp/, not in the queue's incoming/ or active/;
+    new/, cur/ or tmp/, not in the queue's active/;
   - the daemon keeps running, and once the fault is over (the spec's
     COUNT) the next message on the same connection gets 250 and is
     delivered, exactly once, byte-exact.
@@ -15,8 +16,8 @@ straight into the Maildir. For each:
 The spec's N counts the calls of one operation, process-wide. Before the
 first message nothing calls them; per message (one recipient, small
 content):
-  queue:   open 1 (incoming/ID), write 1 (the whole file at commit),
-           fsync 2 (file, then active/), rename 1; then the delivery
+  queue:   open 1 (active/ID), write 1 (the whole file at commit),
+           fsync 2 (file, then active/), chmod 1; then the delivery
            from the queue: open, write 2+, fsync (file, new/), link.
   receipt: open 1 (tmp/), write 2 (the added header fields at DATA, the
            rest at commit), fsync 2 (file, then new/), rename 1.
@@ -111,10 +112,10 @@ CASES = [
     ("queue", "write:1:EIO:1", LOCAL_ERROR, QW),
     ("queue", "fsync:1:ENOSPC:1", STORAGE, QW),
     ("queue", "fsync:1:EIO:1", LOCAL_ERROR, QW),
-    ("queue", "fsync:2:ENOSPC:1", STORAGE, QF),   # active/, after the rename
+    ("queue", "fsync:2:ENOSPC:1", STORAGE, QF),   # active/, after the mark
     ("queue", "fsync:2:EIO:1", LOCAL_ERROR, QF),
-    ("queue", "rename:1:ENOSPC:1", STORAGE, QW),
-    ("queue", "rename:1:EIO:1", LOCAL_ERROR, QW),
+    ("queue", "chmod:1:EIO:1", LOCAL_ERROR, QW),
+    ("queue", "chmod:1:EROFS:1", LOCAL_ERROR, QW),
     ("queue", "write:1:EDQUOT:1", STORAGE, QW),
     ("receipt", "write:2:ENOSPC:1", STORAGE, DR),
     ("receipt", "write:2:EIO:1", LOCAL_ERROR, DR),

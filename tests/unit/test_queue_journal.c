@@ -129,8 +129,11 @@ static void write_active(const char *id)
 	pathf(p, sizeof(p), "%s/queue/journal", root);
 	mkdir(p, 0700);
 	pathf(p, sizeof(p), "%s/queue/active/%s", root, id);
-	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	/* Committed: the mark of queue.h (umask cannot take the x bit off a
+	 * mode set with fchmod). */
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, QUEUE_MODE_WRITING);
 	assert_true(fd >= 0);
+	assert_int_equal(fchmod(fd, QUEUE_MODE_COMMITTED), 0);
 	struct envelope env;
 	envelope_init(&env);
 	snprintf(env.id, sizeof(env.id), "%s", id);
@@ -484,6 +487,9 @@ static void test_journal_round_trip(void **state)
 	pathf(journal, sizeof(journal), "%s/queue/journal/%s", root, id);
 	assert_true(exists(active));
 	assert_false(exists(journal));
+	struct stat sb;
+	assert_int_equal(stat(active, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, QUEUE_MODE_COMMITTED);
 
 	queue_rcpt_update(r.q, m, 0, RCPT_DELIVERED, 0, NULL);
 	queue_rcpt_update(r.q, m, 2, RCPT_DEFERRED, 1800000000, "451 4.4.1 no answer");
@@ -555,7 +561,20 @@ static void test_recover_cleans_up(void **state)
 	write_journal("00000001000000AB", &j, j.len);
 	/* A journal whose message is gone: removed. */
 	write_journal("00000001000000AF", &j, j.len);
-	/* An unacknowledged message in incoming/: removed. */
+	/* Files without the committed mark: one that reads back whole (an
+	 * earlier version's, or a commit that crashed after its fsync) is
+	 * kept; one that does not (it was being received) is removed, with a
+	 * stray journal of its id, and nothing goes to corrupt/. */
+	write_active("00000001000000B1");
+	pathf(p, sizeof(p), "%s/queue/active/00000001000000B1", root);
+	assert_int_equal(chmod(p, QUEUE_MODE_WRITING), 0);
+	write_active("00000001000000B2");
+	pathf(p, sizeof(p), "%s/queue/active/00000001000000B2", root);
+	assert_int_equal(chmod(p, QUEUE_MODE_WRITING), 0);
+	assert_int_equal(truncate(p, 40), 0);
+	write_journal("00000001000000B2", &j, j.len);
+	/* An unacknowledged message in incoming/ (earlier versions received
+	 * there): removed. */
 	pathf(p, sizeof(p), "%s/queue/incoming", root);
 	mkdir(p, 0700);
 	pathf(p, sizeof(p), "%s/queue/incoming/00000001000000AD", root);
@@ -566,10 +585,18 @@ static void test_recover_cleans_up(void **state)
 	struct run r;
 	open_queue(&r);
 	queue_recover(r.q);
-	assert_int_equal(queue_count(r.q), 1);
-	assert_int_equal(r.nready, 1);
-	assert_string_equal(r.ready[0]->env.id, ID);
+	assert_int_equal(queue_count(r.q), 2);
+	assert_int_equal(r.nready, 2);
+	const char *a = r.ready[0]->env.id, *b = r.ready[1]->env.id;
+	assert_true((strcmp(a, ID) == 0 && strcmp(b, "00000001000000B1") == 0) ||
+		    (strcmp(b, ID) == 0 && strcmp(a, "00000001000000B1") == 0));
 	assert_false(r.ready[0]->has_journal);
+	pathf(p, sizeof(p), "%s/queue/active/00000001000000B2", root);
+	assert_false(exists(p));
+	pathf(p, sizeof(p), "%s/queue/journal/00000001000000B2", root);
+	assert_false(exists(p));
+	pathf(p, sizeof(p), "%s/queue/corrupt/00000001000000B2", root);
+	assert_false(exists(p));
 	pathf(p, sizeof(p), "%s/queue/corrupt/00000001000000AB", root);
 	assert_true(exists(p));
 	pathf(p, sizeof(p), "%s/queue/corrupt/00000001000000AB.journal", root);
