@@ -19,6 +19,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -697,10 +698,27 @@ static int read_chunk(void *arg, const char *data, size_t len)
 	return evbuffer_add(r->buf, data, len);
 }
 
-/* The message content from its queue file; NULL when it does not read back. */
-static struct evbuffer *load_content(struct outbound *o, const struct qmsg *m, char *err,
+static void free_content(const void *data, size_t len, void *extra)
+{
+	(void)len;
+	(void)extra;
+	free((void *)(uintptr_t)data); /* ours: kept from the commit */
+}
+
+/* The message content: kept in memory from its commit (first round), or
+ * from its queue file; NULL when it does not read back. */
+static struct evbuffer *load_content(struct outbound *o, struct qmsg *m, char *err,
 				     size_t errlen)
 {
+	size_t kept_len;
+	char *kept = queue_msg_take_content(o->q, m, &kept_len);
+	if (kept) {
+		struct evbuffer *buf = evbuffer_new();
+		if (evbuffer_add_reference(buf, kept, kept_len, free_content, NULL) == 0)
+			return buf;
+		free(kept);
+		evbuffer_free(buf);
+	}
 	char path[PATH_MAX];
 	queue_msg_path(o->q, m->env.id, path, sizeof(path));
 	int fd = open(path, O_RDONLY | O_CLOEXEC);

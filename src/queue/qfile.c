@@ -53,6 +53,7 @@ void qfile_writer_init(struct qfile_writer *w, int fd)
 	w->error = 0;
 	w->buflen = 0;
 	w->open_d = -1;
+	w->whole = false;
 }
 
 /* Close the open D record: its length is what follows its header. */
@@ -245,10 +246,48 @@ int qfile_write_end(struct qfile_writer *w)
 	put_u32(rec + 13, crc);
 	w->buflen += QFILE_END_SIZE;
 	w->file_len += QFILE_END_SIZE;
+	w->whole = w->file_len == w->buflen;
 	if (!w->error && fsio_write_all(w->fd, w->buf, w->buflen) < 0)
 		w->error = errno ? errno : EIO;
 	w->buflen = 0;
 	return w->error ? -1 : 0;
+}
+
+int qfile_writer_content(const struct qfile_writer *w, size_t content_off,
+			 char **out, size_t *outlen)
+{
+	if (!w->whole || w->error || w->file_len < QFILE_END_SIZE ||
+	    content_off > w->file_len - QFILE_END_SIZE)
+		return -1;
+	/* Our own records, just written: D records, then at most one F. */
+	const unsigned char *p = w->buf + content_off;
+	const unsigned char *end = w->buf + w->file_len - QFILE_END_SIZE;
+	const unsigned char *prefix = NULL;
+	size_t prefix_len = 0, total = 0;
+	for (const unsigned char *r = p; r < end; r += 5 + get_u32(r + 1)) {
+		if (r[0] == 'F') {
+			prefix = r + 5;
+			prefix_len = get_u32(r + 1);
+		}
+		total += get_u32(r + 1);
+	}
+	char *buf = mem_alloc(total ? total : 1);
+	if (buf == NULL)
+		return -1;
+	size_t n = 0;
+	if (prefix) {
+		memcpy(buf, prefix, prefix_len);
+		n = prefix_len;
+	}
+	for (const unsigned char *r = p; r < end; r += 5 + get_u32(r + 1)) {
+		if (r[0] == 'D') {
+			memcpy(buf + n, r + 5, get_u32(r + 1));
+			n += get_u32(r + 1);
+		}
+	}
+	*out = buf;
+	*outlen = n;
+	return 0;
 }
 
 /* ---- reader ---- */

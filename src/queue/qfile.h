@@ -53,6 +53,7 @@ struct qfile_writer {
 	int error;             /* first errno seen; 0 when fine */
 	size_t buflen;
 	long open_d;           /* offset in buf of the open D record's header, or -1 */
+	bool whole;            /* after qfile_write_end: buf holds the whole file */
 	unsigned char buf[QFILE_OUT_MAX];
 };
 
@@ -67,6 +68,12 @@ void qfile_write_content(struct qfile_writer *w, const char *data, size_t len);
 void qfile_write_prefix(struct qfile_writer *w, const char *data, size_t len);
 /* Flush and write the E record. Returns 0, or -1 with w->error set. */
 int qfile_write_end(struct qfile_writer *w);
+/* After a successful qfile_write_end that wrote the whole file at once
+ * (w->whole): the octets a delivery sends (the F record's, then the
+ * content), in one new buffer (free()). -1 when the file was written in
+ * several fills, or memory is short. */
+int qfile_writer_content(const struct qfile_writer *w, size_t content_off,
+			 char **out, size_t *outlen);
 
 /* Reader results. */
 enum qfile_status {

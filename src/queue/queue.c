@@ -41,6 +41,7 @@ struct queue {
 	struct qmsg *msgs; /* doubly linked list of committed messages */
 	size_t nmsgs;
 	unsigned in_flight;        /* loop thread only */
+	size_t kept_bytes;         /* qmsg contents kept in memory, in total */
 	/* group commit: renamed files waiting for the directory fsync */
 	struct groupsync dirsync;
 	uint32_t id_seq;
@@ -64,6 +65,8 @@ struct commit_job {
 	queue_commit_fn fn;
 	void *arg;
 	int err;
+	char *content;             /* kept for the first delivery, or NULL */
+	size_t content_len;
 };
 
 static void dirsync_step(struct groupsync_item *batch, void *arg);
@@ -293,6 +296,45 @@ void queue_txn_abort(struct queue_txn *t)
  * costs one hand-off to a worker and one back to the loop.
  */
 
+/* A message's content kept in memory for its first delivery round saves
+ * reading the file back; small ones only, and a cap on them all. */
+#define KEEP_CONTENT_MAX (64u * 1024)
+#define KEEP_TOTAL_MAX (32u * 1024 * 1024)
+
+static void keep_content(struct queue *q, struct qmsg *m, struct commit_job *job)
+{
+	if (job->content && q->kept_bytes + job->content_len <= KEEP_TOTAL_MAX) {
+		m->content = job->content;
+		m->content_len = job->content_len;
+		q->kept_bytes += job->content_len;
+	} else {
+		free(job->content);
+	}
+	job->content = NULL;
+}
+
+static void drop_content(struct queue *q, struct qmsg *m)
+{
+	if (m->content == NULL)
+		return;
+	q->kept_bytes -= m->content_len;
+	free(m->content);
+	m->content = NULL;
+	m->content_len = 0;
+}
+
+char *queue_msg_take_content(struct queue *q, struct qmsg *m, size_t *len)
+{
+	char *c = m->content;
+	if (c) {
+		q->kept_bytes -= m->content_len;
+		*len = m->content_len;
+		m->content = NULL;
+		m->content_len = 0;
+	}
+	return c;
+}
+
 static void finish_commit(struct commit_job *job, int err)
 {
 	struct queue *q = job->q;
@@ -304,6 +346,7 @@ static void finish_commit(struct commit_job *job, int err)
 		envelope_init(&t->env);
 		m->env.content_size = t->w.content_len;
 		m->content_off = t->content_off;
+		keep_content(q, m, job);
 		m->next = q->msgs;
 		if (q->msgs)
 			q->msgs->prev = m;
@@ -315,6 +358,7 @@ static void finish_commit(struct commit_job *job, int err)
 	} else {
 		job->fn(job->arg, err, t->env.id);
 	}
+	free(job->content);
 	txn_free(t);
 	free(job);
 }
@@ -391,6 +435,10 @@ static void commit_work(void *arg)
 		workpool_post(job->q->pool, commit_failed, job);
 		return;
 	}
+	if (t->w.content_len <= KEEP_CONTENT_MAX &&
+	    qfile_writer_content(&t->w, (size_t)t->content_off, &job->content,
+				 &job->content_len) < 0)
+		job->content = NULL;
 	groupsync_join(&job->q->dirsync, &job->link);
 }
 
@@ -568,6 +616,7 @@ static void msg_free(struct qmsg *m)
 	if (m->retry)
 		event_free(m->retry);
 	free(m->jbuf);
+	free(m->content);
 	envelope_free(&m->env);
 	free(m);
 }
@@ -582,11 +631,13 @@ static void msg_forget(struct queue *q, struct qmsg *msg)
 	if (msg->next)
 		msg->next->prev = msg->prev;
 	q->nmsgs--;
+	drop_content(q, msg);
 	msg_free(msg);
 }
 
 void queue_msg_release(struct queue *q, struct qmsg *msg)
 {
+	drop_content(q, msg); /* the first round is over */
 	if (!envelope_done(&msg->env)) {
 		journal_flush(q, msg);
 		return;

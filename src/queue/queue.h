@@ -56,6 +56,9 @@ struct qmsg {
 	bool has_journal;       /* journal/ID exists */
 	unsigned char *jbuf;    /* journal records not yet written */
 	size_t jlen;
+	char *content;          /* what a delivery sends, kept from the commit
+				 * for the first round (queue_msg_take_content) */
+	size_t content_len;
 	struct qmsg *prev, *next;
 };
 
@@ -78,6 +81,12 @@ void queue_set_ready_hook(struct queue *q, queue_ready_fn fn, void *arg);
 void queue_recover(struct queue *q);
 /* Wait for commits in flight, then free everything. */
 void queue_close(struct queue *q);
+
+/* The message's content as committed, when the queue kept it in memory
+ * for its first delivery round (small messages, within a total cap):
+ * the caller owns it (free()) and need not read the file back. NULL
+ * otherwise; the queue drops what is not taken when the round ends. */
+char *queue_msg_take_content(struct queue *q, struct qmsg *m, size_t *len);
 
 /* Path of the active file of a message (for the delivery workers). */
 void queue_msg_path(const struct queue *q, const char *id, char *buf, size_t len);

@@ -570,6 +570,60 @@ static void test_prefix_record(void **state)
 	}
 }
 
+/* The content kept in memory at commit (qfile_writer_content) is what a
+ * read-back of the file gives: the prefix, then the content; a file
+ * written in several fills keeps nothing. */
+static void test_writer_content_matches_read_back(void **state)
+{
+	(void)state;
+	const char *pre = "DKIM-Signature: v=1; b=y\r\n";
+	size_t sizes[] = { 0, 1, 5120, 65536, 70000, 200000 };
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		for (int with_prefix = 0; with_prefix <= 1; with_prefix++) {
+			char *content = make_content(sizes[k], (unsigned)k + 11);
+			struct envelope env;
+			minimal_envelope(&env);
+			int fd = tmp_fd();
+			struct qfile_writer *w = malloc(sizeof(*w));
+			assert_non_null(w);
+			qfile_writer_init(w, fd);
+			qfile_write_envelope(w, &env);
+			size_t off = (size_t)w->file_len;
+			for (size_t o = 0; o < sizes[k]; o += 4000)
+				qfile_write_content(w, content + o,
+						    sizes[k] - o < 4000 ? sizes[k] - o : 4000);
+			if (with_prefix)
+				qfile_write_prefix(w, pre, strlen(pre));
+			assert_int_equal(qfile_write_end(w), 0);
+			size_t plen = with_prefix ? strlen(pre) : 0, want_len = plen + sizes[k];
+			char *got = NULL;
+			size_t got_len = 0;
+			int rc = qfile_writer_content(w, off, &got, &got_len);
+			if (w->file_len > QFILE_OUT_MAX) {
+				assert_int_equal(rc, -1); /* several fills */
+			} else {
+				assert_int_equal(rc, 0);
+				assert_int_equal(got_len, want_len);
+				assert_memory_equal(got, pre, plen);
+				if (sizes[k])
+					assert_memory_equal(got + plen, content, sizes[k]);
+				char *want = malloc(want_len + 1);
+				assert_non_null(want);
+				memcpy(want, pre, plen);
+				memcpy(want + plen, content, sizes[k]);
+				bool env_ok;
+				assert_int_equal(read_all(fd, want, want_len, &env_ok), QFILE_OK);
+				free(want);
+			}
+			free(got);
+			free(w);
+			close(fd);
+			envelope_free(&env);
+			free(content);
+		}
+	}
+}
+
 /* Content that ends like an F record is content, never a prefix. */
 static void test_prefix_mimicked_by_content(void **state)
 {
@@ -1523,6 +1577,7 @@ int main(void)
 		cmocka_unit_test(test_content_size_300000),
 		cmocka_unit_test(test_content_sizes_around_buffer),
 		cmocka_unit_test(test_prefix_record),
+		cmocka_unit_test(test_writer_content_matches_read_back),
 		cmocka_unit_test(test_prefix_mimicked_by_content),
 		cmocka_unit_test(test_truncate_small),
 		cmocka_unit_test(test_truncate_empty_content),
