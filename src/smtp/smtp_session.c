@@ -685,6 +685,11 @@ static void on_verdict(void *arg, const struct inbound_verdict *v)
 {
 	struct smtp_session *s = arg;
 	s->verifying = false;
+	if (v->out_of_memory) { /* not a verdict: nothing accepted unverified */
+		reply_oom(s, "DATA");
+		resume_after_commit(s);
+		return;
+	}
 	struct log_line l;
 	log_begin(&l, v->reject ? LOG_WARNING : LOG_INFO, "authenticated");
 	log_int(&l, "sid", (long long)s->sid);
