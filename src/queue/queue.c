@@ -277,15 +277,16 @@ static void commit_file_work(void *arg)
 	struct queue_txn *t = job->txn;
 	char dst[PATH_MAX];
 	if (t->prefix_fn) {
+		char *pre = NULL;
 		size_t len = 0;
-		char *pre = t->prefix_fn(t->prefix_arg, &len);
+		job->err = t->prefix_fn(t->prefix_arg, &pre, &len);
 		if (pre && len > 0 && len <= QFILE_CHUNK_MAX)
 			qfile_write_prefix(&t->w, pre, len);
 		free(pre);
 	}
-	if (qfile_write_end(&t->w) < 0)
+	if (job->err == 0 && qfile_write_end(&t->w) < 0) /* no prefix: no message */
 		job->err = t->w.error;
-	else if (fsio_fsync(t->w.fd) < 0)
+	else if (job->err == 0 && fsio_fsync(t->w.fd) < 0)
 		job->err = errno;
 	if (close(t->w.fd) < 0 && job->err == 0)
 		job->err = errno;
@@ -378,8 +379,9 @@ static void commit_file_done(void *arg)
 	struct commit_job *job = arg;
 	struct queue *q = job->q;
 	if (job->err) {
-		log_msg(LOG_ERROR, "queue_write_failed", "queue file %s: %s",
-			job->txn->env.id, strerror_safe(job->err));
+		if (job->err != ENOMEM) /* that one is logged as event=oom */
+			log_msg(LOG_ERROR, "queue_write_failed", "queue file %s: %s",
+				job->txn->env.id, strerror_safe(job->err));
 		finish_commit(job, job->err);
 		return;
 	}
