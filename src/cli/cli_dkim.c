@@ -526,6 +526,10 @@ static int cmd_verify(int argc, char **argv)
 	struct dkim_verify *dv = dkim_verify_new(now);
 	char buf[65536], err[256];
 	int rc = 1;
+	if (dv == NULL) {
+		fprintf(stderr, "fulmar: out of memory\n");
+		return 1;
+	}
 	for (;;) {
 		ssize_t r = read(STDIN_FILENO, buf, sizeof(buf));
 		if (r < 0 && errno == EINTR)

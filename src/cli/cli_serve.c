@@ -30,6 +30,7 @@
 #include "lib/xalloc.h"
 #include "queue/queue.h"
 #include "smtp/smtp_server.h"
+#include "verify/psl.h"
 
 struct daemon {
 	struct event_base *base;
@@ -59,6 +60,18 @@ static void open_log(const struct config *cfg)
 
 static bool load_users(struct daemon *d, const struct config *cfg);
 
+/* The Public Suffix List for DMARC, read here (start-up, reload) and not
+ * by the first message that needs it: the inbound checks only look it up
+ * (psl_default_loaded). Without it DMARC results are temperror. */
+static void load_psl(const struct config *cfg)
+{
+	char err[512];
+	if (cfg->inbound.checks && psl_default_loaded() == NULL &&
+	    psl_default(err, sizeof(err)) == NULL)
+		log_msg(LOG_WARNING, "psl_unavailable", "%s; DMARC results will be temperror",
+			err);
+}
+
 static void on_sighup(evutil_socket_t sig, short what, void *arg)
 {
 	(void)sig;
@@ -86,6 +99,7 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
 	smtp_server_set_config(d->srv, cfg);
 	delivery_set_config(d->delivery, cfg);
 	load_users(d, cfg);
+	load_psl(cfg);
 	smtp_server_reload_tls(d->srv, cfg);
 	log_msg(LOG_INFO, "reloaded", "%s: %zu domains, %zu mailboxes, %zu aliases",
 		cfg->source, cfg->ndomains, cfg->nmailboxes, cfg->naliases);
@@ -282,6 +296,7 @@ int cmd_serve(int argc, char **argv)
 	if (d.dns == NULL)
 		log_msg(LOG_WARNING, "dns_unavailable", "%s; client names will be unknown", err);
 	smtp_server_set_dns(d.srv, d.dns);
+	load_psl(d.cfg);
 	d.local = local_committer_new(d.base);
 	smtp_server_set_local_committer(d.srv, d.local);
 	d.delivery = delivery_new(d.base, d.queue, d.dns, d.cfg);

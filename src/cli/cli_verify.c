@@ -158,7 +158,11 @@ int cmd_spf(int argc, char **argv)
 		return 1;
 	struct spf *c = helo_id ? spf_new_helo((const struct sockaddr *)&ss, helo)
 				: spf_new_mailfrom((const struct sockaddr *)&ss, mailfrom, helo);
-	spf_async_start(l.base, l.dns, c, timeout, on_spf, &l);
+	if (c == NULL || spf_async_start(l.base, l.dns, c, timeout, on_spf, &l) == NULL) {
+		fprintf(stderr, "fulmar: out of memory\n");
+		loop_close(&l);
+		return 1;
+	}
 	while (!l.finished && event_base_loop(l.base, EVLOOP_ONCE) == 0)
 		;
 	loop_close(&l);
@@ -317,7 +321,13 @@ int cmd_dmarc(int argc, char **argv)
 		return 1;
 	}
 	struct dmarc *m = dmarc_new(psl, from);
-	dmarc_async_start(l.base, l.dns, m, timeout, on_dmarc, &l);
+	if (m == NULL || dmarc_async_start(l.base, l.dns, m, timeout, on_dmarc, &l) == NULL) {
+		fprintf(stderr, "fulmar: out of memory\n");
+		dmarc_free(m);
+		loop_close(&l);
+		psl_free(own);
+		return 1;
+	}
 	while (!l.finished && event_base_loop(l.base, EVLOOP_ONCE) == 0)
 		;
 	if (l.finished) {

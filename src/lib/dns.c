@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "lib/dns_cache.h"
+#include "lib/mem.h"
 #include "lib/xalloc.h"
 
 #define DNS_MAX_SOCKETS 16
@@ -189,6 +190,16 @@ void dns_free(struct dns *d)
 	free(d);
 }
 
+const char *dns_nomem_text(void)
+{
+	return ares_strerror(ARES_ENOMEM);
+}
+
+bool dns_is_nomem(const char *why)
+{
+	return why != NULL && strcmp(why, dns_nomem_text()) == 0;
+}
+
 static void query_release(struct dns_query *q)
 {
 	if (q->pending > 0 || !q->done)
@@ -243,7 +254,12 @@ static void on_reverse(void *arg, int status, int timeouts, struct hostent *h)
 		query_release(q);
 		return;
 	}
-	q->name = xstrdup(h->h_name);
+	q->name = mem_strdup(h->h_name);
+	if (q->name == NULL) {
+		deliver(q, NULL); /* no name: as if there were none */
+		query_release(q);
+		return;
+	}
 	q->pending++;
 	ares_gethostbyname(q->d->channel, q->name, q->family, on_forward, q);
 	if (!q->d->freeing)
@@ -253,7 +269,11 @@ static void on_reverse(void *arg, int status, int timeouts, struct hostent *h)
 struct dns_query *dns_reverse_verified(struct dns *d, const struct sockaddr *sa,
 				       dns_name_fn fn, void *arg)
 {
-	struct dns_query *q = xcalloc(1, sizeof(*q));
+	struct dns_query *q = mem_calloc(1, sizeof(*q));
+	if (q == NULL) {
+		fn(arg, NULL); /* no name: as if there were none */
+		return NULL;
+	}
 	q->d = d;
 	q->fn = fn;
 	q->arg = arg;
@@ -310,9 +330,13 @@ static enum dns_status status_of(int ares_status)
 	}
 }
 
+/* NULL when out of memory: the caller fails the lookup at once
+ * (DNS_TEMPFAIL, dns_nomem_text()). */
 static struct dns_query *query_new(struct dns *d, void *arg)
 {
-	struct dns_query *q = xcalloc(1, sizeof(*q));
+	struct dns_query *q = mem_calloc(1, sizeof(*q));
+	if (q == NULL)
+		return NULL;
 	q->d = d;
 	q->arg = arg;
 	return q;
@@ -342,7 +366,7 @@ static double now_mono(void)
 static void on_cacheable(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
 	struct dns_query *q = arg;
-	if (!q->d->freeing)
+	if (!q->d->freeing && q->qname) /* no name copy: not kept */
 		dns_cache_put(q->d->cache, q->qtype, q->qname, status, abuf, alen, now_mono());
 	q->handler(arg, status, timeouts, abuf, alen);
 }
@@ -368,15 +392,21 @@ static void on_cached(evutil_socket_t fd, short what, void *arg)
 	free(buf);
 }
 
-/* ares_query through the cache. q->pending counts this answer. */
+/* ares_query through the cache. q->pending counts this answer. Short of
+ * memory, the cache is passed by: a copy it cannot make is a miss, a name
+ * it cannot copy is not kept. */
 static void cached_query(struct dns_query *q, const char *name, int type, ares_callback cb)
 {
 	struct dns *d = q->d;
 	q->handler = cb;
 	q->qtype = type;
 	if (dns_cache_get(d->cache, type, name, now_mono(), &q->cached_status, &q->cached_buf,
-			  &q->cached_len)) {
-		q->cached_ev = evtimer_new(d->base, on_cached, q);
+			  &q->cached_len) &&
+	    (q->cached_ev = evtimer_new(d->base, on_cached, q)) == NULL) {
+		free(q->cached_buf);
+		q->cached_buf = NULL;
+	}
+	if (q->cached_ev) {
 		q->cache_next = d->from_cache;
 		if (d->from_cache)
 			d->from_cache->cache_prev = q;
@@ -384,7 +414,7 @@ static void cached_query(struct dns_query *q, const char *name, int type, ares_c
 		event_active(q->cached_ev, EV_TIMEOUT, 0);
 		return;
 	}
-	q->qname = xstrdup(name);
+	q->qname = mem_strdup(name);
 	ares_query(d->channel, name, ns_c_in, type, on_cacheable, q);
 }
 
@@ -435,6 +465,11 @@ struct dns_query *dns_lookup_mx(struct dns *d, const char *domain, dns_mx_fn fn,
 				void *arg)
 {
 	struct dns_query *q = query_new(d, arg);
+	if (q == NULL) {
+		struct dns_mx none[1];
+		fn(arg, DNS_TEMPFAIL, none, 0, dns_nomem_text());
+		return NULL;
+	}
 	q->mx_fn = fn;
 	q->pending = 2;
 	cached_query(q, domain, ns_t_mx, on_mx);
@@ -513,6 +548,11 @@ struct dns_query *dns_lookup_addrs(struct dns *d, const char *host, dns_addrs_fn
 				   void *arg)
 {
 	struct dns_query *q = query_new(d, arg);
+	if (q == NULL) {
+		struct sockaddr_storage none[1];
+		fn(arg, DNS_TEMPFAIL, none, 0, dns_nomem_text());
+		return NULL;
+	}
 	q->addrs_fn = fn;
 	q->pending = 3;
 	ares_gethostbyname(d->channel, host, AF_INET6, on_addrs6, q);
@@ -545,7 +585,13 @@ enum dns_status dns_parse_txt_answer(const unsigned char *abuf, int alen,
 		if (r->record_start || *n == 0) {
 			if (*n == DNS_TXT_MAX)
 				break;
-			txt[*n].text = xmalloc(DNS_TXT_LEN_MAX + 1);
+			txt[*n].text = mem_alloc(DNS_TXT_LEN_MAX + 1);
+			if (txt[*n].text == NULL) {
+				while (*n > 0)
+					free(txt[--*n].text);
+				st = DNS_TEMPFAIL, *status = ARES_ENOMEM;
+				break;
+			}
 			txt[*n].len = 0;
 			txt[*n].text[0] = '\0';
 			(*n)++;
@@ -587,6 +633,11 @@ struct dns_query *dns_lookup_txt(struct dns *d, const char *name, dns_txt_fn fn,
 				 void *arg)
 {
 	struct dns_query *q = query_new(d, arg);
+	if (q == NULL) {
+		struct dns_txt none[1];
+		fn(arg, DNS_TEMPFAIL, none, 0, dns_nomem_text());
+		return NULL;
+	}
 	q->txt_fn = fn;
 	q->pending = 2;
 	cached_query(q, name, ns_t_txt, on_txt);
@@ -646,6 +697,11 @@ struct dns_query *dns_lookup_family(struct dns *d, const char *name, int family,
 				    dns_addrs_fn fn, void *arg)
 {
 	struct dns_query *q = query_new(d, arg);
+	if (q == NULL) {
+		struct sockaddr_storage none[1];
+		fn(arg, DNS_TEMPFAIL, none, 0, dns_nomem_text());
+		return NULL;
+	}
 	q->addrs_fn = fn;
 	q->family = family == AF_INET6 ? AF_INET6 : AF_INET;
 	q->pending = 2;
@@ -678,13 +734,20 @@ static void on_ptr(void *arg, int status, int timeouts, unsigned char *abuf, int
 					len--;
 				if (len == 0 || len > 253)
 					continue;
-				copies[n] = xstrndup(nm, len);
+				copies[n] = mem_strndup(nm, len);
+				if (copies[n] == NULL) {
+					prc = ARES_ENOMEM;
+					break;
+				}
 				names[n] = copies[n];
 				n++;
 			}
 		}
 		if (h)
 			ares_free_hostent(h);
+		if (prc == ARES_ENOMEM)
+			while (n > 0)
+				free(copies[--n]);
 		st = parsed_status(prc, n, &status);
 	}
 	if (!q->done && !q->cancelled && !q->d->freeing)
@@ -699,6 +762,11 @@ struct dns_query *dns_lookup_ptr(struct dns *d, const char *name, dns_ptr_fn fn,
 				 void *arg)
 {
 	struct dns_query *q = query_new(d, arg);
+	if (q == NULL) {
+		const char *none[1] = { NULL };
+		fn(arg, DNS_TEMPFAIL, none, 0, dns_nomem_text());
+		return NULL;
+	}
 	q->ptr_fn = fn;
 	q->pending = 2;
 	ares_query(d->channel, name, ns_c_in, ns_t_ptr, on_ptr, q);

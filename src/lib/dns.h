@@ -5,10 +5,19 @@
  *
  * Ownership: struct dns owns the c-ares channel and its events. A struct
  * dns_query belongs to dns until its callback has run or it is cancelled.
+ *
+ * Memory: a query's own memory (the handle, the names and TXT texts of
+ * its answer) is fallible (lib/mem.h): when it cannot be had, the lookup
+ * fails as a temporary failure (DNS_TEMPFAIL, why dns_nomem_text(),
+ * the callback run before the lookup function returns), which callers
+ * treat as any SERVFAIL: a deferral, a temperror. The answer cache keeps
+ * nothing it has no memory for. dns_new and the cache itself (start-up)
+ * abort on failure.
  */
 #ifndef FULMAR_DNS_H
 #define FULMAR_DNS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -43,8 +52,15 @@ enum dns_status {
 	DNS_OK = 0,
 	DNS_NODATA,   /* the name exists, without records of that type */
 	DNS_NXDOMAIN, /* the name does not exist */
-	DNS_TEMPFAIL, /* SERVFAIL, timeout, refused, network error */
+	DNS_TEMPFAIL, /* SERVFAIL, timeout, refused, network error, out of memory */
 };
+
+/* The why of a lookup that failed for want of memory: "Out of memory",
+ * as c-ares says for its own ARES_ENOMEM. dns_is_nomem: is why that (NULL
+ * is not)? Checks that must not take a temperror for the sender's DNS
+ * trouble ask it. */
+const char *dns_nomem_text(void);
+bool dns_is_nomem(const char *why);
 
 #define DNS_MX_MAX 32    /* MX records kept per answer */
 #define DNS_ADDRS_MAX 16 /* addresses kept per host */
@@ -99,8 +115,9 @@ struct dns_query *dns_lookup_family(struct dns *d, const char *name, int family,
  * for struct dns_mx skipped. TXT: at most DNS_TXT_MAX records, each's
  * strings joined (cut at DNS_TXT_LEN_MAX), each text malloc'd: the caller
  * frees txt[0..*n).text. Returns DNS_OK (*n > 0), DNS_NODATA, or
- * DNS_TEMPFAIL when the answer does not parse, with *status set to the
- * c-ares code then (left alone otherwise).
+ * DNS_TEMPFAIL when the answer does not parse (or, TXT, a text cannot be
+ * allocated: ARES_ENOMEM, *n 0), with *status set to the c-ares code then
+ * (left alone otherwise).
  */
 enum dns_status dns_parse_mx_answer(const unsigned char *abuf, int alen,
 				    struct dns_mx mx[DNS_MX_MAX], size_t *n, int *status);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/mem.h"
 #include "lib/xalloc.h"
 
 #define BUCKETS 1024
@@ -88,13 +89,14 @@ bool dns_cache_get(struct dns_cache *c, int type, const char *name, double now, 
 		c->n--;
 		return false;
 	}
-	*status = e->status;
-	*len = e->len;
 	*buf = NULL;
 	if (e->buf) {
-		*buf = xmalloc((size_t)e->len);
+		if ((*buf = mem_alloc((size_t)e->len)) == NULL)
+			return false; /* no copy: a miss */
 		memcpy(*buf, e->buf, (size_t)e->len);
 	}
+	*status = e->status;
+	*len = e->len;
 	return true;
 }
 
@@ -195,12 +197,20 @@ void dns_cache_put(struct dns_cache *c, int type, const char *name, int status,
 	}
 	if (c->n >= c->max)
 		shrink(c);
-	struct entry *e = xcalloc(1, sizeof(*e));
+	struct entry *e = mem_calloc(1, sizeof(*e));
+	if (e == NULL)
+		return; /* not kept */
 	e->type = type;
-	e->name = xstrdup(name);
+	e->name = mem_strdup(name);
 	e->status = status;
-	if (buf && len > 0) {
-		e->buf = xmalloc((size_t)len);
+	bool with_buf = buf && len > 0;
+	if (with_buf)
+		e->buf = mem_alloc((size_t)len);
+	if (e->name == NULL || (with_buf && e->buf == NULL)) {
+		entry_free(e);
+		return;
+	}
+	if (with_buf) {
 		memcpy(e->buf, buf, (size_t)len);
 		e->len = len;
 	}

@@ -9,6 +9,11 @@
  *
  * Ownership: dns_cache_new allocates, dns_cache_free frees everything;
  * dns_cache_get returns a copy the caller frees. One thread.
+ *
+ * Memory: the table is made at start-up (xalloc: a failure aborts); the
+ * entries and the copies are fallible (lib/mem.h) and a failure only
+ * makes the cache forget: an answer it cannot keep is not kept, a copy it
+ * cannot make is a miss (the caller asks the DNS instead).
  */
 #ifndef FULMAR_DNS_CACHE_H
 #define FULMAR_DNS_CACHE_H
@@ -26,11 +31,12 @@ void dns_cache_free(struct dns_cache *c);
 
 /* A fresh answer for (type, name): true with *status (a c-ares status:
  * success, ENODATA or ENOTFOUND) and a copy of the answer (*buf, *len;
- * may be NULL, 0). */
+ * may be NULL, 0). false when there is none, or no memory for the copy. */
 bool dns_cache_get(struct dns_cache *c, int type, const char *name, double now, int *status,
 		   unsigned char **buf, int *len);
 /* Keep an answer (status as c-ares gave it with the buffer). Anything but
- * success, ENODATA and ENOTFOUND is ignored, so is a TTL of 0. */
+ * success, ENODATA and ENOTFOUND is ignored, so is a TTL of 0; short of
+ * memory, nothing is kept (an older answer for the name is gone too). */
 void dns_cache_put(struct dns_cache *c, int type, const char *name, int status,
 		   const unsigned char *buf, int len, double now);
 size_t dns_cache_count(const struct dns_cache *c);

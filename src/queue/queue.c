@@ -367,8 +367,9 @@ static void finish_commit(struct commit_job *job, int err)
 static void commit_failed(void *arg)
 {
 	struct commit_job *job = arg;
-	log_msg(LOG_ERROR, "queue_write_failed", "queue file %s: %s",
-		job->txn->env.id, strerror_safe(job->err));
+	if (job->err != ENOMEM) /* that one is logged as event=oom */
+		log_msg(LOG_ERROR, "queue_write_failed", "queue file %s: %s",
+			job->txn->env.id, strerror_safe(job->err));
 	finish_commit(job, job->err);
 }
 
@@ -414,18 +415,20 @@ static void commit_work(void *arg)
 	struct commit_job *job = arg;
 	struct queue_txn *t = job->txn;
 	if (t->prefix_fn) {
+		char *pre = NULL;
 		size_t len = 0;
-		char *pre = t->prefix_fn(t->prefix_arg, &len);
+		job->err = t->prefix_fn(t->prefix_arg, &pre, &len);
 		if (pre && len > 0 && len <= QFILE_CHUNK_MAX)
 			qfile_write_prefix(&t->w, pre, len);
 		free(pre);
 	}
-	if (qfile_write_end(&t->w) < 0)
+	/* No prefix (a signature, say) when one was due: no message. */
+	if (job->err == 0 && qfile_write_end(&t->w) < 0)
 		job->err = t->w.error;
-	else if (fsio_fsync(t->w.fd) < 0)
+	else if (job->err == 0 && fsio_fsync(t->w.fd) < 0)
 		job->err = errno;
 	/* Only after the fsync: a file with the mark is whole (queue.h). */
-	else if (fsio_fchmod(t->w.fd, QUEUE_MODE_COMMITTED) < 0)
+	else if (job->err == 0 && fsio_fchmod(t->w.fd, QUEUE_MODE_COMMITTED) < 0)
 		job->err = errno;
 	if (close(t->w.fd) < 0 && job->err == 0)
 		job->err = errno;

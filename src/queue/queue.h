@@ -109,11 +109,13 @@ void queue_txn_write(struct queue_txn *t, const char *data, size_t len);
 /*
  * Octets to put in front of the content, made once the whole content is
  * written (a DKIM signature): fn runs on the commit worker thread just
- * before the end record, returns a heap buffer (or NULL: nothing) and
- * its length; free_fn(arg) runs when the transaction is done with arg
+ * before the end record and returns 0 with *out a heap buffer (or NULL:
+ * nothing) of *len octets, or an errno (ENOMEM: no memory to make them)
+ * that fails the commit: the file is removed and the commit callback gets
+ * that errno. free_fn(arg) runs when the transaction is done with arg
  * (loop thread). See qfile.h's F record.
  */
-typedef char *(*queue_prefix_fn)(void *arg, size_t *len);
+typedef int (*queue_prefix_fn)(void *arg, char **out, size_t *len);
 typedef void (*queue_prefix_free_fn)(void *arg);
 void queue_txn_set_prefix(struct queue_txn *t, queue_prefix_fn fn,
 			  queue_prefix_free_fn free_fn, void *arg);

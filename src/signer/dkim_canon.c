@@ -3,16 +3,18 @@
  * and the header section parser (see dkim_canon.h). It owns the
  * incremental body state machine, the split of a header section into
  * fields and the §5.4.2 selection of fields by name. Pure: no I/O; the
- * only allocation is the field array of struct dkim_hdrs. The signer
- * (dkim_sign.c) is its caller; the verifier will be the other.
+ * only allocation is the field array of struct dkim_hdrs (fallible,
+ * lib/mem.h). The signer (dkim_sign.c) and the verifier (dkim_verify.c)
+ * are its callers.
  */
 #include "signer/dkim_canon.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/xalloc.h"
+#include "lib/mem.h"
 
 static bool is_wsp(unsigned char c)
 {
@@ -163,10 +165,12 @@ void dkim_body_canon_finish(struct dkim_body_canon *c)
 
 /* ---- header section ------------------------------------------------ */
 
-static int hdrs_fail(struct dkim_hdrs *out, char *err, size_t errlen, const char *why)
+static int hdrs_fail(struct dkim_hdrs *out, char *err, size_t errlen, int code,
+		     const char *why)
 {
 	dkim_hdrs_free(out);
 	snprintf(err, errlen, "%s", why);
+	errno = code;
 	return -1;
 }
 
@@ -178,7 +182,7 @@ int dkim_hdrs_parse(const char *buf, size_t len, struct dkim_hdrs *out, char *er
 	out->f = NULL;
 	out->n = 0;
 	if (len > DKIM_HDRS_MAX_BYTES)
-		return hdrs_fail(out, err, errlen, "header section over 1 MiB");
+		return hdrs_fail(out, err, errlen, E2BIG, "header section over 1 MiB");
 	while (i < len) {
 		size_t start = i, j = i;
 		struct dkim_hfield *f;
@@ -200,13 +204,16 @@ int dkim_hdrs_parse(const char *buf, size_t len, struct dkim_hdrs *out, char *er
 			break;
 		}
 		if (out->n == DKIM_HDRS_MAX_FIELDS)
-			return hdrs_fail(out, err, errlen,
+			return hdrs_fail(out, err, errlen, E2BIG,
 					 "more than 1000 header fields");
 		if (out->n == cap) {
 			cap = cap == 0 ? 32 : cap * 2;
 			if (cap > DKIM_HDRS_MAX_FIELDS)
 				cap = DKIM_HDRS_MAX_FIELDS;
-			out->f = xrealloc(out->f, cap * sizeof(*out->f));
+			struct dkim_hfield *f2 = mem_realloc(out->f, cap * sizeof(*out->f));
+			if (f2 == NULL)
+				return hdrs_fail(out, err, errlen, ENOMEM, "out of memory");
+			out->f = f2;
 		}
 		f = &out->f[out->n++];
 		f->raw = buf + start;

@@ -92,8 +92,9 @@ struct dkim_hdrs {
  * included, the empty line's CRLF not). A line that starts with SP or
  * HTAB continues the field before it (the first line always starts a
  * field). 0 on success, -1 with err filled when the section is over
- * DKIM_HDRS_MAX_BYTES or has more than DKIM_HDRS_MAX_FIELDS fields (out
- * is then empty). out must be freed with dkim_hdrs_free either way.
+ * DKIM_HDRS_MAX_BYTES or has more than DKIM_HDRS_MAX_FIELDS fields (errno
+ * E2BIG) or memory ran out for the field array (errno ENOMEM; lib/mem.h);
+ * out is then empty. out must be freed with dkim_hdrs_free either way.
  */
 int dkim_hdrs_parse(const char *buf, size_t len, struct dkim_hdrs *out, char *err,
 		    size_t errlen);

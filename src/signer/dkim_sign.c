@@ -7,6 +7,7 @@
  */
 #include "signer/dkim_sign.h"
 
+#include <errno.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
@@ -17,7 +18,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "lib/xalloc.h"
+#include "lib/mem.h"
 
 const char *const dkim_sign_default_headers[] = {
 	"From", "To", "Cc", "Subject", "Date", "Message-ID", "MIME-Version",
@@ -53,6 +54,7 @@ struct dkim_sign {
 	enum phase phase;
 	bool fed;
 	bool failed;
+	bool nomem;     /* failed for want of memory */
 	char error[256];
 	/* the header section, with the empty line's CRLF once it is seen */
 	char *hbuf;
@@ -63,11 +65,13 @@ struct dkim_sign {
 };
 
 /* A growing string for the header text; our own output, bounded by the
- * header section's caps. */
+ * header section's caps. Once an allocation has failed, nomem is set and
+ * nothing more is added. */
 struct text {
 	char *p;
 	size_t len, cap;
 	size_t col; /* octets on the current line */
+	bool nomem;
 };
 
 const char *dkim_alg_name(enum dkim_alg alg)
@@ -129,11 +133,12 @@ static bool field_name_valid(const char *s)
 	return true;
 }
 
+/* A lower-case copy of s; NULL when out of memory. */
 static char *lower_dup(const char *s)
 {
-	char *d = xstrdup(s);
+	char *d = mem_strdup(s);
 
-	for (char *p = d; *p; p++)
+	for (char *p = d; p != NULL && *p; p++)
 		if (*p >= 'A' && *p <= 'Z')
 			*p = (char)(*p - 'A' + 'a');
 	return d;
@@ -195,31 +200,55 @@ static void body_out(void *arg, const unsigned char *data, size_t len)
 struct dkim_sign *dkim_sign_new(const char *domain, const char *selector, enum dkim_alg alg,
 				EVP_PKEY *pkey, char *err, size_t errlen)
 {
-	struct dkim_sign *s = xcalloc(1, sizeof(*s));
+	struct dkim_sign *s = mem_calloc(1, sizeof(*s));
 
+	if (s == NULL) {
+		set_err(err, errlen, "%s", "out of memory");
+		errno = ENOMEM;
+		return NULL;
+	}
 	s->hcanon = DKIM_CANON_RELAXED;
 	s->bcanon = DKIM_CANON_RELAXED;
 	s->t = (int64_t)time(NULL);
 	s->bh = EVP_MD_CTX_new();
-	if (s->bh == NULL || EVP_DigestInit_ex(s->bh, EVP_sha256(), NULL) != 1) {
+	if (s->bh == NULL) { /* only for memory */
+		set_err(err, errlen, "%s", "out of memory");
+		goto nomem;
+	}
+	if (EVP_DigestInit_ex(s->bh, EVP_sha256(), NULL) != 1) {
 		set_err(err, errlen, "%s", "cannot start SHA-256");
 		dkim_sign_free(s);
+		errno = EINVAL;
 		return NULL;
 	}
-	for (size_t i = 0; dkim_sign_default_headers[i] != NULL; i++)
-		s->names[s->nnames++] = lower_dup(dkim_sign_default_headers[i]);
+	for (size_t i = 0; dkim_sign_default_headers[i] != NULL; i++) {
+		if ((s->names[s->nnames] = lower_dup(dkim_sign_default_headers[i])) == NULL) {
+			set_err(err, errlen, "%s", "out of memory");
+			goto nomem;
+		}
+		s->nnames++;
+	}
 	if (dkim_sign_add(s, domain, selector, alg, pkey, err, errlen) < 0) {
+		int saved = errno;
+
 		dkim_sign_free(s);
+		errno = saved;
 		return NULL;
 	}
 	return s;
+nomem:
+	dkim_sign_free(s);
+	errno = ENOMEM;
+	return NULL;
 }
 
 int dkim_sign_add(struct dkim_sign *s, const char *domain, const char *selector,
 		  enum dkim_alg alg, EVP_PKEY *pkey, char *err, size_t errlen)
 {
 	struct dkim_sig *g;
+	char *d, *sel;
 
+	errno = EINVAL;
 	if (s->fed || s->nsig == DKIM_SIGN_MAX_SIGS) {
 		set_err(err, errlen, "%s", s->fed ? "signature added after the first octet"
 						  : "too many signatures");
@@ -235,13 +264,25 @@ int dkim_sign_add(struct dkim_sign *s, const char *domain, const char *selector,
 	}
 	if (check_key(alg, pkey, err, errlen) < 0)
 		return -1;
+	d = mem_strdup(domain);
+	sel = mem_strdup(selector);
+	if (d == NULL || sel == NULL) {
+		free(d);
+		free(sel);
+		set_err(err, errlen, "%s", "out of memory");
+		errno = ENOMEM;
+		return -1;
+	}
 	if (EVP_PKEY_up_ref(pkey) != 1) {
+		free(d);
+		free(sel);
 		set_err(err, errlen, "%s", "cannot take a reference on the key");
+		errno = EINVAL;
 		return -1;
 	}
 	g = &s->sig[s->nsig++];
-	g->domain = xstrdup(domain);
-	g->selector = xstrdup(selector);
+	g->domain = d;
+	g->selector = sel;
 	g->alg = alg;
 	g->pkey = pkey;
 	return 0;
@@ -252,7 +293,7 @@ int dkim_sign_set_headers(struct dkim_sign *s, const char *const *names, size_t 
 {
 	char *list[DKIM_SIGN_MAX_NAMES];
 	size_t count = 0;
-	bool from = false;
+	bool from = false, nomem = false;
 
 	if (s->fed) {
 		set_err(err, errlen, "%s", "header list set after the first octet");
@@ -279,7 +320,12 @@ int dkim_sign_set_headers(struct dkim_sign *s, const char *const *names, size_t 
 			goto fail;
 		}
 		from = from || strcasecmp(names[i], "From") == 0;
-		list[count++] = lower_dup(names[i]);
+		if ((list[count] = lower_dup(names[i])) == NULL) {
+			set_err(err, errlen, "%s", "out of memory");
+			nomem = true;
+			goto fail;
+		}
+		count++;
 	}
 	if (!from) {
 		set_err(err, errlen, "%s", "the header list must name From (RFC 6376 5.4)");
@@ -293,6 +339,7 @@ int dkim_sign_set_headers(struct dkim_sign *s, const char *const *names, size_t 
 fail:
 	for (size_t i = 0; i < count; i++)
 		free(list[i]);
+	errno = nomem ? ENOMEM : EINVAL;
 	return -1;
 }
 
@@ -342,6 +389,13 @@ static int sign_fail(struct dkim_sign *s, const char *why)
 	return -1;
 }
 
+static int sign_nomem(struct dkim_sign *s)
+{
+	if (!s->failed)
+		s->nomem = true;
+	return sign_fail(s, "out of memory");
+}
+
 static int hbuf_append(struct dkim_sign *s, const char *p, size_t n)
 {
 	if (n > HBUF_MAX - s->hlen)
@@ -353,7 +407,10 @@ static int hbuf_append(struct dkim_sign *s, const char *p, size_t n)
 			cap *= 2;
 		if (cap > HBUF_MAX)
 			cap = HBUF_MAX;
-		s->hbuf = xrealloc(s->hbuf, cap);
+		char *grown = mem_realloc(s->hbuf, cap);
+		if (grown == NULL)
+			return sign_nomem(s);
+		s->hbuf = grown;
 		s->hcap = cap;
 	}
 	memcpy(s->hbuf + s->hlen, p, n);
@@ -405,12 +462,19 @@ int dkim_sign_feed(struct dkim_sign *s, const void *data, size_t len)
 
 static void text_add(struct text *t, const char *p, size_t n)
 {
+	if (t->nomem)
+		return;
 	if (t->len + n + 1 > t->cap) {
 		size_t cap = t->cap == 0 ? 1024 : t->cap;
+		char *grown;
 
 		while (cap < t->len + n + 1)
 			cap *= 2;
-		t->p = xrealloc(t->p, cap);
+		if ((grown = mem_realloc(t->p, cap)) == NULL) {
+			t->nomem = true;
+			return;
+		}
+		t->p = grown;
 		t->cap = cap;
 	}
 	memcpy(t->p + t->len, p, n);
@@ -498,52 +562,55 @@ static void hash_out(void *arg, const unsigned char *data, size_t len)
 	(void)EVP_DigestUpdate(md, data, len);
 }
 
+/* raw in base64, NUL-ended; NULL when out of memory. */
 static char *b64(const unsigned char *raw, size_t n)
 {
-	char *out = xmalloc(4 * ((n + 2) / 3) + 1);
+	char *out = mem_alloc(4 * ((n + 2) / 3) + 1);
 
-	EVP_EncodeBlock((unsigned char *)out, raw, (int)n);
+	if (out != NULL)
+		EVP_EncodeBlock((unsigned char *)out, raw, (int)n);
 	return out;
 }
 
 /* The signature of digest (the SHA-256 of the signed data) with g's key,
- * base64; NULL with s->error set. */
+ * base64; NULL with s->error set (and s->nomem when memory ran out:
+ * ours, or OpenSSL's for a context). */
 static char *sign_digest(struct dkim_sign *s, const struct dkim_sig *g,
 			 const unsigned char *digest, size_t dlen)
 {
+	EVP_MD_CTX *md = NULL;
+	EVP_PKEY_CTX *pc = NULL;
 	unsigned char *sig = NULL;
 	size_t siglen = 0;
 	char *out = NULL;
-	int ok = 0;
+	bool ok, nomem;
 
 	if (g->alg == DKIM_ALG_ED25519_SHA256) {
 		/* RFC 8463 §3: PureEdDSA over the 32-octet hash. */
-		EVP_MD_CTX *md = EVP_MD_CTX_new();
-
-		ok = md != NULL && EVP_DigestSignInit(md, NULL, NULL, NULL, g->pkey) == 1 &&
+		md = EVP_MD_CTX_new();
+		nomem = md == NULL;
+		ok = !nomem && EVP_DigestSignInit(md, NULL, NULL, NULL, g->pkey) == 1 &&
 		     EVP_DigestSign(md, NULL, &siglen, digest, dlen) == 1;
-		if (ok) {
-			sig = xmalloc(siglen);
-			ok = EVP_DigestSign(md, sig, &siglen, digest, dlen) == 1;
-		}
-		EVP_MD_CTX_free(md);
+		nomem = nomem || (ok && (sig = mem_alloc(siglen)) == NULL);
+		ok = ok && !nomem && EVP_DigestSign(md, sig, &siglen, digest, dlen) == 1;
 	} else {
 		/* PKCS#1 v1.5: DigestInfo(SHA-256, digest) padded and signed. */
-		EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new(g->pkey, NULL);
-
-		ok = pc != NULL && EVP_PKEY_sign_init(pc) == 1 &&
+		pc = EVP_PKEY_CTX_new(g->pkey, NULL);
+		nomem = pc == NULL;
+		ok = !nomem && EVP_PKEY_sign_init(pc) == 1 &&
 		     EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING) == 1 &&
 		     EVP_PKEY_CTX_set_signature_md(pc, EVP_sha256()) == 1 &&
 		     EVP_PKEY_sign(pc, NULL, &siglen, digest, dlen) == 1;
-		if (ok) {
-			sig = xmalloc(siglen);
-			ok = EVP_PKEY_sign(pc, sig, &siglen, digest, dlen) == 1;
-		}
-		EVP_PKEY_CTX_free(pc);
+		nomem = nomem || (ok && (sig = mem_alloc(siglen)) == NULL);
+		ok = ok && !nomem && EVP_PKEY_sign(pc, sig, &siglen, digest, dlen) == 1;
 	}
-	if (ok) {
-		out = b64(sig, siglen);
-	} else {
+	EVP_MD_CTX_free(md);
+	EVP_PKEY_CTX_free(pc);
+	if (ok && (out = b64(sig, siglen)) == NULL)
+		nomem = true;
+	if (nomem) {
+		sign_nomem(s);
+	} else if (!ok) {
 		unsigned long e = ERR_get_error();
 		char reason[160] = "unknown error";
 
@@ -551,8 +618,8 @@ static char *sign_digest(struct dkim_sign *s, const struct dkim_sig *g,
 			ERR_error_string_n(e, reason, sizeof(reason));
 		snprintf(s->error, sizeof(s->error), "%s signing failed: %s",
 			 dkim_alg_name(g->alg), reason);
-		ERR_clear_error();
 	}
+	ERR_clear_error();
 	free(sig);
 	return out;
 }
@@ -560,7 +627,7 @@ static char *sign_digest(struct dkim_sign *s, const struct dkim_sig *g,
 /*
  * The h= list: each listed name as many times as it occurs, From once
  * more, an absent name once. *nh names (pointers into s->names) into a
- * new array.
+ * new array; NULL when out of memory.
  */
 static const char **h_list(const struct dkim_sign *s, const struct dkim_hdrs *h, size_t *nh)
 {
@@ -572,7 +639,9 @@ static const char **h_list(const struct dkim_sign *s, const struct dkim_hdrs *h,
 
 		total += strcmp(s->names[i], "from") == 0 ? c + 1 : (c == 0 ? 1 : c);
 	}
-	list = xcalloc(total, sizeof(*list));
+	list = mem_calloc(total, sizeof(*list));
+	if (list == NULL)
+		return NULL;
 	for (size_t i = 0; i < s->nnames; i++) {
 		size_t c = dkim_hdrs_count(h, s->names[i], strlen(s->names[i]));
 
@@ -614,7 +683,10 @@ int dkim_sign_finish(struct dkim_sign *s, char **header_out, size_t *len, char *
 		sign_fail(s, "SHA-256 of the body failed");
 		goto out;
 	}
-	bh = b64(digest, dlen);
+	if ((bh = b64(digest, dlen)) == NULL) {
+		sign_nomem(s);
+		goto out;
+	}
 
 	/* The header section without the empty line (absent when the
 	 * message had no body). */
@@ -626,6 +698,7 @@ int dkim_sign_finish(struct dkim_sign *s, char **header_out, size_t *len, char *
 	if (dkim_hdrs_parse(s->hbuf != NULL ? s->hbuf : "", slen, &h, s->error,
 			    sizeof(s->error)) < 0) {
 		s->failed = true;
+		s->nomem = errno == ENOMEM;
 		goto out;
 	}
 	if (dkim_hdrs_count(&h, "from", 4) == 0) {
@@ -635,11 +708,15 @@ int dkim_sign_finish(struct dkim_sign *s, char **header_out, size_t *len, char *
 
 	/* The canonical signed fields, hashed once for every signature. */
 	hnames = h_list(s, &h, &nh);
-	idx = xcalloc(nh, sizeof(*idx));
-	dkim_hdrs_select(&h, hnames, nh, idx);
+	idx = hnames != NULL ? mem_calloc(nh, sizeof(*idx)) : NULL;
 	base = EVP_MD_CTX_new();
 	md = EVP_MD_CTX_new();
-	if (base == NULL || md == NULL || EVP_DigestInit_ex(base, EVP_sha256(), NULL) != 1) {
+	if (idx == NULL || base == NULL || md == NULL) { /* EVP_MD_CTX_new: memory only */
+		sign_nomem(s);
+		goto out;
+	}
+	dkim_hdrs_select(&h, hnames, nh, idx);
+	if (EVP_DigestInit_ex(base, EVP_sha256(), NULL) != 1) {
 		sign_fail(s, "cannot start SHA-256");
 		goto out;
 	}
@@ -658,6 +735,10 @@ int dkim_sign_finish(struct dkim_sign *s, char **header_out, size_t *len, char *
 
 		out.col = 0;
 		sig_text(s, g, hnames, nh, bh, &out);
+		if (out.nomem) {
+			sign_nomem(s);
+			goto out;
+		}
 		if (EVP_MD_CTX_copy_ex(md, base) != 1) {
 			sign_fail(s, "cannot copy the SHA-256 state");
 			goto out;
@@ -676,14 +757,20 @@ int dkim_sign_finish(struct dkim_sign *s, char **header_out, size_t *len, char *
 		}
 		text_b64_folded(&out, b);
 		free(b);
+		if (out.nomem) {
+			sign_nomem(s);
+			goto out;
+		}
 	}
 	*header_out = out.p;
 	*len = out.len;
 	out.p = NULL;
 	rc = 0;
 out:
-	if (rc < 0)
+	if (rc < 0) {
 		set_err(err, errlen, "%s", s->error);
+		errno = s->nomem ? ENOMEM : EINVAL;
+	}
 	free(out.p);
 	free(bh);
 	free(idx);

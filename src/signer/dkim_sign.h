@@ -23,6 +23,13 @@
  * (EVP_PKEY_up_ref), so the caller may free its keys whenever it likes.
  * The header text of dkim_sign_finish is the caller's to free(). A signer
  * signs one message: make a new one for the next.
+ *
+ * Memory: everything a signer allocates (itself, the names, the header
+ * section it keeps, the signature text) is fallible (lib/mem.h), since
+ * it signs one client's message. A function that fails for want of
+ * memory says so with errno ENOMEM (and err "out of memory"); its other
+ * failures set errno EINVAL. The message could be signed with more
+ * memory: a caller that must not let it go unsigned fails it instead.
  */
 #ifndef FULMAR_DKIM_SIGN_H
 #define FULMAR_DKIM_SIGN_H
@@ -60,17 +67,18 @@ struct dkim_sign;
 
 /* A signer with one signature. The key must be of the algorithm's type
  * (RSA of DKIM_RSA_MIN_BITS or more, or Ed25519). NULL with err filled
- * when an argument is refused. */
+ * when an argument is refused (errno EINVAL) or out of memory (ENOMEM). */
 struct dkim_sign *dkim_sign_new(const char *domain, const char *selector, enum dkim_alg alg,
 				EVP_PKEY *pkey, char *err, size_t errlen);
 /* One more signature on the same message (before the first feed):
- * another algorithm, selector or domain. 0, or -1 with err filled. */
+ * another algorithm, selector or domain. 0, or -1 with err filled (errno
+ * EINVAL or ENOMEM). */
 int dkim_sign_add(struct dkim_sign *s, const char *domain, const char *selector,
 		  enum dkim_alg alg, EVP_PKEY *pkey, char *err, size_t errlen);
 
 /* Settings, before the first feed. */
 /* The fields to sign (names, case-insensitive; duplicates ignored); the
- * list must name From. 0, or -1 with err filled. */
+ * list must name From. 0, or -1 with err filled (errno EINVAL or ENOMEM). */
 int dkim_sign_set_headers(struct dkim_sign *s, const char *const *names, size_t n,
 			  char *err, size_t errlen);
 /* Canonicalization (default relaxed/relaxed). */
@@ -82,8 +90,8 @@ void dkim_sign_set_time(struct dkim_sign *s, int64_t t);
 void dkim_sign_set_expire(struct dkim_sign *s, int64_t seconds);
 
 /* The next octets of the message, any chunk size. 0, or -1 once the
- * signing has failed (the header section is over its cap): the reason is
- * given by dkim_sign_finish. */
+ * signing has failed (the header section is over its cap, or no memory
+ * to keep it): the reason is given by dkim_sign_finish. */
 int dkim_sign_feed(struct dkim_sign *s, const void *data, size_t len);
 
 /*
@@ -91,8 +99,9 @@ int dkim_sign_feed(struct dkim_sign *s, const void *data, size_t len);
  * *header_out (NUL-terminated, *len octets without the NUL), one
  * "DKIM-Signature: ..." field per signature, in the order they were
  * added, each folded and ending in CRLF. 0, or -1 with err filled (the
- * header section over its caps, no From field, a signing error); nothing
- * is allocated then. Call once.
+ * header section over its caps, no From field, a signing error: errno
+ * EINVAL; out of memory at any point since dkim_sign_new: ENOMEM);
+ * nothing is allocated then. Call once.
  */
 int dkim_sign_finish(struct dkim_sign *s, char **header_out, size_t *len, char *err,
 		     size_t errlen);

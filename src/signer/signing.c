@@ -3,13 +3,14 @@
  */
 #include "signer/signing.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config/config.h"
 #include "lib/log.h"
-#include "lib/xalloc.h"
+#include "lib/mem.h"
 #include "signer/dkim_sign.h"
 
 struct signing {
@@ -19,12 +20,13 @@ struct signing {
 	char selectors[256]; /* for the log line */
 };
 
-struct signing *signing_start(const struct config *cfg, const char *sender,
-			      const char *queue_id)
+int signing_start(const struct config *cfg, const char *sender, const char *queue_id,
+		  struct signing **out)
 {
 	const char *at = sender ? strrchr(sender, '@') : NULL;
+	*out = NULL;
 	if (at == NULL || cfg->ndkim == 0)
-		return NULL;
+		return 0;
 	const char *domain = at + 1;
 	struct signing *sg = NULL;
 	for (size_t i = 0; i < cfg->ndkim; i++) {
@@ -33,26 +35,37 @@ struct signing *signing_start(const struct config *cfg, const char *sender,
 			continue;
 		char err[256];
 		if (sg == NULL) {
-			sg = xcalloc(1, sizeof(*sg));
+			if ((sg = mem_calloc(1, sizeof(*sg))) == NULL)
+				return -1;
 			snprintf(sg->id, sizeof(sg->id), "%s", queue_id);
 			snprintf(sg->domain, sizeof(sg->domain), "%s", k->domain);
 			sg->s = dkim_sign_new(k->domain, k->selector, (enum dkim_alg)k->alg,
 					      k->key, err, sizeof(err));
 		} else if (sg->s) {
 			if (dkim_sign_add(sg->s, k->domain, k->selector, (enum dkim_alg)k->alg,
-					  k->key, err, sizeof(err)) < 0)
+					  k->key, err, sizeof(err)) < 0) {
+				if (errno == ENOMEM)
+					goto nomem;
 				continue;
+			}
 		}
 		if (sg->s == NULL) {
+			if (errno == ENOMEM)
+				goto nomem;
 			log_msg(LOG_WARNING, "dkim_failed", "id=%s: %s", queue_id, err);
 			free(sg);
-			return NULL;
+			return 0;
 		}
 		size_t n = strlen(sg->selectors);
 		snprintf(sg->selectors + n, sizeof(sg->selectors) - n, "%s%s", n ? "," : "",
 			 k->selector);
 	}
-	return sg;
+	*out = sg;
+	return 0;
+nomem:
+	signing_free(sg);
+	errno = ENOMEM;
+	return -1;
 }
 
 void signing_feed(struct signing *sg, const char *data, size_t len)
@@ -60,26 +73,27 @@ void signing_feed(struct signing *sg, const char *data, size_t len)
 	dkim_sign_feed(sg->s, data, len);
 }
 
-char *signing_finish(void *arg, size_t *len)
+int signing_finish(void *arg, char **out, size_t *len)
 {
 	struct signing *sg = arg;
-	char *out = NULL;
 	char err[256];
 	struct log_line l;
-	if (dkim_sign_finish(sg->s, &out, len, err, sizeof(err)) < 0) {
+	if (dkim_sign_finish(sg->s, out, len, err, sizeof(err)) < 0) {
+		if (errno == ENOMEM)
+			return ENOMEM; /* the session says so (event=oom) */
 		log_begin(&l, LOG_WARNING, "dkim_failed");
 		log_str(&l, "id", sg->id);
 		log_str(&l, "domain", sg->domain);
 		log_str(&l, "detail", err);
 		log_end(&l);
-		return NULL;
+		return 0;
 	}
 	log_begin(&l, LOG_INFO, "signed");
 	log_str(&l, "id", sg->id);
 	log_str(&l, "domain", sg->domain);
 	log_str(&l, "selectors", sg->selectors);
 	log_end(&l);
-	return out;
+	return 0;
 }
 
 void signing_free(void *arg)

@@ -5,6 +5,7 @@
 #include "smtp/inbound_auth.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,8 @@ struct inbound_auth {
 	bool dmarc_done;
 	enum dmarc_from from_status;
 	char from_domain[256];
+	/* a check ran out of memory: the verdict is out_of_memory, at once */
+	bool oom;
 	/* the end */
 	bool finishing;
 	struct event *later;
@@ -70,12 +73,14 @@ struct inbound_auth {
 };
 
 static void maybe_done(struct inbound_auth *a);
+static void fire(evutil_socket_t fd, short what, void *arg);
 
 static void on_spf(void *arg, const struct spf_outcome *r)
 {
 	struct inbound_auth *a = arg;
 	a->spf_q = NULL;
 	a->spf_done = true;
+	a->oom = a->oom || r->out_of_memory;
 	a->spf = r->result;
 	snprintf(a->spf_domain, sizeof(a->spf_domain), "%s", r->domain ? r->domain : "");
 	maybe_done(a);
@@ -86,25 +91,26 @@ static void on_helo_spf(void *arg, const struct spf_outcome *r)
 	struct inbound_auth *a = arg;
 	a->helo_q = NULL;
 	a->helo_done = true;
+	a->oom = a->oom || r->out_of_memory;
 	a->helo_spf = r->result;
 	maybe_done(a);
 }
 
 static void on_dkim(void *arg, struct dkim_verify *v)
 {
-	(void)v;
 	struct inbound_auth *a = arg;
 	a->dkim_q = NULL;
 	a->dkim_done = true;
+	a->oom = a->oom || dkim_verify_out_of_memory(v);
 	maybe_done(a);
 }
 
 static void on_dmarc(void *arg, struct dmarc *m)
 {
-	(void)m;
 	struct inbound_auth *a = arg;
 	a->dmarc_q = NULL;
 	a->dmarc_done = true;
+	a->oom = a->oom || dmarc_out_of_memory(m);
 	maybe_done(a);
 }
 
@@ -118,14 +124,16 @@ struct inbound_auth *inbound_auth_start(struct event_base *base, struct dns *dns
 		return NULL;
 	a->base = base;
 	a->dns = dns;
-	char err[256];
-	a->psl = psl_default(err, sizeof(err));
+	a->psl = psl_default_loaded();
 	a->timeout = cfg->inbound.timeout;
 	a->dmarc_reject = cfg->inbound.dmarc_reject;
 	snprintf(a->authserv_id, sizeof(a->authserv_id), "%s",
 		 cfg->inbound.authserv_id ? cfg->inbound.authserv_id : cfg->hostname);
 	snprintf(a->id, sizeof(a->id), "%s", queue_id ? queue_id : "");
 	a->dkim = dkim_verify_new((int64_t)time(NULL));
+	a->later = evtimer_new(base, fire, a);
+	if (a->dkim == NULL || a->later == NULL)
+		goto nomem;
 	const char *h = helo ? helo : "";
 	if (mailfrom[0]) {
 		snprintf(a->spf_identity, sizeof(a->spf_identity), "mailfrom");
@@ -143,17 +151,28 @@ struct inbound_auth *inbound_auth_start(struct event_base *base, struct dns *dns
 	}
 	struct spf *c = mailfrom[0] ? spf_new_mailfrom(client, mailfrom, h)
 				    : spf_new_helo(client, h);
+	if (c == NULL)
+		goto nomem;
 	spf_set_receiver(c, a->authserv_id);
-	a->spf_q = spf_async_start(base, dns, c, a->timeout, on_spf, a);
+	if ((a->spf_q = spf_async_start(base, dns, c, a->timeout, on_spf, a)) == NULL)
+		goto nomem;
 	/* RFC 7208 §2.3: the HELO identity too, when MAIL FROM is not it. */
 	if (mailfrom[0] && h[0]) {
 		struct spf *hc = spf_new_helo(client, h);
+		if (hc == NULL)
+			goto nomem;
 		spf_set_receiver(hc, a->authserv_id);
 		a->helo_done = false;
 		a->helo_checked = true;
 		a->helo_q = spf_async_start(base, dns, hc, a->timeout, on_helo_spf, a);
+		if (a->helo_q == NULL)
+			goto nomem;
 	}
 	return a;
+nomem:
+	inbound_auth_free(a);
+	errno = ENOMEM;
+	return NULL;
 }
 
 /* The header section is complete: From: and the lookups of keys and
@@ -175,8 +194,13 @@ static void headers_complete(struct inbound_auth *a)
 	}
 	if (a->from_status == DMARC_FROM_OK && a->psl && a->dns) {
 		a->dmarc = dmarc_new(a->psl, a->from_domain);
-		a->dmarc_q = dmarc_async_start(a->base, a->dns, a->dmarc, a->timeout, on_dmarc,
-					       a);
+		if (a->dmarc)
+			a->dmarc_q = dmarc_async_start(a->base, a->dns, a->dmarc, a->timeout,
+						       on_dmarc, a);
+		if (a->dmarc_q == NULL) { /* no memory for the one or the other */
+			a->oom = true;
+			a->dmarc_done = true;
+		}
 	} else {
 		a->dmarc_done = true;
 	}
@@ -184,24 +208,29 @@ static void headers_complete(struct inbound_auth *a)
 
 int inbound_auth_feed(struct inbound_auth *a, const char *data, size_t len)
 {
-	dkim_verify_feed(a->dkim, data, len);
-	if (a->hdr_done)
-		return 0;
-	size_t take = len;
-	if (a->hdr_len + take > HDR_KEEP_MAX)
-		take = HDR_KEEP_MAX - a->hdr_len;
-	if (take > 0) {
-		if (a->hdr == NULL && (a->hdr = mem_alloc(HDR_KEEP_MAX)) == NULL)
-			return -1;
-		memcpy(a->hdr + a->hdr_len, data, take);
-		a->hdr_len += take;
+	if (dkim_verify_feed(a->dkim, data, len) < 0 && dkim_verify_out_of_memory(a->dkim))
+		a->oom = true;
+	if (!a->hdr_done && !a->oom) {
+		size_t take = len;
+		if (a->hdr_len + take > HDR_KEEP_MAX)
+			take = HDR_KEEP_MAX - a->hdr_len;
+		if (take > 0) {
+			if (a->hdr == NULL && (a->hdr = mem_alloc(HDR_KEEP_MAX)) == NULL) {
+				a->oom = true;
+			} else {
+				memcpy(a->hdr + a->hdr_len, data, take);
+				a->hdr_len += take;
+			}
+		}
+		if (!a->oom && (dkim_verify_headers_done(a->dkim) || a->hdr_len == HDR_KEEP_MAX))
+			headers_complete(a);
 	}
-	if (dkim_verify_headers_done(a->dkim) || a->hdr_len == HDR_KEEP_MAX)
-		headers_complete(a);
+	if (a->oom) {
+		errno = ENOMEM;
+		return -1;
+	}
 	return 0;
 }
-
-static void fire(evutil_socket_t fd, short what, void *arg);
 
 void inbound_auth_finish(struct inbound_auth *a, inbound_verdict_fn fn, void *arg)
 {
@@ -211,6 +240,7 @@ void inbound_auth_finish(struct inbound_auth *a, inbound_verdict_fn fn, void *ar
 	if (!a->hdr_done)
 		headers_complete(a); /* a message that is all header */
 	a->dkim_n = dkim_verify_end(a->dkim);
+	a->oom = a->oom || dkim_verify_out_of_memory(a->dkim);
 	if (!a->dkim_started) {
 		a->dkim_started = true;
 		if (a->dns && dkim_verify_key_count(a->dkim) > 0)
@@ -269,6 +299,14 @@ static void fire(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct inbound_auth *a = arg;
+	if (a->oom) {
+		struct inbound_verdict nomem = { .header = "", .reply = "", .spf = "temperror",
+						 .dkim = "temperror", .dmarc = "temperror",
+						 .from_domain = a->from_domain,
+						 .out_of_memory = true };
+		a->fn(a->arg, &nomem);
+		return;
+	}
 	struct out o = { .len = 0 };
 	put(&o, "Authentication-Results: ");
 	put_value(&o, a->authserv_id);
@@ -375,15 +413,16 @@ static void fire(evutil_socket_t fd, short what, void *arg)
 	a->fn(a->arg, &v);
 }
 
+/* Every check has its answer, or one ran out of memory: the verdict
+ * need not wait for the others then (they are cancelled with a). */
 static void maybe_done(struct inbound_auth *a)
 {
-	if (!a->finishing || !a->spf_done || !a->helo_done || !a->dkim_done ||
-	    !a->dmarc_done)
+	if (!a->finishing)
+		return;
+	if (!a->oom && (!a->spf_done || !a->helo_done || !a->dkim_done || !a->dmarc_done))
 		return;
 	a->finishing = false;
 	/* From the loop, never inside inbound_auth_finish. */
-	if (a->later == NULL)
-		a->later = evtimer_new(a->base, fire, a);
 	event_active(a->later, EV_TIMEOUT, 0);
 }
 

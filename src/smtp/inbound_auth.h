@@ -8,13 +8,21 @@
  * refuse (DMARC p=reject failure, when inbound.dmarc_reject) or accept.
  * DNS trouble gives temperror, never a refusal.
  *
+ * Out of memory is not DNS trouble. Everything the checks allocate is the
+ * session's (lib/mem.h): this struct, the header section it keeps, the
+ * SPF, DKIM and DMARC state, the DNS queries and their answers. When any
+ * of it cannot be had, at start or in any check (which marks its own
+ * result temperror "out of memory", see spf.h, dkim_verify.h, dmarc.h,
+ * dns.h), the message is not accepted with a verdict that memory, not
+ * the sender, decided: start fails (the session answers MAIL 451), feed
+ * fails (the content is swallowed, the end of data gets 451), or the
+ * verdict comes at once with out_of_memory set (451 at the end of data).
+ * The client tries again later, as after any 4xx.
+ *
  * Ownership: the session owns one struct inbound_auth per transaction
  * (inbound_auth_free cancels every lookup). The verdict callback runs
  * once, from the loop, never inside inbound_auth_finish; the verdict is
- * valid during the call. The struct and the header section it keeps are
- * the session's memory (lib/mem.h): when they cannot be had, start and
- * feed fail and the session fails its transaction (451); the SPF, DKIM
- * and DMARC code below keeps its own allocations aborting (lib/xalloc.h).
+ * valid during the call.
  */
 #ifndef FULMAR_INBOUND_AUTH_H
 #define FULMAR_INBOUND_AUTH_H
@@ -35,19 +43,23 @@ struct inbound_verdict {
 	const char *reply;      /* "550 5.7.1 ..." when reject */
 	/* for the log line */
 	const char *spf, *dkim, *dmarc, *from_domain;
+	/* a check ran out of memory: refuse with 451 4.3.0 (nothing above
+	 * is a verdict then; header is empty) */
+	bool out_of_memory;
 };
 
 typedef void (*inbound_verdict_fn)(void *arg, const struct inbound_verdict *v);
 
 /* At MAIL: mailfrom is the reverse-path text ("" for <>). NULL (errno
- * ENOMEM) when out of memory. */
+ * ENOMEM) when out of memory (the struct, the verifier, the SPF checks). */
 struct inbound_auth *inbound_auth_start(struct event_base *base, struct dns *dns,
 					const struct config *cfg, const struct sockaddr *client,
 					const char *helo, const char *mailfrom,
 					const char *queue_id);
 /* The message's octets as the client sent them (dot-unstuffed). 0, or -1
- * (ENOMEM) when the header section cannot be kept: no verdict can be
- * trusted then, and the transaction must fail. */
+ * (ENOMEM) once a check has run out of memory (the header section could
+ * not be kept, the verifier's, a lookup's...): no verdict can be trusted
+ * then, and the transaction must fail. */
 int inbound_auth_feed(struct inbound_auth *a, const char *data, size_t len);
 /* The content is complete: fn runs once every check has an answer. */
 void inbound_auth_finish(struct inbound_auth *a, inbound_verdict_fn fn, void *arg);

@@ -559,9 +559,11 @@ static int open_txn(struct smtp_session *s)
 	s->hdr_len = 0;
 	strlcpy_safe(s->hdr_id, id, sizeof(s->hdr_id));
 	/* Submitted mail that goes through the queue (it may leave) is
-	 * signed when its sender's domain has keys. */
-	if (s->txn && (s->listener->role != ROLE_MX || s->auth_user || s->relay_network))
-		s->sign = signing_start(s->cfg, from, id);
+	 * signed when its sender's domain has keys. The caller's 451 rolls
+	 * back the transaction when the signer cannot be had. */
+	if (s->txn && (s->listener->role != ROLE_MX || s->auth_user || s->relay_network) &&
+	    signing_start(s->cfg, from, id, &s->sign) < 0)
+		return ENOMEM;
 	char hdr[2048];
 	struct received_info ri = {
 		.helo = s->env.helo, .rdns = s->rdns, .ip = s->client,
@@ -613,6 +615,9 @@ static void on_committed(void *arg, int err, const char *id)
 	if (err == 0) {
 		s->messages++;
 		replyf(s, "250 2.0.0 Ok: queued as %s", id);
+	} else if (err == ENOMEM) { /* no memory for the DKIM signatures or A-R */
+		log_oom(s->sid, s->client, id, "DATA");
+		reply(s, OOM_REPLY);
 	} else {
 		const char *line = storage_error_reply(err, false);
 		reply(s, line);
@@ -673,10 +678,12 @@ static void commit(struct smtp_session *s)
 	queue_txn_commit(t, on_committed, s);
 }
 
-static char *copy_prefix(void *arg, size_t *len)
+/* queue_prefix_fn (commit worker): the Authentication-Results field. */
+static int copy_prefix(void *arg, char **out, size_t *len)
 {
 	*len = strlen(arg);
-	return xstrdup(arg);
+	*out = mem_strndup(arg, *len);
+	return *out == NULL ? ENOMEM : 0;
 }
 
 /* SPF, DKIM and DMARC have spoken: refuse, or commit with their
@@ -685,6 +692,11 @@ static void on_verdict(void *arg, const struct inbound_verdict *v)
 {
 	struct smtp_session *s = arg;
 	s->verifying = false;
+	if (v->out_of_memory) { /* not a verdict: nothing accepted unverified */
+		reply_oom(s, "DATA");
+		resume_after_commit(s);
+		return;
+	}
 	struct log_line l;
 	log_begin(&l, v->reject ? LOG_WARNING : LOG_INFO, "authenticated");
 	log_int(&l, "sid", (long long)s->sid);

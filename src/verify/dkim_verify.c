@@ -9,6 +9,7 @@
  */
 #include "verify/dkim_verify.h"
 
+#include <errno.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/mem.h"
 #include "lib/xalloc.h"
 #include "signer/dkim_canon.h"
 #include "signer/dkim_sign.h"
@@ -87,6 +89,7 @@ struct dkim_verify {
 	int64_t now;
 	enum phase phase;
 	bool failed;
+	bool nomem;     /* an allocation failed (ours or the resolver's) */
 	char error[128];
 	/* the header section, with the empty line's CRLF once it is seen;
 	 * freed when the section has ended */
@@ -372,6 +375,14 @@ static void settle(struct vsig *g, enum dkim_verify_status st, const char *fmt, 
 	va_end(ap);
 }
 
+/* No memory for what signature g needs: temperror, and the verifier
+ * remembers it (dkim_verify_out_of_memory). */
+static void sig_nomem(struct dkim_verify *v, struct vsig *g)
+{
+	v->nomem = true;
+	settle(g, DKIM_VERIFY_TEMPERROR, "%s", "out of memory");
+}
+
 /* ---- one DKIM-Signature field -------------------------------------- */
 
 static void hash_out(void *arg, const unsigned char *data, size_t len)
@@ -464,13 +475,17 @@ static void sig_texts(struct vsig *g, const struct dkim_verify_tag *tags, size_t
 
 /* The h= names, NUL-terminated, in a new buffer (*names points into it);
  * NULL with g settled on an error. */
-static char *parse_h(struct vsig *g, const struct dkim_verify_tag *t, const char **names,
-		     size_t *nnames)
+static char *parse_h(struct dkim_verify *v, struct vsig *g, const struct dkim_verify_tag *t,
+		     const char **names, size_t *nnames)
 {
-	char *buf = xmalloc(t->value_len + 1);
+	char *buf = mem_alloc(t->value_len + 1);
 	size_t pos = 0, n = 0, s, e;
 	bool from = false;
 
+	if (buf == NULL) {
+		sig_nomem(v, g);
+		return NULL;
+	}
 	memcpy(buf, t->value, t->value_len);
 	buf[t->value_len] = '\0';
 	while (list_next(buf, t->value_len, &pos, &s, &e)) {
@@ -556,6 +571,8 @@ static int check_identity(struct vsig *g)
 	return -1;
 }
 
+/* The index of the body hash for these settings, made if new; -1 when
+ * there is no memory for it. */
 static int find_body(struct dkim_verify *v, enum dkim_canon_alg alg, bool has_l, uint64_t l)
 {
 	struct vbody *b;
@@ -565,12 +582,17 @@ static int find_body(struct dkim_verify *v, enum dkim_canon_alg alg, bool has_l,
 		if (b->alg == alg && b->has_l == has_l && (!has_l || b->l == l))
 			return (int)i;
 	}
-	b = xcalloc(1, sizeof(*b));
+	b = mem_calloc(1, sizeof(*b));
+	if (b == NULL)
+		return -1;
 	b->alg = alg;
 	b->has_l = has_l;
 	b->l = l;
-	b->md = EVP_MD_CTX_new();
-	if (b->md == NULL || EVP_DigestInit_ex(b->md, EVP_sha256(), NULL) != 1)
+	if ((b->md = EVP_MD_CTX_new()) == NULL) { /* only for memory */
+		free(b);
+		return -1;
+	}
+	if (EVP_DigestInit_ex(b->md, EVP_sha256(), NULL) != 1)
 		b->md_failed = true;
 	dkim_body_canon_init(&b->canon, alg, body_out, b);
 	v->body[v->nbody] = b;
@@ -588,20 +610,25 @@ static int find_key(struct dkim_verify *v, const char *name)
 
 /* The hash of the signed header fields and of the signature field itself
  * with its b= value removed (RFC 6376 §3.7). 0, or -1 when OpenSSL
- * failed. */
+ * failed, or -1 with errno ENOMEM when memory ran out. */
 static int header_hash(struct vsig *g, const struct dkim_hdrs *h, const struct dkim_hfield *f,
 		       const struct dkim_verify_tag *btag, const char *const *names,
 		       size_t nnames)
 {
-	long *idx = xcalloc(nnames, sizeof(*idx));
+	long *idx = mem_calloc(nnames, sizeof(*idx));
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	size_t pre = (size_t)(btag->raw - f->raw), post = pre + btag->raw_len;
-	char *copy = xmalloc(f->raw_len - btag->raw_len + 1);
+	char *copy = mem_alloc(f->raw_len - btag->raw_len + 1);
 	unsigned int dlen = 0;
 	int rc = -1;
 
+	errno = 0;
+	if (idx == NULL || copy == NULL || md == NULL) {
+		errno = ENOMEM; /* EVP_MD_CTX_new fails only for memory */
+		goto out;
+	}
 	dkim_hdrs_select(h, names, nnames, idx);
-	if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+	if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
 		goto out;
 	for (size_t i = 0; i < nnames; i++) {
 		if (idx[i] >= 0) {
@@ -714,7 +741,7 @@ static void sig_parse(struct dkim_verify *v, const struct dkim_hdrs *h,
 		settle(g, DKIM_VERIFY_PERMERROR, "%s", "missing h=");
 		return;
 	}
-	if ((hbuf = parse_h(g, t, names, &nnames)) == NULL)
+	if ((hbuf = parse_h(v, g, t, names, &nnames)) == NULL)
 		return;
 	if (parse_canon(tag_get(tags, n, "c"), &g->hcanon, &g->bcanon) < 0) {
 		settle(g, DKIM_VERIFY_PERMERROR, "%s", "c= is not a known canonicalization");
@@ -767,10 +794,16 @@ static void sig_parse(struct dkim_verify *v, const struct dkim_hdrs *h,
 	}
 	if (header_hash(g, h, f, btag, names, nnames) < 0) {
 		ERR_clear_error();
-		settle(g, DKIM_VERIFY_TEMPERROR, "%s", "SHA-256 failed");
+		if (errno == ENOMEM)
+			sig_nomem(v, g);
+		else
+			settle(g, DKIM_VERIFY_TEMPERROR, "%s", "SHA-256 failed");
 		goto out;
 	}
-	g->body = find_body(v, g->bcanon, g->has_l, g->l);
+	if ((g->body = find_body(v, g->bcanon, g->has_l, g->l)) < 0) {
+		sig_nomem(v, g);
+		goto out;
+	}
 	g->key = find_key(v, keyname);
 out:
 	free(hbuf);
@@ -780,8 +813,10 @@ out:
 
 struct dkim_verify *dkim_verify_new(int64_t now)
 {
-	struct dkim_verify *v = xcalloc(1, sizeof(*v));
+	struct dkim_verify *v = mem_calloc(1, sizeof(*v));
 
+	if (v == NULL)
+		return NULL;
 	v->now = now;
 	return v;
 }
@@ -823,7 +858,12 @@ static int hbuf_append(struct dkim_verify *v, const char *p, size_t n)
 			cap *= 2;
 		if (cap > HBUF_MAX)
 			cap = HBUF_MAX;
-		v->hbuf = xrealloc(v->hbuf, cap);
+		char *grown = mem_realloc(v->hbuf, cap);
+		if (grown == NULL) {
+			v->nomem = true;
+			return verify_fail(v, "out of memory");
+		}
+		v->hbuf = grown;
 		v->hcap = cap;
 	}
 	memcpy(v->hbuf + v->hlen, p, n);
@@ -851,6 +891,7 @@ static void headers_end(struct dkim_verify *v)
 	if (headers_ended(v->hbuf != NULL ? v->hbuf : "", slen))
 		slen -= 2;
 	if (dkim_hdrs_parse(v->hbuf != NULL ? v->hbuf : "", slen, &h, err, sizeof(err)) < 0) {
+		v->nomem = v->nomem || errno == ENOMEM;
 		verify_fail(v, err);
 		dkim_hdrs_free(&h);
 		return;
@@ -899,6 +940,11 @@ bool dkim_verify_headers_done(const struct dkim_verify *v)
 const char *dkim_verify_error(const struct dkim_verify *v)
 {
 	return v->error;
+}
+
+bool dkim_verify_out_of_memory(const struct dkim_verify *v)
+{
+	return v->nomem;
 }
 
 /* ---- keys ---------------------------------------------------------- */
@@ -1036,8 +1082,9 @@ static bool key_parse(struct vkey *k, const char *text, size_t len)
 	return true;
 }
 
-/* Does sig g verify (its hashes known, its key usable)? */
-static bool sig_check(const struct vsig *g, EVP_PKEY *pkey)
+/* Does sig g verify (its hashes known, its key usable)? 1 yes, 0 no, -1
+ * no memory for OpenSSL's context (that is no verdict). */
+static int sig_check(const struct vsig *g, EVP_PKEY *pkey)
 {
 	bool ok = false;
 
@@ -1045,21 +1092,25 @@ static bool sig_check(const struct vsig *g, EVP_PKEY *pkey)
 		/* RFC 8463 §3: PureEdDSA over the 32-octet hash. */
 		EVP_MD_CTX *md = EVP_MD_CTX_new();
 
-		ok = md != NULL && EVP_DigestVerifyInit(md, NULL, NULL, NULL, pkey) == 1 &&
+		if (md == NULL)
+			return -1;
+		ok = EVP_DigestVerifyInit(md, NULL, NULL, NULL, pkey) == 1 &&
 		     EVP_DigestVerify(md, g->b, g->blen, g->hdigest, SHA256_LEN) == 1;
 		EVP_MD_CTX_free(md);
 	} else {
 		/* PKCS#1 v1.5: DigestInfo(SHA-256, digest). */
 		EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new(pkey, NULL);
 
-		ok = pc != NULL && EVP_PKEY_verify_init(pc) == 1 &&
+		if (pc == NULL)
+			return -1;
+		ok = EVP_PKEY_verify_init(pc) == 1 &&
 		     EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING) == 1 &&
 		     EVP_PKEY_CTX_set_signature_md(pc, EVP_sha256()) == 1 &&
 		     EVP_PKEY_verify(pc, g->b, g->blen, g->hdigest, SHA256_LEN) == 1;
 		EVP_PKEY_CTX_free(pc);
 	}
 	ERR_clear_error();
-	return ok;
+	return ok ? 1 : 0;
 }
 
 /* Settles g when the message has ended and its key is known. */
@@ -1105,7 +1156,11 @@ static void sig_settle(struct dkim_verify *v, struct vsig *g)
 		settle(g, DKIM_VERIFY_FAIL, "%s", "body hash did not verify");
 		return;
 	}
-	if (!sig_check(g, k->pkey)) {
+	switch (sig_check(g, k->pkey)) {
+	case -1:
+		sig_nomem(v, g);
+		return;
+	case 0:
 		settle(g, DKIM_VERIFY_FAIL, "%s", "signature did not verify");
 		return;
 	}
@@ -1126,6 +1181,7 @@ int dkim_verify_key_answer(struct dkim_verify *v, const char *name, enum dns_sta
 	if (k == NULL || k->answered)
 		return -1;
 	k->answered = true;
+	v->nomem = v->nomem || (st == DNS_TEMPFAIL && dns_is_nomem(why));
 	if (st == DNS_TEMPFAIL) {
 		key_status(k, DKIM_VERIFY_TEMPERROR, "key lookup failed%s%s",
 			   why != NULL && why[0] != '\0' ? ": " : "", why != NULL ? why : "");

@@ -52,6 +52,15 @@
  * result) belong to the verifier and live until dkim_verify_free. The
  * caller's buffers (chunks, TXT answers) are copied or consumed during
  * the call. Single-threaded; one verifier per message.
+ *
+ * Memory: the verifier's memory is the session's (lib/mem.h).
+ * dkim_verify_new returns NULL when it cannot be had; later, no memory
+ * for the header section makes the message one that could not be
+ * examined (dkim_verify_end -1, "out of memory"), no memory for what a
+ * signature needs settles it temperror "out of memory", and a key lookup
+ * answered DNS_TEMPFAIL for want of memory (dns_is_nomem) gives its
+ * signatures temperror: in every case dkim_verify_out_of_memory says so,
+ * for callers that must not take it for the sender's doing.
  */
 #ifndef FULMAR_DKIM_VERIFY_H
 #define FULMAR_DKIM_VERIFY_H
@@ -97,7 +106,8 @@ struct dkim_verify_result {
 
 struct dkim_verify;
 
-/* now: the time x= is compared with (seconds since the epoch). */
+/* now: the time x= is compared with (seconds since the epoch). NULL
+ * (errno ENOMEM) when out of memory. */
 struct dkim_verify *dkim_verify_new(int64_t now);
 void dkim_verify_free(struct dkim_verify *v);
 
@@ -118,6 +128,10 @@ int dkim_verify_end(struct dkim_verify *v);
 
 /* Why the message could not be examined; "" when it could. */
 const char *dkim_verify_error(const struct dkim_verify *v);
+
+/* Has an allocation failed, ours or the resolver's for a key (see
+ * Memory above)? The results are then not the message's own. */
+bool dkim_verify_out_of_memory(const struct dkim_verify *v);
 
 /* The distinct key names to look up ("selector._domainkey.domain", lower
  * case, no trailing dot), once the header section has ended (0 before).

@@ -8,7 +8,7 @@
 
 #include <stdlib.h>
 
-#include "lib/xalloc.h"
+#include "lib/mem.h"
 
 struct lookup {
 	struct dkim_verify_async *a;
@@ -49,9 +49,20 @@ static void on_txt(void *arg, enum dns_status st, const struct dns_txt *txt, siz
 struct dkim_verify_async *dkim_verify_async_start(struct dkim_verify *v, struct dns *dns,
 						  dkim_verify_async_fn fn, void *arg)
 {
-	struct dkim_verify_async *a = xcalloc(1, sizeof(*a));
+	struct dkim_verify_async *a = mem_calloc(1, sizeof(*a));
 	size_t nkeys = dkim_verify_key_count(v);
 
+	if (a == NULL) {
+		/* Every key fails as a lookup without memory would. */
+		struct dns_txt none[1];
+
+		for (size_t i = 0; i < nkeys; i++)
+			if (!dkim_verify_key_answered(v, i))
+				(void)dkim_verify_key_answer(v, dkim_verify_key_name(v, i),
+							     DNS_TEMPFAIL, none, 0, dns_nomem_text());
+		fn(arg, v);
+		return NULL;
+	}
 	a->v = v;
 	a->fn = fn;
 	a->arg = arg;

@@ -27,7 +27,9 @@ struct dkim_verify_async;
 typedef void (*dkim_verify_async_fn)(void *arg, struct dkim_verify *v);
 
 /* Starts the lookups. NULL when fn has run already (nothing to look up,
- * or every answer came at once); else a handle valid until fn runs or
+ * every answer came at once, or no memory for the handle: the keys are
+ * then answered as lookups that ran out of memory, see
+ * dkim_verify_out_of_memory); else a handle valid until fn runs or
  * dkim_verify_async_cancel. */
 struct dkim_verify_async *dkim_verify_async_start(struct dkim_verify *v, struct dns *dns,
 						  dkim_verify_async_fn fn, void *arg);

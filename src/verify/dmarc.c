@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/mem.h"
 #include "lib/xalloc.h"
 #include "proto/addr_list.h"
 #include "proto/smtp_addr.h"
@@ -29,6 +30,7 @@ struct dmarc {
 	bool has_record;
 	struct dmarc_record rec;
 	char reason[200];
+	bool nomem; /* discovery ended for want of memory */
 };
 
 static char lower(char ch)
@@ -261,7 +263,9 @@ static bool lower_copy(char *out, size_t cap, const char *s)
 
 struct dmarc *dmarc_new(const struct psl *psl, const char *from_domain)
 {
-	struct dmarc *m = xcalloc(1, sizeof(*m));
+	struct dmarc *m = mem_calloc(1, sizeof(*m));
+	if (m == NULL)
+		return NULL;
 	m->psl = psl;
 	m->state = D_FROM;
 	if (from_domain == NULL || !lower_copy(m->from, sizeof(m->from), from_domain) ||
@@ -296,6 +300,11 @@ bool dmarc_step(struct dmarc *m, char *name, size_t namelen)
 	return false;
 }
 
+bool dmarc_out_of_memory(const struct dmarc *m)
+{
+	return m->nomem;
+}
+
 void dmarc_abort(struct dmarc *m, const char *why)
 {
 	if (m->state == D_DONE)
@@ -314,6 +323,7 @@ void dmarc_answer(struct dmarc *m, enum dns_status st, const struct dmarc_txt *t
 	if (st == DNS_TEMPFAIL) {
 		m->state = D_DONE;
 		m->early = DMARC_TEMPERROR;
+		m->nomem = dns_is_nomem(why);
 		snprintf(m->reason, sizeof(m->reason), "DNS error looking up TXT _dmarc.%s: %s",
 			 dom, why && *why ? why : "temporary failure");
 		return;

@@ -8,6 +8,11 @@
  *
  * Ownership: dmarc_new allocates, dmarc_free frees; the psl given to it
  * must outlive it. Anyone may call this module; no global state.
+ *
+ * Memory: struct dmarc is the session's (lib/mem.h): dmarc_new returns
+ * NULL when it cannot be had. Discovery itself allocates nothing (the PSL
+ * is read-only); a lookup answered DNS_TEMPFAIL for want of memory
+ * (dns_is_nomem) ends it in temperror, and dmarc_out_of_memory says so.
  */
 #ifndef FULMAR_DMARC_H
 #define FULMAR_DMARC_H
@@ -106,7 +111,8 @@ struct dmarc_outcome {
 struct dmarc;
 
 /* The check of one message's From domain (NULL or "" or invalid: the
- * outcome is permerror without a lookup). Never NULL. */
+ * outcome is permerror without a lookup). NULL (errno ENOMEM) when out
+ * of memory. */
 struct dmarc *dmarc_new(const struct psl *psl, const char *from_domain);
 void dmarc_free(struct dmarc *m);
 
@@ -117,6 +123,9 @@ void dmarc_answer(struct dmarc *m, enum dns_status st, const struct dmarc_txt *t
 		  size_t n, const char *why);
 /* Ends discovery with temperror (the caller's timeout). */
 void dmarc_abort(struct dmarc *m, const char *why);
+/* Did discovery end in temperror because memory ran out (not because of
+ * the sender's DNS)? */
+bool dmarc_out_of_memory(const struct dmarc *m);
 
 /* The result for these authentication results. Pure; may be called
  * several times. */

@@ -6,12 +6,13 @@
  */
 #include "verify/dmarc_async.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
 #include "lib/dns.h"
-#include "lib/xalloc.h"
+#include "lib/mem.h"
 
 struct dmarc_async {
 	struct dmarc *m;
@@ -27,8 +28,10 @@ static void async_free(struct dmarc_async *a)
 {
 	if (a->q)
 		dns_cancel(a->q);
-	event_free(a->timeout);
-	event_free(a->deliver);
+	if (a->timeout)
+		event_free(a->timeout);
+	if (a->deliver)
+		event_free(a->deliver);
 	free(a);
 }
 
@@ -104,15 +107,20 @@ struct dmarc_async *dmarc_async_start(struct event_base *base, struct dns *d,
 				      struct dmarc *m, double timeout, dmarc_async_fn fn,
 				      void *arg)
 {
-	struct dmarc_async *a = xcalloc(1, sizeof(*a));
+	struct dmarc_async *a = mem_calloc(1, sizeof(*a));
+	if (a == NULL)
+		return NULL;
 	a->m = m;
 	a->d = d;
 	a->fn = fn;
 	a->arg = arg;
 	a->timeout = evtimer_new(base, on_timeout, a);
 	a->deliver = evtimer_new(base, on_deliver, a);
-	if (a->timeout == NULL || a->deliver == NULL)
-		xfatal("dmarc_async: out of memory for events");
+	if (a->timeout == NULL || a->deliver == NULL) {
+		async_free(a);
+		errno = ENOMEM;
+		return NULL;
+	}
 	struct timeval tv;
 	tv.tv_sec = (time_t)timeout;
 	tv.tv_usec = (suseconds_t)((timeout - (double)tv.tv_sec) * 1e6);

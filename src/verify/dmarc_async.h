@@ -21,7 +21,9 @@ struct dmarc_async;
 
 typedef void (*dmarc_async_fn)(void *arg, struct dmarc *m);
 
-/* timeout: seconds for the whole discovery; then it ends in temperror. */
+/* timeout: seconds for the whole discovery; then it ends in temperror.
+ * NULL (errno ENOMEM) when out of memory: fn will not be called, m is
+ * untouched. */
 struct dmarc_async *dmarc_async_start(struct event_base *base, struct dns *d,
 				      struct dmarc *m, double timeout, dmarc_async_fn fn,
 				      void *arg);

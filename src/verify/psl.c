@@ -335,11 +335,17 @@ size_t psl_count(const struct psl *p)
 	return p->used;
 }
 
+static struct psl *dflt;
+
 const struct psl *psl_default(char *err, size_t errlen)
 {
-	static struct psl *dflt;
 	if (dflt == NULL)
 		dflt = psl_load(PSL_DEFAULT_PATH, err, errlen);
+	return dflt;
+}
+
+const struct psl *psl_default_loaded(void)
+{
 	return dflt;
 }
 

@@ -8,7 +8,12 @@
  *
  * Ownership: psl_load/psl_parse allocate, psl_free frees. psl_default
  * keeps one list for the process: call it first at start-up, before
- * threads, then from anywhere. Lookups are pure and thread-safe.
+ * threads, then from anywhere. Lookups are pure, allocate nothing and are
+ * thread-safe.
+ *
+ * Memory: loading is start-up work and aborts on a failed allocation
+ * (lib/xalloc.h); what runs per message (psl_default_loaded and the
+ * lookups) allocates nothing.
  */
 #ifndef FULMAR_PSL_H
 #define FULMAR_PSL_H
@@ -33,6 +38,9 @@ size_t psl_count(const struct psl *p);
 /* The list of PSL_DEFAULT_PATH, loaded on the first call; NULL with err
  * filled when it cannot be loaded (the next call tries again). */
 const struct psl *psl_default(char *err, size_t errlen);
+/* The list psl_default has loaded, or NULL; never reads the file (for the
+ * event loop: the server loads it at start-up and at a reload). */
+const struct psl *psl_default_loaded(void);
 
 /*
  * The public suffix of domain (any case, a final dot allowed), in lower

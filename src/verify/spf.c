@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/mem.h"
 #include "lib/xalloc.h"
 
 #define EXPAND_MAX 4096 /* octets of one macro expansion before it is a permerror */
@@ -251,6 +252,16 @@ void spf_abort(struct spf *c, const char *why)
 	finish(c, SPF_TEMPERROR, "%s", why ? why : "aborted");
 }
 
+/* Memory ran out (ours, or the resolver's): temperror, marked so that the
+ * caller can tell it from the sender's DNS trouble. */
+static void out_of_memory(struct spf *c)
+{
+	if (c->done)
+		return;
+	finish(c, SPF_TEMPERROR, "out of memory");
+	c->out.out_of_memory = true;
+}
+
 /* ---- construction ---- */
 
 static void set_ip(struct spf *c, const struct sockaddr *sa)
@@ -291,7 +302,9 @@ bool spf_parse_ip(const char *text, struct sockaddr_storage *out)
 struct spf *spf_new(const struct sockaddr *client, const char *domain, const char *sender,
 		    const char *helo)
 {
-	struct spf *c = xcalloc(1, sizeof(*c));
+	struct spf *c = mem_calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
 	set_ip(c, client);
 	strlcpy_safe(c->receiver, "unknown", sizeof(c->receiver));
 	strlcpy_safe(c->helo, helo ? helo : "", sizeof(c->helo));
@@ -319,7 +332,10 @@ struct spf *spf_new(const struct sockaddr *client, const char *domain, const cha
 		finish(c, SPF_NONE, "no valid domain to check (\"%s\")", c->domain);
 		return c;
 	}
-	c->fr[0] = xcalloc(1, sizeof(struct frame));
+	if ((c->fr[0] = mem_calloc(1, sizeof(struct frame))) == NULL) {
+		free(c);
+		return NULL;
+	}
 	strlcpy_safe(c->fr[0]->domain, c->domain, sizeof(c->fr[0]->domain));
 	c->depth = 1;
 	return c;
@@ -727,10 +743,8 @@ int spf_record_check(const char *text, size_t len, char *err, size_t errlen)
 {
 	if (!is_spf_record(text, len))
 		return 1;
-	struct parsed *p = xmalloc(sizeof(*p));
-	int rc = parse_record(text, len, p, err, errlen);
-	free(p);
-	return rc;
+	struct parsed p;
+	return parse_record(text, len, &p, err, errlen);
 }
 
 /* ---- macros (RFC 7208 section 7) ---- */
@@ -1148,22 +1162,21 @@ static void on_record(struct spf *c, enum dns_status st, const struct spf_rr *rr
 		finish(c, SPF_PERMERROR, "more than one SPF record at %s", f->domain);
 		return;
 	}
-	struct parsed *p = xmalloc(sizeof(*p));
+	/* Parsed in place: on an error the check is over anyway. */
 	char err[160];
-	if (parse_record(rr[which].text, rr[which].len, p, err, sizeof(err)) < 0) {
-		free(p);
+	if (parse_record(rr[which].text, rr[which].len, &f->p, err, sizeof(err)) < 0) {
 		finish(c, SPF_PERMERROR, "syntax error in the SPF record of %s: %s", f->domain, err);
 		return;
 	}
-	if (f->record == NULL)
-		f->record = xmalloc(SPF_RECORD_MAX + 1);
+	if (f->record == NULL && (f->record = mem_alloc(SPF_RECORD_MAX + 1)) == NULL) {
+		out_of_memory(c);
+		return;
+	}
 	memcpy(f->record, rr[which].text, rr[which].len);
 	f->record[rr[which].len] = '\0';
 	f->record_len = rr[which].len;
-	f->p = *p;
 	f->next = 0;
 	f->loaded = true;
-	free(p);
 }
 
 /*
@@ -1305,7 +1318,10 @@ static void eval_term(struct spf *c, struct frame *f, const struct term *t)
 			finish(c, SPF_PERMERROR, "includes nested too deep at %s", what);
 			return;
 		}
-		c->fr[c->depth] = xcalloc(1, sizeof(struct frame));
+		if ((c->fr[c->depth] = mem_calloc(1, sizeof(struct frame))) == NULL) {
+			out_of_memory(c);
+			return;
+		}
 		strlcpy_safe(c->fr[c->depth]->domain, c->target, SPF_NAME_MAX + 1);
 		c->depth++;
 		/* the include term stays in progress in the frame below */
@@ -1415,7 +1431,10 @@ static void on_exp(struct spf *c, enum dns_status st, const struct spf_rr *rr, s
 		finish(c, SPF_FAIL, "%s", keep);
 		return;
 	}
-	c->exp_text = xstrndup(rr[0].text, rr[0].len);
+	if ((c->exp_text = mem_strndup(rr[0].text, rr[0].len)) == NULL) {
+		out_of_memory(c);
+		return;
+	}
 	c->exp_len = rr[0].len;
 	c->phase = PH_EXP_TEXT;
 }
@@ -1449,6 +1468,10 @@ void spf_answer(struct spf *c, enum dns_status st, const struct spf_rr *rr, size
 {
 	if (c->done || c->wait == W_NONE)
 		return;
+	if (st == DNS_TEMPFAIL && dns_is_nomem(why)) {
+		out_of_memory(c);
+		return;
+	}
 	enum wait w = c->wait;
 	c->wait = W_NONE;
 	if (st == DNS_OK && n == 0)

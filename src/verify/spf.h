@@ -15,6 +15,12 @@
  * Ownership: spf_new* allocate a struct spf, the caller frees it with
  * spf_free. Strings returned point into it and live as long as it does.
  * Anyone may call this module; it keeps no global state.
+ *
+ * Memory: the check's memory is the session's (lib/mem.h): spf_new*
+ * return NULL when it cannot be had, and a failure later on (a record,
+ * an include's frame, the explanation), or a lookup answered DNS_TEMPFAIL
+ * for want of memory (dns_is_nomem), ends the check with temperror
+ * "out of memory" and out_of_memory set.
  */
 #ifndef FULMAR_SPF_H
 #define FULMAR_SPF_H
@@ -90,6 +96,8 @@ struct spf_outcome {
 	const char *explanation; /* fail with exp=: the sender's explanation */
 	unsigned lookups;        /* DNS-querying terms evaluated */
 	unsigned void_lookups;
+	bool out_of_memory;      /* temperror because memory ran out, not
+				  * because of the sender's DNS */
 };
 
 struct spf;
@@ -99,7 +107,8 @@ struct spf;
  * AF_INET6; IPv4-mapped IPv6 is treated as IPv4). domain: <domain>.
  * sender: "local@domain" (<sender>; a missing local part becomes
  * "postmaster"). helo: the HELO/EHLO name, for %{h} ("" if none). A
- * malformed domain gives none without a query (RFC 7208 4.3). Never NULL.
+ * malformed domain gives none without a query (RFC 7208 4.3). NULL
+ * (errno ENOMEM) when out of memory, as the two below.
  */
 struct spf *spf_new(const struct sockaddr *client, const char *domain, const char *sender,
 		    const char *helo);

@@ -8,6 +8,7 @@
  */
 #include "verify/spf_async.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -15,7 +16,7 @@
 #include <string.h>
 
 #include "lib/dns.h"
-#include "lib/xalloc.h"
+#include "lib/mem.h"
 
 struct spf_async {
 	struct spf *c;
@@ -33,8 +34,10 @@ static void async_free(struct spf_async *a)
 {
 	if (a->q)
 		dns_cancel(a->q);
-	event_free(a->timeout);
-	event_free(a->deliver);
+	if (a->timeout)
+		event_free(a->timeout);
+	if (a->deliver)
+		event_free(a->deliver);
 	spf_free(a->c);
 	free(a);
 }
@@ -188,15 +191,22 @@ static void on_deliver(evutil_socket_t fd, short what, void *arg)
 struct spf_async *spf_async_start(struct event_base *base, struct dns *d, struct spf *c,
 				  double timeout, spf_async_fn fn, void *arg)
 {
-	struct spf_async *a = xcalloc(1, sizeof(*a));
+	struct spf_async *a = mem_calloc(1, sizeof(*a));
+	if (a == NULL) {
+		spf_free(c);
+		return NULL;
+	}
 	a->c = c;
 	a->d = d;
 	a->fn = fn;
 	a->arg = arg;
 	a->timeout = evtimer_new(base, on_timeout, a);
 	a->deliver = evtimer_new(base, on_deliver, a);
-	if (a->timeout == NULL || a->deliver == NULL)
-		xfatal("spf_async: out of memory for events");
+	if (a->timeout == NULL || a->deliver == NULL) {
+		async_free(a);
+		errno = ENOMEM;
+		return NULL;
+	}
 	struct timeval tv;
 	tv.tv_sec = (time_t)timeout;
 	tv.tv_usec = (suseconds_t)((timeout - (double)tv.tv_sec) * 1e6);

@@ -3,7 +3,7 @@
  * with an overall time limit, and calls back once with the outcome.
  *
  * Ownership: spf_async_start takes the struct spf and frees it after the
- * callback (or on cancel). The callback is never called from inside
+ * callback (or on cancel, or when it fails). The callback is never called from inside
  * spf_async_start, and never after spf_async_cancel; the handle is
  * invalid once the callback has returned. The outcome passed to the
  * callback is valid during the call only. One event loop thread.
@@ -20,7 +20,8 @@ struct spf_async;
 typedef void (*spf_async_fn)(void *arg, const struct spf_outcome *r);
 
 /* timeout: seconds for the whole check (every query it makes); when it
- * runs out the result is temperror. */
+ * runs out the result is temperror. NULL (errno ENOMEM) when out of
+ * memory: c is freed, fn will not be called. */
 struct spf_async *spf_async_start(struct event_base *base, struct dns *d, struct spf *c,
 				  double timeout, spf_async_fn fn, void *arg);
 /* Stops the check and frees it; fn is not called. NULL is ignored. */

@@ -14,6 +14,7 @@ tests/crash, tests/imap).
 Only the standard library is used. All traffic goes to 127.0.0.1.
 """
 
+import base64
 import os
 import pwd
 import re
@@ -657,6 +658,19 @@ def to_lf(data):
 
 
 _seq = [0]
+
+
+def dkim_rsa_key(directory):
+    """A 2048-bit RSA key made by openssl in directory, for messages that
+    python3-dkim signs: (the private key in PEM, its DKIM key record
+    "v=DKIM1; k=rsa; p=...")."""
+    key = os.path.join(directory, "dkim-rsa.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                    "rsa_keygen_bits:2048", "-out", key], check=True, capture_output=True)
+    der = subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"],
+                         check=True, capture_output=True).stdout
+    with open(key, "rb") as f:
+        return f.read(), "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
 
 
 def make_message(subject="test", body="Hello.\n", sender="sender@client.test",

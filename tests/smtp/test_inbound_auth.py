@@ -6,10 +6,8 @@ with our authserv-id, forged ones are removed, and a DMARC p=reject
 failure is refused with 550 5.7.1 (or only recorded, when configured).
 DNS trouble gives temperror, never a refusal.
 """
-import base64
 import os
 import re
-import subprocess
 import sys
 
 import pytest
@@ -18,26 +16,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 "lib"))
 
 from dns_server import DNSServer  # noqa: E402
-from fulmar_test import SMTPClient, wait_for_one  # noqa: E402
+from fulmar_test import SMTPClient, dkim_rsa_key, wait_for_one  # noqa: E402
 
 dkim = pytest.importorskip("dkim")
 
 AUTHSERV = "mx.test.local"
 
 
-def rsa_key(tmpdir):
-    key = os.path.join(tmpdir, "k.pem")
-    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
-                    "rsa_keygen_bits:2048", "-out", key], check=True, capture_output=True)
-    der = subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"],
-                         check=True, capture_output=True).stdout
-    with open(key, "rb") as f:
-        return f.read(), "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    priv, record = rsa_key(str(tmp_path_factory.mktemp("dkim")))
+    priv, record = dkim_rsa_key(str(tmp_path_factory.mktemp("dkim")))
     zone = {
         # sender domains
         ("good.test", "TXT"): ["v=spf1 ip4:127.0.0.0/8 -all"],

@@ -17,7 +17,11 @@
  * the chunking of the input. The async driver: nothing to look up,
  * lookups that time out (a loopback socket that never answers), and a
  * cancel (the callback never runs). Real answers over lib/dns are the
- * black-box tests' (tests/signer/test_dkim_verify_cli.py).
+ * black-box tests' (tests/signer/test_dkim_verify_cli.py). Out of memory
+ * (FULMAR_FAULT=alloc:N:ENOMEM, lib/mem.h), each allocation failing in
+ * turn: the signer fails with ENOMEM or signs the same bytes; the verifier
+ * marks what it could not do temperror "out of memory" (or the message
+ * as not examined) and says so with dkim_verify_out_of_memory.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +30,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
@@ -36,6 +41,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "alloc_faults.h"
 #include "signer/dkim_key.h"
 #include "signer/dkim_sign.h"
 #include "verify/dkim_verify.h"
@@ -1025,6 +1031,123 @@ static void test_async(void **state)
 
 /* ---- the tag=value parser ------------------------------------------- */
 
+/* ---- out of memory ------------------------------------------------- */
+
+/* Dual-signs msg with the fault at n; the header (a new string), or NULL
+ * when the signer ran out of memory (which it must say). */
+static char *sign_with_fault(const char *msg, size_t len, int n)
+{
+	char err[256] = "", *hdr = NULL;
+	size_t hlen = 0;
+	struct dkim_sign *s;
+
+	alloc_fault_at(n);
+	s = dkim_sign_new("example.com", "ours-rsa", DKIM_ALG_RSA_SHA256, our_rsa, err,
+			  sizeof(err));
+	if (s != NULL && dkim_sign_add(s, "example.com", "ours-ed", DKIM_ALG_ED25519_SHA256,
+				       our_ed, err, sizeof(err)) == 0) {
+		dkim_sign_set_time(s, T0);
+		(void)dkim_sign_feed(s, msg, len);
+		if (dkim_sign_finish(s, &hdr, &hlen, err, sizeof(err)) == 0)
+			assert_int_equal(strlen(hdr), hlen);
+	}
+	if (hdr == NULL) {
+		assert_int_equal(errno, ENOMEM);
+		assert_string_equal(err, "out of memory");
+	}
+	dkim_sign_free(s);
+	return hdr;
+}
+
+static void test_out_of_memory(void **state)
+{
+	struct world w;
+	size_t len;
+	char *msg = slurp("dkim_msg1.eml", &len), *clean, *signed_msg;
+	int n, failed = 0;
+
+	(void)state;
+	world_default(&w);
+	clean = sign_with_fault(msg, len, 0);
+	assert_non_null(clean);
+	/* The signer: each allocation in turn. */
+	for (n = 1; n < 200; n++) {
+		char *hdr = sign_with_fault(msg, len, n);
+
+		if (hdr == NULL)
+			failed++;
+		else
+			assert_string_equal(hdr, clean); /* t= fixed: the very same bytes */
+		free(hdr);
+		if (alloc_fault_left())
+			break;
+	}
+	alloc_fault_at(0);
+	assert_true(n > 5 && n < 200);
+	assert_int_equal(failed, n - 1);
+
+	/* The verifier, on that message: each allocation in turn. */
+	signed_msg = malloc(strlen(clean) + len + 1);
+	memcpy(signed_msg, clean, strlen(clean));
+	memcpy(signed_msg + strlen(clean), msg, len);
+	len += strlen(clean);
+	signed_msg[len] = '\0';
+	failed = 0;
+	for (n = 1; n < 200; n++) {
+		struct dkim_verify *v;
+		int nsig;
+
+		alloc_fault_at(n);
+		v = dkim_verify_new(NOW);
+		if (v == NULL) {
+			failed++;
+		} else {
+			(void)dkim_verify_feed(v, signed_msg, len);
+			nsig = dkim_verify_end(v);
+			answer_keys(v, &w);
+			if (dkim_verify_out_of_memory(v)) {
+				failed++;
+				if (nsig < 0)
+					assert_string_equal(dkim_verify_error(v), "out of memory");
+			} else {
+				assert_int_equal(nsig, 2);
+			}
+			for (int i = 0; i < nsig; i++) {
+				struct dkim_verify_result r;
+
+				assert_int_equal(dkim_verify_result(v, (size_t)i, &r), 0);
+				if (r.status != DKIM_VERIFY_PASS) {
+					assert_true(dkim_verify_out_of_memory(v));
+					assert_int_equal(r.status, DKIM_VERIFY_TEMPERROR);
+					assert_string_equal(r.reason, "out of memory");
+				}
+			}
+			dkim_verify_free(v);
+		}
+		if (alloc_fault_left())
+			break;
+	}
+	alloc_fault_at(0);
+	assert_true(n > 5 && n < 200);
+	assert_int_equal(failed, n - 1);
+
+	/* A key lookup that failed for want of memory. */
+	{
+		struct dkim_verify *v = dkim_verify_new(NOW);
+
+		assert_int_equal(dkim_verify_feed(v, signed_msg, len), 0);
+		assert_int_equal(dkim_verify_end(v), 2);
+		assert_int_equal(dkim_verify_key_answer(v, "ours-rsa._domainkey.example.com",
+							DNS_TEMPFAIL, NULL, 0, dns_nomem_text()),
+				 0);
+		assert_true(dkim_verify_out_of_memory(v));
+		dkim_verify_free(v);
+	}
+	free(signed_msg);
+	free(clean);
+	free(msg);
+}
+
 static void test_tags(void **state)
 {
 	struct dkim_verify_tag t[DKIM_VERIFY_MAX_TAGS];
@@ -1088,6 +1211,7 @@ int main(void)
 		cmocka_unit_test(test_keys_before_body),
 		cmocka_unit_test(test_shared_key),
 		cmocka_unit_test(test_async),
+		cmocka_unit_test(test_out_of_memory),
 		cmocka_unit_test(test_tags),
 		cmocka_unit_test(test_status_names),
 	};

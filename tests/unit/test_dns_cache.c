@@ -1,6 +1,8 @@
 /*
  * Unit tests of lib/dns_cache: TTLs from the answer section, negative
- * answers, temporary failures never kept, expiry, the bound.
+ * answers, temporary failures never kept, expiry, the bound, and what a
+ * failed allocation does (FULMAR_FAULT=alloc:N:ENOMEM, lib/mem.h): an
+ * answer is not kept, a copy is a miss, nothing leaks.
  */
 #include <ares.h>
 #include <setjmp.h>
@@ -13,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "alloc_faults.h"
 #include "lib/dns_cache.h"
 
 /* A DNS response for name/TXT with one answer of the given TTL. */
@@ -129,6 +132,47 @@ static void test_bounded(void **state)
 	dns_cache_free(c);
 }
 
+static void test_out_of_memory(void **state)
+{
+	(void)state;
+	struct dns_cache *c = dns_cache_new(100); /* start-up memory: never counted */
+	unsigned char buf[512];
+	int len = (int)answer(buf, "example.test", 600, 1);
+	int st;
+	unsigned char *got;
+	int glen;
+	/* A put allocates the entry, its name, its copy of the answer: each
+	 * failing in turn keeps nothing (and, under LeakSanitizer, leaks
+	 * nothing); a failure past them does not concern the put. */
+	for (int n = 1; n <= 3; n++) {
+		alloc_fault_at(n);
+		dns_cache_put(c, 16, "example.test", ARES_SUCCESS, buf, len, 0.0);
+		alloc_fault_at(0);
+		assert_int_equal(dns_cache_count(c), 0);
+		assert_false(dns_cache_get(c, 16, "example.test", 1.0, &st, &got, &glen));
+	}
+	/* A negative answer has no copy to make: two allocations. */
+	alloc_fault_at(2);
+	dns_cache_put(c, 16, "none.test", ARES_ENOTFOUND, NULL, 0, 0.0);
+	alloc_fault_at(0);
+	assert_int_equal(dns_cache_count(c), 0);
+	/* Kept; then the copy cannot be made: a miss, the entry stays. */
+	dns_cache_put(c, 16, "example.test", ARES_SUCCESS, buf, len, 0.0);
+	alloc_fault_at(1);
+	assert_false(dns_cache_get(c, 16, "example.test", 1.0, &st, &got, &glen));
+	assert_true(dns_cache_get(c, 16, "example.test", 1.0, &st, &got, &glen));
+	alloc_fault_at(0);
+	assert_int_equal(glen, len);
+	assert_memory_equal(got, buf, (size_t)len);
+	free(got);
+	/* Replacing an entry without memory forgets the old one. */
+	alloc_fault_at(1);
+	dns_cache_put(c, 16, "example.test", ARES_SUCCESS, buf, len, 2.0);
+	alloc_fault_at(0);
+	assert_int_equal(dns_cache_count(c), 0);
+	dns_cache_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -136,6 +180,7 @@ int main(void)
 		cmocka_unit_test(test_ttl_capped_and_zero),
 		cmocka_unit_test(test_negative_and_tempfail),
 		cmocka_unit_test(test_bounded),
+		cmocka_unit_test(test_out_of_memory),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

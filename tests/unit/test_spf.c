@@ -5,7 +5,10 @@
  * include, a, mx, ptr, ip4, ip6, exists and the modifiers redirect= and
  * exp=; dual CIDR lengths; the macros of RFC 7208 section 7.4; the limit
  * of 10 DNS-querying terms, 10 MX names and 2 void lookups; two SPF
- * records; syntax errors; the HELO identity and the null MAIL FROM.
+ * records; syntax errors; the HELO identity and the null MAIL FROM. Out
+ * of memory (FULMAR_FAULT=alloc:N:ENOMEM, lib/mem.h): each allocation of
+ * a check failing in turn, and a lookup that failed for want of memory,
+ * end in temperror marked out_of_memory, never in another result.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,8 +18,10 @@
 
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "alloc_faults.h"
 #include "verify/spf.h"
 #include "verify/spf_async.h"
 
@@ -644,6 +649,68 @@ static void test_abort(void **state)
 	spf_free(c);
 }
 
+/* ---- out of memory ---- */
+
+/* Each allocation of a check that goes through an include, an a:, and a
+ * fail with its explanation fails in turn: spf_new* give NULL, or the
+ * result is temperror "out of memory" with out_of_memory set, or (the
+ * fault fell on nothing that mattered) the result is the usual one. */
+static void test_out_of_memory(void **state)
+{
+	(void)state;
+	static const struct rec zone[] = {
+		{ "example.com", "TXT", "v=spf1 include:_spf.example.com -all exp=why.example.com" },
+		{ "_spf.example.com", "TXT", "v=spf1 a:mail.example.com ip4:198.51.100.0/24 -all" },
+		{ "mail.example.com", "A", "198.51.100.99" },
+		{ "why.example.com", "TXT", "%{i} may not send for %{d}" },
+		END,
+	};
+	int n, failed = 0;
+	for (n = 1; n < 100; n++) {
+		alloc_fault_at(n);
+		struct spf *c = new_check("192.0.2.1", "x@example.com", "h.example.net");
+		if (c == NULL) {
+			failed++;
+		} else {
+			struct run r;
+			drive(c, zone, &r);
+			if (r.out.out_of_memory) {
+				failed++;
+				assert_int_equal(r.out.result, SPF_TEMPERROR);
+				assert_string_equal(r.reason, "out of memory");
+			} else {
+				assert_int_equal(r.out.result, SPF_FAIL);
+				assert_string_equal(r.explanation,
+						    "192.0.2.1 may not send for example.com");
+			}
+		}
+		if (alloc_fault_left())
+			break;
+	}
+	alloc_fault_at(0);
+	/* The struct, two frames, two records, the explanation. */
+	assert_int_equal(n, 7);
+	assert_int_equal(failed, 6);
+
+	/* A lookup that failed for want of memory is not the sender's DNS
+	 * trouble; a SERVFAIL is. */
+	struct spf_query q;
+	struct spf *c = new_check("192.0.2.1", "x@example.com", "h.example.net");
+	assert_true(spf_step(c, &q));
+	spf_answer(c, DNS_TEMPFAIL, NULL, 0, dns_nomem_text());
+	assert_false(spf_step(c, &q));
+	assert_int_equal(spf_result(c)->result, SPF_TEMPERROR);
+	assert_true(spf_result(c)->out_of_memory);
+	spf_free(c);
+	c = new_check("192.0.2.1", "x@example.com", "h.example.net");
+	assert_true(spf_step(c, &q));
+	spf_answer(c, DNS_TEMPFAIL, NULL, 0, "Server failure");
+	assert_false(spf_step(c, &q));
+	assert_int_equal(spf_result(c)->result, SPF_TEMPERROR);
+	assert_false(spf_result(c)->out_of_memory);
+	spf_free(c);
+}
+
 static void test_names(void **state)
 {
 	(void)state;
@@ -743,6 +810,7 @@ int main(void)
 		cmocka_unit_test(test_helo),
 		cmocka_unit_test(test_explanation),
 		cmocka_unit_test(test_abort),
+		cmocka_unit_test(test_out_of_memory),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_async),
 	};
