@@ -1027,6 +1027,7 @@ void outbound_free(struct outbound *o)
 				job_free(o, j);
 			}
 			o->starved = NULL;
+			d->down_until = 0; /* forgotten: nothing is kept now */
 			dest_maybe_free(d);
 		}
 	}

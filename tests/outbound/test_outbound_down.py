@@ -74,3 +74,18 @@ def test_down_ends_with_a_new_attempt(relay_factory, world):
     ev = relay.wait_delivery(to=r2, timeout=5)[0]
     assert ev["status"] == "sent", ev
     assert wait_until(lambda: relay.deliveries(to=r1, status="sent"), 10)
+
+
+def test_sigterm_with_a_destination_down(relay_factory, world):
+    # A down destination keeps a timer (its end) and is kept in memory:
+    # the shutdown must still free it and exit at once (it spun forever).
+    relay = relay_factory({"queue": {"retry_first": 600.0}})
+    dom = "term.down.test"
+    world.route_to(dom, "127.0.0.32")
+    r = "%s@%s" % (unique("t"), dom)
+    relay.submit(r)
+    relay.wait_delivery(to=r, status="deferred")
+    t0 = time.monotonic()
+    rc = relay.d.stop()
+    assert rc == 0, rc
+    assert time.monotonic() - t0 < 5
