@@ -6,7 +6,7 @@
  *          RCPT --BDAT--> BDAT_CHUNK --octets--> BDAT (--BDAT--> BDAT_CHUNK)
  *          BDAT_CHUNK --LAST--> COMMIT
  *          any --QUIT/timeout/errors--> CLOSING
- * Every change goes through set_state(), which logs it at debug level.
+ * Every change goes through session_set_state(), which logs it at debug level.
  */
 #include "smtp/smtp_session.h"
 
@@ -46,6 +46,7 @@
 #include "smtp/inbound_auth.h"
 #include "smtp/received.h"
 #include "smtp/recipient.h"
+#include "smtp/session.h"
 #include "smtp/smtp_server.h"
 #include "verify/spf.h"
 
@@ -53,94 +54,9 @@
 #define INPUT_HIGH (256u * 1024)    /* reading stops past this much unprocessed */
 #define CLOSE_FLUSH_SECONDS 10      /* time to flush a last reply */
 
-enum state {
-	S_INIT = 0,   /* greeted, no EHLO/HELO yet */
-	S_READY,      /* EHLO/HELO done, no transaction */
-	S_MAIL,       /* MAIL accepted */
-	S_RCPT,       /* at least one RCPT accepted */
-	S_DATA,       /* reading DATA content */
-	S_BDAT,       /* between BDAT chunks */
-	S_BDAT_CHUNK, /* reading a BDAT chunk's octets */
-	S_COMMIT,     /* waiting for the queue to make the message durable */
-	S_CLOSING,    /* last reply sent; closing once it is flushed */
-	S_AUTH,       /* AUTH exchange: reading base64 responses */
-	S_COUNT
-};
-
 static const char *const state_names[S_COUNT] = {
 	"init", "ready", "mail", "rcpt", "data", "bdat", "bdat_chunk", "commit", "closing",
 	"auth"
-};
-
-#define AUTH_LINE_MAX 12288   /* RFC 4954 4: a SASL response line */
-#define HEADER_HOLD_MAX (64u * 1024) /* submission: header held to complete it */
-#define AUTH_FIELD_MAX 1024   /* user names and passwords */
-
-enum auth_step { AUTH_PLAIN_RESPONSE, AUTH_LOGIN_USER, AUTH_LOGIN_PASSWORD };
-
-struct smtp_session {
-	struct smtp_session_links links;
-	struct smtp_server *srv;
-	struct config *cfg; /* reference: limits of this session */
-	struct conn *conn;
-	struct event *deadline;
-	uint64_t sid;
-	char client[NETADDR_TEXT_MAX]; /* "localhost" on the local socket */
-	long peer_uid;               /* local socket: the client's uid, else -1 */
-	char *rdns;                  /* verified client name, or NULL */
-	struct dns_query *rdns_query; /* in flight, or NULL */
-	int client_port;
-	bool relay_network;  /* in server.relay_networks: may relay without AUTH */
-	enum state state;
-	bool esmtp;
-	SSL_CTX *tls_ctx;    /* STARTTLS offered (not yet started) when set */
-	const struct smtp_listener_info *listener;
-	bool greet_after_tls; /* implicit TLS: the 220 waits for the handshake */
-	char *auth_user;     /* authenticated login name, or NULL */
-	enum auth_step auth_step;
-	char auth_login_user[AUTH_FIELD_MAX + 1];
-	char auth_try_user[AUTH_FIELD_MAX + 1]; /* name being checked */
-	struct auth_check *auth_check; /* password check in flight */
-	struct signing *sign; /* DKIM for a submitted message, or NULL */
-	struct inbound_auth *inauth; /* SPF/DKIM/DMARC of an inbound message */
-	bool verifying;      /* S_COMMIT, waiting for inauth's verdict */
-	/* submission: the header section being held (see release_header) */
-	bool hdr_done;
-	char *hdr_buf;
-	size_t hdr_len;
-	char hdr_id[QUEUE_ID_LEN + 1];
-	struct event *auth_delay;     /* the delayed 535 */
-	/* A command line must be complete within timeouts.command of its
-	 * first octet: trickled bytes restart the read timeout, not this. */
-	struct event *cmd_deadline;
-	bool skip_line;      /* discarding the rest of an over-long command */
-	bool paused;         /* not processing input (commit in flight) */
-	bool detached;       /* connection gone, commit in flight */
-	/* The 421 to send once the commit in flight has been answered (the
-	 * session deadline passed, or the server is shutting down). */
-	const char *close_after_commit;
-	unsigned errors;
-	unsigned messages;
-	unsigned rcpt_cmds;  /* RCPT commands accepted in this transaction */
-	char first_rcpt[SMTP_ADDR_PATH_MAX + 1];
-	uint64_t discard;    /* octets of a refused BDAT chunk still to skip */
-	/* The content sink ran out of memory (lib/mem.h): the end of the
-	 * content gets 451 "out of memory" instead of a queue write error. */
-	bool content_oom;
-	/* transaction */
-	struct envelope env;
-	struct queue_txn *txn;       /* the message goes to the queue, or */
-	struct local_txn *ltxn;      /* straight to local Maildirs */
-	char ltxn_id[QUEUE_ID_LEN + 1];
-	int64_t ltxn_arrival_us;
-	struct data_reader dr;
-	uint64_t bdat_left;
-	bool bdat_last;
-	bool bdat_started;
-	/* what the "queued" log line needs once the commit returns */
-	char *log_from;
-	size_t log_nrcpt;
-	uint64_t log_size;
 };
 
 struct smtp_session_links *smtp_session_links(struct smtp_session *s)
@@ -153,13 +69,12 @@ const char *smtp_session_client(const struct smtp_session *s)
 	return s->client;
 }
 
-static void process(struct smtp_session *s);
 static void close_now(struct smtp_session *s);
 static void session_free(struct smtp_session *s);
 
 /* ---- replies ---- */
 
-static void reply(struct smtp_session *s, const char *line)
+void session_reply(struct smtp_session *s, const char *line)
 {
 	struct evbuffer *out = conn_output(s->conn);
 	evbuffer_add(out, line, strlen(line));
@@ -178,10 +93,10 @@ static void replyf(struct smtp_session *s, const char *fmt, ...)
 	va_end(ap);
 	if (n < 0)
 		return;
-	reply(s, buf);
+	session_reply(s, buf);
 }
 
-static void set_state(struct smtp_session *s, enum state next)
+void session_set_state(struct smtp_session *s, enum state next)
 {
 	if (s->state == next)
 		return;
@@ -194,12 +109,12 @@ static void set_state(struct smtp_session *s, enum state next)
 	s->state = next;
 }
 
-/* Close once the output is flushed (see settle()), with a bounded wait. */
+/* Close once the output is flushed (see session_settle()), with a bounded wait. */
 static void close_after_flush(struct smtp_session *s)
 {
 	if (s->state == S_CLOSING)
 		return;
-	set_state(s, S_CLOSING);
+	session_set_state(s, S_CLOSING);
 	conn_stop_reading(s->conn);
 	conn_set_write_timeout(s->conn, CLOSE_FLUSH_SECONDS);
 }
@@ -208,7 +123,7 @@ static void close_after_flush(struct smtp_session *s)
  * The last step of every event handler: send the replies written so far,
  * and close a closing session whose output is gone. s may be freed.
  */
-static void settle(struct smtp_session *s)
+void session_settle(struct smtp_session *s)
 {
 	conn_flush(s->conn);
 	/* Mid-handshake nothing can be sent: a closing session just goes. */
@@ -229,12 +144,12 @@ static void log_reject(struct smtp_session *s, const char *what, const char *lin
 }
 
 /* A refused command: reply, log, count; 421 once there are too many. */
-static void reply_error(struct smtp_session *s, const char *what, const char *line)
+void session_reply_error(struct smtp_session *s, const char *what, const char *line)
 {
-	reply(s, line);
+	session_reply(s, line);
 	log_reject(s, what, line);
 	if (++s->errors >= s->cfg->limits.errors) {
-		reply(s, "421 4.7.0 Too many errors, closing connection");
+		session_reply(s, "421 4.7.0 Too many errors, closing connection");
 		log_reject(s, what, "421 4.7.0 too many errors");
 		close_after_flush(s);
 	}
@@ -273,10 +188,10 @@ static const char *txn_id(const struct smtp_session *s)
 
 /* 451 to the command what; the caller rolls back what it had started.
  * Not counted toward limits.errors: the client did nothing wrong. */
-static void reply_oom(struct smtp_session *s, const char *what)
+void session_reply_oom(struct smtp_session *s, const char *what)
 {
 	log_oom(s->sid, s->client, txn_id(s), what);
-	reply(s, OOM_REPLY);
+	session_reply(s, OOM_REPLY);
 }
 
 static void txn_reset(struct smtp_session *s);
@@ -323,7 +238,7 @@ static void txn_reset(struct smtp_session *s)
 static void back_to_ready(struct smtp_session *s)
 {
 	txn_reset(s);
-	set_state(s, s->esmtp || s->env.helo ? S_READY : S_INIT);
+	session_set_state(s, s->esmtp || s->env.helo ? S_READY : S_INIT);
 	conn_set_read_timeout(s->conn, s->cfg->timeouts.command);
 }
 
@@ -584,14 +499,14 @@ static void resume_after_commit(struct smtp_session *s)
 	s->paused = false;
 	back_to_ready(s);
 	if (s->close_after_commit) {
-		reply(s, s->close_after_commit);
+		session_reply(s, s->close_after_commit);
 		close_after_flush(s);
-		settle(s);
+		session_settle(s);
 		return;
 	}
 	conn_start_reading(s->conn);
-	process(s);
-	settle(s);
+	session_process(s);
+	session_settle(s);
 }
 
 static void on_committed(void *arg, int err, const char *id)
@@ -617,10 +532,10 @@ static void on_committed(void *arg, int err, const char *id)
 		replyf(s, "250 2.0.0 Ok: queued as %s", id);
 	} else if (err == ENOMEM) { /* no memory for the DKIM signatures or A-R */
 		log_oom(s->sid, s->client, id, "DATA");
-		reply(s, OOM_REPLY);
+		session_reply(s, OOM_REPLY);
 	} else {
 		const char *line = storage_error_reply(err, false);
-		reply(s, line);
+		session_reply(s, line);
 		log_reject(s, "DATA", line);
 	}
 	resume_after_commit(s);
@@ -661,7 +576,7 @@ static void on_local_committed(void *arg, int err)
 static void commit(struct smtp_session *s)
 {
 	s->log_size = data_reader_size(&s->dr);
-	set_state(s, S_COMMIT);
+	session_set_state(s, S_COMMIT);
 	s->paused = true; /* input may still arrive (bounded); it waits */
 	if (s->ltxn) {
 		struct local_txn *t = s->ltxn;
@@ -693,7 +608,7 @@ static void on_verdict(void *arg, const struct inbound_verdict *v)
 	struct smtp_session *s = arg;
 	s->verifying = false;
 	if (v->out_of_memory) { /* not a verdict: nothing accepted unverified */
-		reply_oom(s, "DATA");
+		session_reply_oom(s, "DATA");
 		resume_after_commit(s);
 		return;
 	}
@@ -708,14 +623,14 @@ static void on_verdict(void *arg, const struct inbound_verdict *v)
 		log_str(&l, "action", "reject");
 	log_end(&l);
 	if (v->reject) {
-		reply(s, v->reply);
+		session_reply(s, v->reply);
 		log_reject(s, "DATA", v->reply);
 		resume_after_commit(s);
 		return;
 	}
 	char *header = mem_strndup(v->header, v->header_len);
 	if (header == NULL) {
-		reply_oom(s, "DATA");
+		session_reply_oom(s, "DATA");
 		resume_after_commit(s);
 		return;
 	}
@@ -732,7 +647,7 @@ static void content_done(struct smtp_session *s, const char *what, enum data_err
 		if (!s->hdr_done)
 			release_header(s); /* a message that is all header */
 		if (s->inauth) {
-			set_state(s, S_COMMIT);
+			session_set_state(s, S_COMMIT);
 			s->paused = true;
 			s->verifying = true;
 			inbound_auth_finish(s->inauth, on_verdict, s);
@@ -742,7 +657,7 @@ static void content_done(struct smtp_session *s, const char *what, enum data_err
 		return;
 	case DATA_ERR_BARE_LF:
 	case DATA_ERR_BARE_CR:
-		reply_error(s, what, "554 5.5.2 Message rejected: bare CR or LF in message "
+		session_reply_error(s, what, "554 5.5.2 Message rejected: bare CR or LF in message "
 				     "content (lines must end with CR LF)");
 		break;
 	case DATA_ERR_LINE_TOO_LONG:
@@ -752,13 +667,13 @@ static void content_done(struct smtp_session *s, const char *what, enum data_err
 		s->errors++;
 		break;
 	case DATA_ERR_TOO_BIG:
-		reply_error(s, what, "552 5.3.4 Message size exceeds fixed maximum message size");
+		session_reply_error(s, what, "552 5.3.4 Message size exceeds fixed maximum message size");
 		break;
 	case DATA_ERR_SINK:
 		if (s->content_oom)
-			reply_oom(s, what);
+			session_reply_oom(s, what);
 		else
-			reply_error(s, what,
+			session_reply_error(s, what,
 				    "451 4.3.0 Error: queue file write error, try again later");
 		break;
 	}
@@ -773,7 +688,7 @@ static void content_done(struct smtp_session *s, const char *what, enum data_err
 static void cmd_helo(struct smtp_session *s, const char *arg, size_t len, bool esmtp)
 {
 	if (len == 0 || memchr(arg, ' ', len) || len > 255) {
-		reply_error(s, esmtp ? "EHLO" : "HELO",
+		session_reply_error(s, esmtp ? "EHLO" : "HELO",
 			    len > 255 ? "501 5.5.4 Host name too long"
 				      : "501 5.5.4 Syntax: EHLO hostname");
 		return;
@@ -782,29 +697,29 @@ static void cmd_helo(struct smtp_session *s, const char *arg, size_t len, bool e
 	memcpy(helo, arg, len);
 	helo[len] = '\0';
 	if (envelope_set(&s->env.helo, helo) < 0) {
-		reply_oom(s, esmtp ? "EHLO" : "HELO"); /* nothing changed */
+		session_reply_oom(s, esmtp ? "EHLO" : "HELO"); /* nothing changed */
 		return;
 	}
 	txn_reset(s);
 	s->esmtp = esmtp;
-	set_state(s, S_READY);
+	session_set_state(s, S_READY);
 	if (!esmtp) {
 		replyf(s, "250 %s", s->cfg->hostname);
 		return;
 	}
 	replyf(s, "250-%s", s->cfg->hostname);
-	reply(s, "250-PIPELINING");
+	session_reply(s, "250-PIPELINING");
 	replyf(s, "250-SIZE %llu", (unsigned long long)s->cfg->limits.message_size);
-	reply(s, "250-8BITMIME");
-	reply(s, "250-ENHANCEDSTATUSCODES");
-	reply(s, "250-SMTPUTF8");
-	reply(s, "250-CHUNKING");
+	session_reply(s, "250-8BITMIME");
+	session_reply(s, "250-ENHANCEDSTATUSCODES");
+	session_reply(s, "250-SMTPUTF8");
+	session_reply(s, "250-CHUNKING");
 	if (s->tls_ctx && !conn_is_tls(s->conn))
-		reply(s, "250-STARTTLS");
+		session_reply(s, "250-STARTTLS");
 	if (s->listener->auth && s->auth_user == NULL &&
 	    (conn_is_tls(s->conn) || s->listener->auth_plaintext))
-		reply(s, "250-AUTH PLAIN LOGIN");
-	reply(s, "250 DSN");
+		session_reply(s, "250-AUTH PLAIN LOGIN");
+	session_reply(s, "250 DSN");
 }
 
 static void cmd_ehlo(struct smtp_session *s, const char *arg, size_t len)
@@ -888,7 +803,7 @@ static void cmd_mail(struct smtp_session *s, const char *arg, size_t len)
 {
 	long off = smtp_cmd_path_offset(arg, len, "FROM:");
 	if (off < 0) {
-		reply_error(s, "MAIL", "501 5.5.4 Syntax: MAIL FROM:<address>");
+		session_reply_error(s, "MAIL", "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
 	}
 	struct smtp_addr addr;
@@ -896,19 +811,19 @@ static void cmd_mail(struct smtp_session *s, const char *arg, size_t len)
 	enum smtp_addr_status as = smtp_addr_parse(arg + off, len - (size_t)off, true,
 						   true, &addr, &used);
 	if (as == SMTP_ADDR_SYNTAX || as == SMTP_ADDR_TOO_LONG) {
-		reply_error(s, "MAIL", "501 5.1.7 Bad sender address syntax");
+		session_reply_error(s, "MAIL", "501 5.1.7 Bad sender address syntax");
 		return;
 	}
 	const char *rest = arg + off + used;
 	size_t rest_len = len - (size_t)off - used;
 	if (rest_len > 0 && rest[0] != ' ') {
-		reply_error(s, "MAIL", "501 5.5.4 Syntax: MAIL FROM:<address> [parameters]");
+		session_reply_error(s, "MAIL", "501 5.5.4 Syntax: MAIL FROM:<address> [parameters]");
 		return;
 	}
 	struct smtp_mail_params mp;
 	char why[128] = "";
 	if (rest_len > 0 && !s->esmtp) {
-		reply_error(s, "MAIL", "555 5.5.4 Parameters need EHLO");
+		session_reply_error(s, "MAIL", "555 5.5.4 Parameters need EHLO");
 		return;
 	}
 	enum smtp_param_status ps = smtp_mail_params_parse(
@@ -921,18 +836,18 @@ static void cmd_mail(struct smtp_session *s, const char *arg, size_t len)
 		else
 			snprintf(line, sizeof(line), "%s %s", param_reply(ps),
 				 why[0] ? why : "Invalid parameter");
-		reply_error(s, "MAIL", line);
+		session_reply_error(s, "MAIL", line);
 		return;
 	}
 	if (addr.has_utf8 && !mp.smtputf8) {
-		reply_error(s, "MAIL", "553 5.6.7 UTF-8 addresses need the SMTPUTF8 parameter");
+		session_reply_error(s, "MAIL", "553 5.6.7 UTF-8 addresses need the SMTPUTF8 parameter");
 		return;
 	}
 	/* Local submissions (`fulmar sendmail`) may use any sender, as with
 	 * sendmail -f: the Received: field names the uid that sent it. */
 	bool local = s->listener->role == ROLE_LOCAL;
 	if (s->listener->role != ROLE_MX && !local && s->auth_user == NULL) {
-		reply_error(s, "MAIL", "530 5.7.0 Authentication required");
+		session_reply_error(s, "MAIL", "530 5.7.0 Authentication required");
 		return;
 	}
 	if (s->auth_user &&
@@ -940,11 +855,11 @@ static void cmd_mail(struct smtp_session *s, const char *arg, size_t len)
 		char line[400];
 		snprintf(line, sizeof(line), "553 5.7.1 Sender address rejected: not owned by "
 					     "user %s", s->auth_user);
-		reply_error(s, "MAIL", line);
+		session_reply_error(s, "MAIL", line);
 		return;
 	}
 	if (storage_low(s, &mp)) {
-		reply_error(s, "MAIL", "452 4.3.1 Insufficient system storage");
+		session_reply_error(s, "MAIL", "452 4.3.1 Insufficient system storage");
 		return;
 	}
 	txn_reset(s);
@@ -953,14 +868,14 @@ static void cmd_mail(struct smtp_session *s, const char *arg, size_t len)
 	    envelope_set(&s->env.auth, mp.has_auth ? mp.auth : NULL) < 0 ||
 	    !start_inbound_checks(s)) {
 		txn_reset(s);
-		reply_oom(s, "MAIL");
+		session_reply_oom(s, "MAIL");
 		return;
 	}
 	s->env.smtputf8 = mp.smtputf8;
 	s->env.body = mp.body;
 	s->env.ret = mp.ret;
-	set_state(s, S_MAIL);
-	reply(s, "250 2.1.0 Ok");
+	session_set_state(s, S_MAIL);
+	session_reply(s, "250 2.1.0 Ok");
 }
 
 /* The final addresses of one RCPT into the envelope (once each), all or
@@ -991,11 +906,11 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg, size_t len)
 {
 	long off = smtp_cmd_path_offset(arg, len, "TO:");
 	if (off < 0) {
-		reply_error(s, "RCPT", "501 5.5.4 Syntax: RCPT TO:<address>");
+		session_reply_error(s, "RCPT", "501 5.5.4 Syntax: RCPT TO:<address>");
 		return;
 	}
 	if (s->rcpt_cmds >= s->cfg->limits.recipients) {
-		reply_error(s, "RCPT", "452 4.5.3 Error: too many recipients");
+		session_reply_error(s, "RCPT", "452 4.5.3 Error: too many recipients");
 		return;
 	}
 	struct smtp_addr addr;
@@ -1013,19 +928,19 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg, size_t len)
 		as = SMTP_ADDR_OK;
 	}
 	if (as != SMTP_ADDR_OK) {
-		reply_error(s, "RCPT", as == SMTP_ADDR_NULL_DENIED
+		session_reply_error(s, "RCPT", as == SMTP_ADDR_NULL_DENIED
 				       ? "501 5.1.3 Null recipient address not allowed"
 				       : "501 5.1.3 Bad recipient address syntax");
 		return;
 	}
 	if (addr.has_utf8 && !s->env.smtputf8) {
-		reply_error(s, "RCPT", "553 5.6.7 UTF-8 addresses need SMTPUTF8 on MAIL");
+		session_reply_error(s, "RCPT", "553 5.6.7 UTF-8 addresses need SMTPUTF8 on MAIL");
 		return;
 	}
 	const char *rest = arg + off + used;
 	size_t rest_len = len - (size_t)off - used;
 	if (rest_len > 0 && (rest[0] != ' ' || !s->esmtp)) {
-		reply_error(s, "RCPT", rest[0] != ' '
+		session_reply_error(s, "RCPT", rest[0] != ' '
 				       ? "501 5.5.4 Syntax: RCPT TO:<address> [parameters]"
 				       : "555 5.5.4 Parameters need EHLO");
 		return;
@@ -1038,7 +953,7 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg, size_t len)
 		char line[256];
 		snprintf(line, sizeof(line), "%s %s", param_reply(ps),
 			 why[0] ? why : "Invalid parameter");
-		reply_error(s, "RCPT", line);
+		session_reply_error(s, "RCPT", line);
 		return;
 	}
 	struct rcpt_finals finals = { 0 };
@@ -1046,7 +961,7 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg, size_t len)
 	case RCPT_REMOTE:
 		if (s->auth_user == NULL && s->listener->role != ROLE_LOCAL &&
 		    !s->relay_network) {
-			reply_error(s, "RCPT", "554 5.7.1 Relay access denied");
+			session_reply_error(s, "RCPT", "554 5.7.1 Relay access denied");
 			return;
 		}
 		/* An authenticated user or a local one relays: the outbound
@@ -1058,18 +973,18 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg, size_t len)
 		rcpt_finals_add(&finals, low);
 		if (finals.failed) {
 			rcpt_finals_free(&finals);
-			reply_oom(s, "RCPT");
+			session_reply_oom(s, "RCPT");
 			return;
 		}
 		break;
 	case RCPT_RELAY_DENIED:
-		reply_error(s, "RCPT", "554 5.7.1 Relay access denied");
+		session_reply_error(s, "RCPT", "554 5.7.1 Relay access denied");
 		return;
 	case RCPT_UNKNOWN_USER:
-		reply_error(s, "RCPT", "550 5.1.1 User unknown in local recipient table");
+		session_reply_error(s, "RCPT", "550 5.1.1 User unknown in local recipient table");
 		return;
 	case RCPT_NO_MEMORY:
-		reply_oom(s, "RCPT");
+		session_reply_oom(s, "RCPT");
 		return;
 	case RCPT_ACCEPT:
 		break;
@@ -1077,19 +992,19 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg, size_t len)
 	size_t hard_cap = s->cfg->limits.recipients * 2 + RCPT_EXPANSION_MAX;
 	if (s->env.nrcpts + finals.n > hard_cap) {
 		rcpt_finals_free(&finals);
-		reply_error(s, "RCPT", "452 4.5.3 Error: too many recipients");
+		session_reply_error(s, "RCPT", "452 4.5.3 Error: too many recipients");
 		return;
 	}
 	int added = add_finals(s, &finals, addr.text, &rp);
 	rcpt_finals_free(&finals);
 	if (added < 0) {
-		reply_oom(s, "RCPT");
+		session_reply_oom(s, "RCPT");
 		return;
 	}
 	if (s->rcpt_cmds++ == 0)
 		strlcpy_safe(s->first_rcpt, addr.text, sizeof(s->first_rcpt));
-	set_state(s, S_RCPT);
-	reply(s, "250 2.1.5 Ok");
+	session_set_state(s, S_RCPT);
+	session_reply(s, "250 2.1.5 Ok");
 }
 
 /* DATA or the first BDAT, when the message could not be started (errno
@@ -1097,9 +1012,9 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg, size_t len)
 static void refuse_content(struct smtp_session *s, const char *what, int err)
 {
 	if (err == ENOMEM)
-		reply_oom(s, what);
+		session_reply_oom(s, what);
 	else
-		reply_error(s, what, storage_error_reply(err, true));
+		session_reply_error(s, what, storage_error_reply(err, true));
 	back_to_ready(s);
 }
 
@@ -1107,7 +1022,7 @@ static void cmd_data(struct smtp_session *s, const char *arg, size_t len)
 {
 	(void)arg;
 	if (len > 0) {
-		reply_error(s, "DATA", "501 5.5.4 Syntax: DATA (no arguments)");
+		session_reply_error(s, "DATA", "501 5.5.4 Syntax: DATA (no arguments)");
 		return;
 	}
 	int oerr = open_txn(s);
@@ -1116,9 +1031,9 @@ static void cmd_data(struct smtp_session *s, const char *arg, size_t len)
 		return;
 	}
 	data_reader_init(&s->dr, true, s->cfg->limits.text_line, s->cfg->limits.message_size);
-	set_state(s, S_DATA);
+	session_set_state(s, S_DATA);
 	set_read_timeout(s, s->cfg->timeouts.data);
-	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
 static void bdat_chunk_done(struct smtp_session *s, uint64_t size);
@@ -1128,13 +1043,13 @@ static void cmd_bdat(struct smtp_session *s, const char *arg, size_t len)
 	uint64_t size;
 	bool last;
 	if (!smtp_bdat_parse(arg, len, &size, &last)) {
-		reply_error(s, "BDAT", "501 5.5.4 Syntax: BDAT chunk-size [LAST]");
+		session_reply_error(s, "BDAT", "501 5.5.4 Syntax: BDAT chunk-size [LAST]");
 		return;
 	}
 	if (s->state != S_RCPT && s->state != S_BDAT) {
 		/* Refused, but its octets follow: skip them to stay in step. */
 		s->discard = size;
-		reply_error(s, "BDAT", s->state == S_MAIL ? "503 5.5.1 Error: need RCPT command"
+		session_reply_error(s, "BDAT", s->state == S_MAIL ? "503 5.5.1 Error: need RCPT command"
 				       : "503 5.5.1 Error: need MAIL and RCPT commands");
 		return;
 	}
@@ -1150,7 +1065,7 @@ static void cmd_bdat(struct smtp_session *s, const char *arg, size_t len)
 	}
 	s->bdat_left = size;
 	s->bdat_last = last;
-	set_state(s, S_BDAT_CHUNK);
+	session_set_state(s, S_BDAT_CHUNK);
 	set_read_timeout(s, s->cfg->timeouts.data);
 	if (size == 0)
 		bdat_chunk_done(s, 0);
@@ -1166,7 +1081,7 @@ static void bdat_chunk_done(struct smtp_session *s, uint64_t size)
 		content_done(s, "BDAT", data_reader_finish(&s->dr));
 		return;
 	}
-	set_state(s, S_BDAT);
+	session_set_state(s, S_BDAT);
 	set_read_timeout(s, s->cfg->timeouts.command);
 	replyf(s, "250 2.0.0 %llu octets received", (unsigned long long)size);
 }
@@ -1176,21 +1091,21 @@ static void cmd_rset(struct smtp_session *s, const char *arg, size_t len)
 	(void)arg;
 	(void)len;
 	back_to_ready(s);
-	reply(s, "250 2.0.0 Ok");
+	session_reply(s, "250 2.0.0 Ok");
 }
 
 static void cmd_noop(struct smtp_session *s, const char *arg, size_t len)
 {
 	(void)arg;
 	(void)len;
-	reply(s, "250 2.0.0 Ok");
+	session_reply(s, "250 2.0.0 Ok");
 }
 
 static void cmd_quit(struct smtp_session *s, const char *arg, size_t len)
 {
 	(void)arg;
 	(void)len;
-	reply(s, "221 2.0.0 Bye");
+	session_reply(s, "221 2.0.0 Bye");
 	txn_reset(s);
 	close_after_flush(s);
 }
@@ -1199,40 +1114,40 @@ static void cmd_help(struct smtp_session *s, const char *arg, size_t len)
 {
 	(void)arg;
 	(void)len;
-	reply(s, "214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY");
-	reply(s, "214 2.0.0 See RFC 5321");
+	session_reply(s, "214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY");
+	session_reply(s, "214 2.0.0 See RFC 5321");
 }
 
 static void cmd_vrfy(struct smtp_session *s, const char *arg, size_t len)
 {
 	(void)arg;
 	if (len == 0) {
-		reply_error(s, "VRFY", "501 5.5.4 Syntax: VRFY address");
+		session_reply_error(s, "VRFY", "501 5.5.4 Syntax: VRFY address");
 		return;
 	}
-	reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
+	session_reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
 }
 
 static void cmd_starttls(struct smtp_session *s, const char *arg, size_t len)
 {
 	(void)arg;
 	if (s->tls_ctx == NULL && !conn_is_tls(s->conn)) {
-		reply_error(s, "STARTTLS", "502 5.5.1 Error: command not implemented");
+		session_reply_error(s, "STARTTLS", "502 5.5.1 Error: command not implemented");
 		return;
 	}
 	if (conn_is_tls(s->conn)) {
-		reply_error(s, "STARTTLS", "503 5.5.1 Error: TLS already active");
+		session_reply_error(s, "STARTTLS", "503 5.5.1 Error: TLS already active");
 		return;
 	}
 	if (len > 0) {
-		reply_error(s, "STARTTLS", "501 5.5.4 Syntax: STARTTLS");
+		session_reply_error(s, "STARTTLS", "501 5.5.4 Syntax: STARTTLS");
 		return;
 	}
 	if (s->state != S_READY && s->state != S_INIT) {
-		reply_error(s, "STARTTLS", "503 5.5.1 Error: STARTTLS in a mail transaction");
+		session_reply_error(s, "STARTTLS", "503 5.5.1 Error: STARTTLS in a mail transaction");
 		return;
 	}
-	reply(s, "220 2.0.0 Ready to start TLS");
+	session_reply(s, "220 2.0.0 Ready to start TLS");
 	conn_flush(s->conn);
 	if (conn_pending_output(s->conn) > 0) {
 		/* The 220 must go out in the clear before the handshake. */
@@ -1249,195 +1164,11 @@ static void cmd_starttls(struct smtp_session *s, const char *arg, size_t len)
 	s->paused = true; /* until the handshake is done */
 }
 
-/* ---- AUTH (RFC 4954): PLAIN and LOGIN ---- */
-
-static void auth_reply_failure(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	struct smtp_session *s = arg;
-	s->paused = false;
-	reply_error(s, "AUTH", "535 5.7.8 Error: authentication failed");
-	process(s);
-	settle(s);
-}
-
-static void on_password_checked(void *arg, bool ok)
-{
-	struct smtp_session *s = arg;
-	s->auth_check = NULL;
-	struct auth_throttle *th = smtp_server_throttle(s->srv);
-	int64_t now = (int64_t)time(NULL);
-	struct log_line l;
-	log_begin(&l, ok ? LOG_INFO : LOG_WARNING, ok ? "auth" : "auth_failed");
-	log_int(&l, "sid", (long long)s->sid);
-	log_str(&l, "client", s->client);
-	log_str(&l, "user", s->auth_try_user);
-	log_end(&l);
-	if (ok) {
-		auth_throttle_succeeded(th, s->client, s->auth_try_user);
-		s->auth_user = mem_strdup(s->auth_try_user);
-		s->paused = false;
-		if (s->auth_user == NULL)
-			reply_oom(s, "AUTH"); /* not authenticated: may try again */
-		else
-			reply(s, "235 2.7.0 Authentication successful");
-		process(s);
-		settle(s);
-		return;
-	}
-	/* Each failure waits a little longer before its 535. */
-	int delay = auth_throttle_failed(th, s->client, s->auth_try_user, now);
-	struct timeval tv = { delay, 0 };
-	if (s->auth_delay == NULL)
-		s->auth_delay = evtimer_new(smtp_server_base(s->srv), auth_reply_failure, s);
-	evtimer_add(s->auth_delay, &tv);
-}
-
-static void auth_check_password(struct smtp_session *s, const char *user, size_t ulen,
-				const char *password, size_t plen)
-{
-	set_state(s, S_READY);
-	if (ulen == 0 || ulen > AUTH_FIELD_MAX || plen == 0 || plen > AUTH_FIELD_MAX ||
-	    memchr(user, '\0', ulen) || memchr(password, '\0', plen)) {
-		memcpy(s->auth_try_user, user, ulen > AUTH_FIELD_MAX ? 0 : ulen);
-		s->auth_try_user[ulen > AUTH_FIELD_MAX ? 0 : ulen] = '\0';
-		reply_error(s, "AUTH", "535 5.7.8 Error: authentication failed");
-		return;
-	}
-	memcpy(s->auth_try_user, user, ulen);
-	s->auth_try_user[ulen] = '\0';
-	for (char *p = s->auth_try_user; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
-	char pw[AUTH_FIELD_MAX + 1];
-	memcpy(pw, password, plen);
-	pw[plen] = '\0';
-	s->paused = true; /* until the worker has hashed it */
-	s->auth_check = smtp_server_check_password(s->srv, s->auth_try_user, pw,
-						   on_password_checked, s);
-	explicit_bzero(pw, sizeof(pw));
-	if (s->auth_check == NULL) {
-		s->paused = false;
-		reply_oom(s, "AUTH");
-	}
-}
-
-/* PLAIN: [authzid] NUL authcid NUL password (RFC 4616). */
-static void auth_plain(struct smtp_session *s, const unsigned char *m, size_t n)
-{
-	const unsigned char *nul1 = memchr(m, '\0', n);
-	const unsigned char *nul2 = nul1 ? memchr(nul1 + 1, '\0', n - (size_t)(nul1 + 1 - m)) : NULL;
-	if (nul1 == NULL || nul2 == NULL) {
-		set_state(s, S_READY);
-		reply_error(s, "AUTH", "501 5.5.2 Error: malformed PLAIN response");
-		return;
-	}
-	size_t zlen = (size_t)(nul1 - m);
-	const char *user = (const char *)nul1 + 1;
-	size_t ulen = (size_t)(nul2 - nul1 - 1);
-	if (zlen > 0 && (zlen != ulen || memcmp(m, user, ulen) != 0)) {
-		/* Acting as another user (authzid) is not supported. */
-		set_state(s, S_READY);
-		reply_error(s, "AUTH", "535 5.7.8 Error: authorization identity not permitted");
-		return;
-	}
-	auth_check_password(s, user, ulen, (const char *)nul2 + 1,
-			    n - (size_t)(nul2 + 1 - m));
-}
-
-/* One base64 response line of the exchange ("*" cancels). */
-static void auth_response(struct smtp_session *s, const char *line, size_t len)
-{
-	if (len == 1 && line[0] == '*') {
-		set_state(s, S_READY);
-		reply_error(s, "AUTH", "501 5.0.0 Authentication aborted");
-		return;
-	}
-	unsigned char buf[AUTH_LINE_MAX];
-	long n = base64_decode(line, len, buf, sizeof(buf));
-	if (n < 0) {
-		set_state(s, S_READY);
-		reply_error(s, "AUTH", "501 5.5.2 Error: cannot decode the response");
-		return;
-	}
-	switch (s->auth_step) {
-	case AUTH_PLAIN_RESPONSE:
-		auth_plain(s, buf, (size_t)n);
-		break;
-	case AUTH_LOGIN_USER:
-		if (n == 0 || n > AUTH_FIELD_MAX || memchr(buf, '\0', (size_t)n)) {
-			set_state(s, S_READY);
-			reply_error(s, "AUTH", "501 5.5.2 Error: malformed user name");
-			break;
-		}
-		memcpy(s->auth_login_user, buf, (size_t)n);
-		s->auth_login_user[n] = '\0';
-		s->auth_step = AUTH_LOGIN_PASSWORD;
-		reply(s, "334 UGFzc3dvcmQ6"); /* "Password:" */
-		break;
-	case AUTH_LOGIN_PASSWORD:
-		auth_check_password(s, s->auth_login_user, strlen(s->auth_login_user),
-				    (const char *)buf, (size_t)n);
-		break;
-	}
-	explicit_bzero(buf, sizeof(buf));
-}
-
-static void cmd_auth(struct smtp_session *s, const char *arg, size_t len)
-{
-	if (!s->listener->auth) {
-		reply_error(s, "AUTH", "503 5.5.1 Error: authentication not enabled");
-		return;
-	}
-	if (s->auth_user) {
-		reply_error(s, "AUTH", "503 5.5.1 Error: already authenticated");
-		return;
-	}
-	if (s->state != S_READY || !s->esmtp) {
-		reply_error(s, "AUTH", s->state == S_INIT || !s->esmtp
-				       ? "503 5.5.1 Error: send EHLO first"
-				       : "503 5.5.1 Error: AUTH not allowed in a mail transaction");
-		return;
-	}
-	if (!conn_is_tls(s->conn) && !s->listener->auth_plaintext) {
-		reply_error(s, "AUTH", "538 5.7.11 Encryption required for requested "
-				       "authentication mechanism");
-		return;
-	}
-	if (auth_throttle_wait(smtp_server_throttle(s->srv), s->client, NULL,
-			       (int64_t)time(NULL)) > 0) {
-		reply_error(s, "AUTH", "454 4.7.0 Too many failed authentication attempts, "
-				       "try again later");
-		return;
-	}
-	const char *sp = memchr(arg, ' ', len);
-	size_t mlen = sp ? (size_t)(sp - arg) : len;
-	const char *initial = sp ? sp + 1 : NULL;
-	size_t ilen = sp ? len - mlen - 1 : 0;
-	if (mlen == 5 && strncasecmp(arg, "PLAIN", 5) == 0) {
-		s->auth_step = AUTH_PLAIN_RESPONSE;
-	} else if (mlen == 5 && strncasecmp(arg, "LOGIN", 5) == 0) {
-		s->auth_step = AUTH_LOGIN_USER;
-	} else {
-		reply_error(s, "AUTH", mlen == 0 ? "501 5.5.4 Syntax: AUTH mechanism"
-						 : "504 5.5.4 Unrecognized authentication type");
-		return;
-	}
-	set_state(s, S_AUTH);
-	if (initial == NULL) {
-		reply(s, s->auth_step == AUTH_PLAIN_RESPONSE ? "334 " : "334 VXNlcm5hbWU6");
-		return;
-	}
-	if (ilen == 1 && initial[0] == '=') /* an empty initial response */
-		ilen = 0;
-	auth_response(s, initial, ilen);
-}
-
 static void cmd_not_implemented(struct smtp_session *s, const char *arg, size_t len)
 {
 	(void)arg;
 	(void)len;
-	reply_error(s, "?", "502 5.5.1 Error: command not implemented");
+	session_reply_error(s, "?", "502 5.5.1 Error: command not implemented");
 }
 
 /* ---- the command table ---- */
@@ -1465,7 +1196,7 @@ static const struct command commands[] = {
 	{ SMTP_VERB_VRFY, ANY_IDLE, cmd_vrfy },
 	{ SMTP_VERB_EXPN, ANY_IDLE, cmd_not_implemented },
 	{ SMTP_VERB_STARTTLS, ANY_IDLE, cmd_starttls },
-	{ SMTP_VERB_AUTH, ANY_IDLE, cmd_auth }, /* checks its state itself */
+	{ SMTP_VERB_AUTH, ANY_IDLE, session_cmd_auth }, /* checks its state itself */
 };
 
 static const char *sequence_error(const struct smtp_session *s, enum smtp_verb verb)
@@ -1491,18 +1222,18 @@ static const char *sequence_error(const struct smtp_session *s, enum smtp_verb v
 static void handle_line(struct smtp_session *s, const char *line, size_t len)
 {
 	if (s->state == S_AUTH) {
-		auth_response(s, line, len);
+		session_auth_response(s, line, len);
 		return;
 	}
 	struct smtp_cmd cmd;
 	bool bad = false;
 	smtp_cmd_parse(line, len, &cmd, &bad);
 	if (bad) {
-		reply_error(s, "?", "500 5.5.2 Error: bad character in command");
+		session_reply_error(s, "?", "500 5.5.2 Error: bad character in command");
 		return;
 	}
 	if (cmd.verb == SMTP_VERB_UNKNOWN) {
-		reply_error(s, "?", "500 5.5.2 Error: command not recognized");
+		session_reply_error(s, "?", "500 5.5.2 Error: command not recognized");
 		return;
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
@@ -1510,14 +1241,14 @@ static void handle_line(struct smtp_session *s, const char *line, size_t len)
 		if (c->verb != cmd.verb)
 			continue;
 		if (!(c->states & IN(s->state))) {
-			reply_error(s, smtp_cmd_verb_name(cmd.verb),
+			session_reply_error(s, smtp_cmd_verb_name(cmd.verb),
 				    sequence_error(s, cmd.verb));
 			return;
 		}
 		c->handler(s, cmd.arg, cmd.arg_len);
 		return;
 	}
-	reply_error(s, "?", "502 5.5.1 Error: command not implemented");
+	session_reply_error(s, "?", "502 5.5.1 Error: command not implemented");
 }
 
 /* ---- input ---- */
@@ -1572,8 +1303,8 @@ static bool read_command(struct smtp_session *s, struct evbuffer *in)
 			evbuffer_drain(in, avail);
 			s->skip_line = true;
 			if (s->state == S_AUTH)
-				set_state(s, S_READY); /* the exchange is over */
-			reply_error(s, "?", "500 5.5.2 Error: line too long");
+				session_set_state(s, S_READY); /* the exchange is over */
+			session_reply_error(s, "?", "500 5.5.2 Error: line too long");
 		}
 		return false;
 	}
@@ -1581,8 +1312,8 @@ static bool read_command(struct smtp_session *s, struct evbuffer *in)
 	if (n > limit) {
 		evbuffer_drain(in, n);
 		if (s->state == S_AUTH)
-			set_state(s, S_READY); /* the exchange is over */
-		reply_error(s, "?", "500 5.5.2 Error: line too long");
+			session_set_state(s, S_READY); /* the exchange is over */
+		session_reply_error(s, "?", "500 5.5.2 Error: line too long");
 		return true;
 	}
 	char line[65537]; /* limits.command_line is at most 65536 */
@@ -1601,11 +1332,11 @@ static void on_cmd_deadline(evutil_socket_t fd, short what, void *arg)
 	struct smtp_session *s = arg;
 	if (s->state == S_CLOSING || s->state == S_COMMIT || s->paused)
 		return;
-	reply(s, "421 4.4.2 Timeout: command line not completed, closing connection");
+	session_reply(s, "421 4.4.2 Timeout: command line not completed, closing connection");
 	log_reject(s, "-", "421 4.4.2 command line not completed in time");
 	txn_reset(s);
 	close_after_flush(s);
-	settle(s);
+	session_settle(s);
 }
 
 /* A command line started and not ended: arm its deadline (once); a
@@ -1628,14 +1359,14 @@ static void watch_partial_command(struct smtp_session *s, bool progress)
 	}
 }
 
-static void process(struct smtp_session *s)
+void session_process(struct smtp_session *s)
 {
 	struct evbuffer *in = conn_input(s->conn);
 	struct evbuffer *out = conn_output(s->conn);
 	while (s->state != S_CLOSING && !s->paused) {
 		if (smtp_server_stopping(s->srv) &&
 		    (s->state == S_INIT || s->state == S_READY)) {
-			reply(s, "421 4.3.2 Service shutting down, closing connection");
+			session_reply(s, "421 4.3.2 Service shutting down, closing connection");
 			close_after_flush(s);
 			return;
 		}
@@ -1665,16 +1396,16 @@ static void process(struct smtp_session *s)
 static void on_readable(void *arg)
 {
 	struct smtp_session *s = arg;
-	process(s);
-	settle(s);
+	session_process(s);
+	session_settle(s);
 }
 
 static void on_drained(void *arg)
 {
 	struct smtp_session *s = arg;
 	if (s->state != S_CLOSING)
-		process(s); /* output drained: resume pipelined input */
-	settle(s);
+		session_process(s); /* output drained: resume pipelined input */
+	session_settle(s);
 }
 
 static void on_conn_event(void *arg, enum conn_event what)
@@ -1682,11 +1413,11 @@ static void on_conn_event(void *arg, enum conn_event what)
 	struct smtp_session *s = arg;
 	if (what == CONN_READ_TIMEOUT && s->state != S_CLOSING &&
 	    !conn_handshaking(s->conn)) {
-		reply(s, "421 4.4.2 Timeout exceeded, closing connection");
+		session_reply(s, "421 4.4.2 Timeout exceeded, closing connection");
 		log_reject(s, "-", "421 4.4.2 timeout");
 		txn_reset(s);
 		close_after_flush(s);
-		settle(s);
+		session_settle(s);
 		return;
 	}
 	if (conn_handshaking(s->conn) || conn_tls_error(s->conn)[0]) {
@@ -1715,7 +1446,7 @@ static void on_tls_ready(void *arg)
 	s->paused = false;
 	free(s->auth_user); /* RFC 3207: nothing learned before TLS counts */
 	s->auth_user = NULL;
-	set_state(s, S_INIT);
+	session_set_state(s, S_INIT);
 	set_read_timeout(s, s->cfg->timeouts.command);
 	if (s->greet_after_tls) {
 		s->greet_after_tls = false;
@@ -1728,8 +1459,8 @@ static void on_tls_ready(void *arg)
 	log_str(&l, "version", conn_tls_version(s->conn));
 	log_str(&l, "cipher", conn_tls_cipher(s->conn));
 	log_end(&l);
-	process(s);
-	settle(s);
+	session_process(s);
+	session_settle(s);
 }
 
 static const struct conn_callbacks session_io = { on_readable, on_drained, on_conn_event,
@@ -1746,11 +1477,11 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	}
 	if (s->state == S_CLOSING)
 		return;
-	reply(s, "421 4.4.2 Session time limit exceeded, closing connection");
+	session_reply(s, "421 4.4.2 Session time limit exceeded, closing connection");
 	log_reject(s, "-", "421 4.4.2 session deadline");
 	txn_reset(s);
 	close_after_flush(s);
-	settle(s);
+	session_settle(s);
 }
 
 /* ---- life cycle ---- */
@@ -1879,7 +1610,7 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 	}
 	if (smtp_server_session_register(srv, s) < 0) {
 		close_oom(s, "connect"); /* never registered: close_now knows */
-		settle(s);
+		session_settle(s);
 		return NULL;
 	}
 	struct log_line l;
@@ -1892,10 +1623,10 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 		log_int(&l, "port", s->client_port);
 	log_end(&l);
 	if (reject_reply) {
-		reply(s, reject_reply);
+		session_reply(s, reject_reply);
 		log_reject(s, "connect", reject_reply);
 		close_after_flush(s);
-		settle(s); /* may free s */
+		session_settle(s); /* may free s */
 		return NULL;
 	}
 	s->deadline = evtimer_new(base, on_deadline, s);
@@ -1928,8 +1659,8 @@ void smtp_session_shutdown(struct smtp_session *s)
 	if (s->state == S_CLOSING || s->paused)
 		return;
 	if (s->state == S_INIT || s->state == S_READY) {
-		process(s); /* sends 421 and closes */
-		settle(s);
+		session_process(s); /* sends 421 and closes */
+		session_settle(s);
 	}
 }
 
@@ -1941,8 +1672,8 @@ void smtp_session_abort(struct smtp_session *s)
 		s->close_after_commit = "421 4.3.2 Service shutting down, closing connection";
 		return;
 	}
-	reply(s, "421 4.3.2 Service shutting down, closing connection");
+	session_reply(s, "421 4.3.2 Service shutting down, closing connection");
 	txn_reset(s);
 	close_after_flush(s);
-	settle(s);
+	session_settle(s);
 }
