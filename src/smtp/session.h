@@ -1,7 +1,8 @@
 /*
  * session: the inside of an SMTP session, shared by the files that make
- * it up: smtp_session.c (the state machine, commands, the transaction,
- * input and life cycle) and session_auth.c (AUTH). Private to src/smtp;
+ * it up: smtp_session.c (the state machine, commands, input and life
+ * cycle), session_txn.c (the transaction) and session_auth.c (AUTH).
+ * Private to src/smtp;
  * everything else uses smtp_session.h.
  *
  * Ownership: as smtp_session.h says; the helpers below run on the loop
@@ -108,6 +109,8 @@ struct smtp_session {
 	uint64_t log_size;
 };
 
+#define OOM_REPLY "451 4.3.0 Local error: out of memory"
+
 /* Replies: one line (CRLF added); an error reply, counted toward
  * limits.errors (421 and close past it); 451 "out of memory" (not
  * counted: the client did nothing wrong). what names the command. */
@@ -121,6 +124,29 @@ void session_process(struct smtp_session *s);
  * far, and closes a closing session whose output is gone (s may be
  * freed). */
 void session_settle(struct smtp_session *s);
+
+void session_replyf(struct smtp_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void session_log_reject(struct smtp_session *s, const char *what, const char *line);
+void session_log_oom(uint64_t sid, const char *client, const char *id, const char *where);
+/* Sends what is written, then closes (S_CLOSING). */
+void session_close_after_flush(struct smtp_session *s);
+void session_free(struct smtp_session *s);
+
+/* session_txn.c: the transaction. */
+void session_txn_reset(struct smtp_session *s);
+/* The transaction is over: back to S_READY, reading again. */
+void session_back_to_ready(struct smtp_session *s);
+void session_set_read_timeout(struct smtp_session *s, double seconds);
+/* Opens the message's destination (queue file or Maildir copies) at DATA
+ * or the first BDAT; 0 or an errno. */
+int session_open_txn(struct smtp_session *s);
+/* The reply for an errno of the storage: 452 4.3.1 or 451 4.3.0. */
+const char *session_storage_error_reply(int err, bool creating);
+/* data_reader's sink: the content's octets, in order. */
+int session_content_sink(void *arg, const char *buf, size_t len);
+/* The end of the content (e == DATA_OK) or its refusal. */
+void session_content_done(struct smtp_session *s, const char *what, enum data_error e);
 
 /* session_auth.c: the AUTH command, and each response line in S_AUTH. */
 void session_cmd_auth(struct smtp_session *s, const char *arg, size_t len);

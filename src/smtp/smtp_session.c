@@ -70,7 +70,6 @@ const char *smtp_session_client(const struct smtp_session *s)
 }
 
 static void close_now(struct smtp_session *s);
-static void session_free(struct smtp_session *s);
 
 /* ---- replies ---- */
 
@@ -81,10 +80,8 @@ void session_reply(struct smtp_session *s, const char *line)
 	evbuffer_add(out, "\r\n", 2);
 }
 
-static void replyf(struct smtp_session *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
 
-static void replyf(struct smtp_session *s, const char *fmt, ...)
+void session_replyf(struct smtp_session *s, const char *fmt, ...)
 {
 	char buf[1024];
 	va_list ap;
@@ -110,7 +107,7 @@ void session_set_state(struct smtp_session *s, enum state next)
 }
 
 /* Close once the output is flushed (see session_settle()), with a bounded wait. */
-static void close_after_flush(struct smtp_session *s)
+void session_close_after_flush(struct smtp_session *s)
 {
 	if (s->state == S_CLOSING)
 		return;
@@ -132,7 +129,7 @@ void session_settle(struct smtp_session *s)
 		close_now(s);
 }
 
-static void log_reject(struct smtp_session *s, const char *what, const char *line)
+void session_log_reject(struct smtp_session *s, const char *what, const char *line)
 {
 	struct log_line l;
 	log_begin(&l, LOG_INFO, "reject");
@@ -147,11 +144,11 @@ static void log_reject(struct smtp_session *s, const char *what, const char *lin
 void session_reply_error(struct smtp_session *s, const char *what, const char *line)
 {
 	session_reply(s, line);
-	log_reject(s, what, line);
+	session_log_reject(s, what, line);
 	if (++s->errors >= s->cfg->limits.errors) {
 		session_reply(s, "421 4.7.0 Too many errors, closing connection");
-		log_reject(s, what, "421 4.7.0 too many errors");
-		close_after_flush(s);
+		session_log_reject(s, what, "421 4.7.0 too many errors");
+		session_close_after_flush(s);
 	}
 }
 
@@ -164,9 +161,8 @@ void session_reply_error(struct smtp_session *s, const char *what, const char *l
  * on gets 421 and is closed. Either way one event=oom line.
  */
 
-#define OOM_REPLY "451 4.3.0 Local error: out of memory"
 
-static void log_oom(uint64_t sid, const char *client, const char *id, const char *where)
+void session_log_oom(uint64_t sid, const char *client, const char *id, const char *where)
 {
 	struct log_line l;
 	log_begin(&l, LOG_ERROR, "oom");
@@ -190,497 +186,19 @@ static const char *txn_id(const struct smtp_session *s)
  * Not counted toward limits.errors: the client did nothing wrong. */
 void session_reply_oom(struct smtp_session *s, const char *what)
 {
-	log_oom(s->sid, s->client, txn_id(s), what);
+	session_log_oom(s->sid, s->client, txn_id(s), what);
 	session_reply(s, OOM_REPLY);
 }
 
-static void txn_reset(struct smtp_session *s);
 
 /* The session cannot go on: 421, the transaction rolled back, closed
  * once the reply is out (the caller settles). */
 static void close_oom(struct smtp_session *s, const char *where)
 {
-	log_oom(s->sid, s->client, txn_id(s), where);
-	replyf(s, "421 4.3.0 %s Out of memory, closing connection", s->cfg->hostname);
-	txn_reset(s);
-	close_after_flush(s);
-}
-
-/* ---- transaction ---- */
-
-static void txn_reset(struct smtp_session *s)
-{
-	if (s->txn) {
-		queue_txn_abort(s->txn);
-		s->txn = NULL;
-	}
-	if (s->ltxn) {
-		local_txn_abort(s->ltxn);
-		s->ltxn = NULL;
-	}
-	signing_free(s->sign);
-	s->sign = NULL;
-	inbound_auth_free(s->inauth);
-	s->inauth = NULL;
-	s->verifying = false;
-	envelope_reset(&s->env);
-	free(s->hdr_buf);
-	s->hdr_buf = NULL;
-	s->hdr_len = 0;
-	s->rcpt_cmds = 0;
-	s->first_rcpt[0] = '\0';
-	s->bdat_left = 0;
-	s->bdat_last = false;
-	s->bdat_started = false;
-	s->content_oom = false;
-}
-
-static void back_to_ready(struct smtp_session *s)
-{
-	txn_reset(s);
-	session_set_state(s, s->esmtp || s->env.helo ? S_READY : S_INIT);
-	conn_set_read_timeout(s->conn, s->cfg->timeouts.command);
-}
-
-static void set_read_timeout(struct smtp_session *s, double seconds)
-{
-	conn_set_read_timeout(s->conn, seconds);
-}
-
-static void write_content(struct smtp_session *s, const char *buf, size_t len)
-{
-	if (s->ltxn) {
-		local_txn_write(s->ltxn, buf, len);
-		return;
-	}
-	queue_txn_write(s->txn, buf, len);
-	if (s->sign)
-		signing_feed(s->sign, buf, len);
-}
-
-/* Is there a header field "name:" at the start of a line of h? */
-static bool has_field(const char *h, size_t len, const char *name)
-{
-	size_t n = strlen(name);
-	for (size_t i = 0; i + n <= len;) {
-		if (strncasecmp(h + i, name, n) == 0)
-			return true;
-		const char *nl = memchr(h + i, '\n', len - i);
-		if (nl == NULL)
-			break;
-		i = (size_t)(nl - h) + 1;
-	}
-	return false;
-}
-
-/*
- * Inbound (mx) with checks: write the held header section without the
- * Authentication-Results fields that claim our authserv-id (RFC 8601 §5:
- * forgeries, or left over from a previous pass). Fields are whole lines
- * with their continuation lines; scope is the header section's length.
- */
-static void write_header_without_our_ar(struct smtp_session *s, const char *h, size_t len,
-					size_t scope)
-{
-	const char *id = s->cfg->inbound.authserv_id ? s->cfg->inbound.authserv_id
-						     : s->cfg->hostname;
-	size_t i = 0, kept = 0, dropped = 0;
-	while (i < scope) {
-		size_t end = i;
-		do {
-			const char *nl = memchr(h + end, '\n', scope - end);
-			end = nl ? (size_t)(nl - h) + 1 : scope;
-		} while (end < scope && (h[end] == ' ' || h[end] == '\t'));
-		if (inbound_auth_is_ours(h + i, end - i, id)) {
-			if (i > kept)
-				write_content(s, h + kept, i - kept);
-			kept = end;
-			dropped++;
-		}
-		i = end;
-	}
-	write_content(s, h + kept, len - kept);
-	if (dropped > 0)
-		log_msg(LOG_INFO, "ar_removed", "sid=%llu: %zu Authentication-Results field%s "
-			"claiming %s removed", (unsigned long long)s->sid, dropped,
-			dropped == 1 ? "" : "s", id);
-}
-
-/*
- * Submission (RFC 6409 8.2, 8.3): a message without Message-ID: or Date:
- * gets ours. The header section is held back (at most HEADER_HOLD_MAX
- * octets) until its end is seen, then the missing fields go in front of
- * it. A header section longer than that is passed on as it is.
- */
-static void release_header(struct smtp_session *s)
-{
-	s->hdr_done = true;
-	const char *h = s->hdr_buf;
-	size_t len = s->hdr_len;
-	const char *end = len >= 2 && h[0] == '\r' && h[1] == '\n' ? h : NULL;
-	if (end == NULL && len >= 4)
-		end = memmem(h, len, "\r\n\r\n", 4);
-	size_t scope = end ? (size_t)(end - h) : (s->hdr_len < HEADER_HOLD_MAX ? len : 0);
-	if (s->listener->role == ROLE_MX) {
-		write_header_without_our_ar(s, h, len, scope);
-		free(s->hdr_buf);
-		s->hdr_buf = NULL;
-		s->hdr_len = 0;
-		return;
-	}
-	char add[512];
-	size_t n = 0;
-	if (scope > 0 || end == h) {
-		if (!has_field(h, scope, "message-id:"))
-			n += (size_t)snprintf(add + n, sizeof(add) - n,
-					      "Message-ID: <%s.%lld@%s>\r\n", s->hdr_id,
-					      (long long)time(NULL), s->cfg->hostname);
-		if (!has_field(h, scope, "date:")) {
-			char date[64];
-			received_date(date, sizeof(date), time(NULL));
-			n += (size_t)snprintf(add + n, sizeof(add) - n, "Date: %s\r\n", date);
-		}
-	}
-	if (n > 0)
-		write_content(s, add, n);
-	write_content(s, h, len);
-	free(s->hdr_buf);
-	s->hdr_buf = NULL;
-	s->hdr_len = 0;
-}
-
-/* Content octets, in order. -1 when memory ran out: data_reader then
- * swallows the rest of the content and content_done answers 451. */
-static int sink(void *arg, const char *buf, size_t len)
-{
-	struct smtp_session *s = arg;
-	if (s->inauth && inbound_auth_feed(s->inauth, buf, len) < 0) {
-		s->content_oom = true;
-		return -1;
-	}
-	if (s->hdr_done) {
-		write_content(s, buf, len);
-		return 0;
-	}
-	size_t take = HEADER_HOLD_MAX - s->hdr_len;
-	if (take > len)
-		take = len;
-	if (s->hdr_buf == NULL && (s->hdr_buf = mem_alloc(HEADER_HOLD_MAX)) == NULL) {
-		s->content_oom = true;
-		return -1;
-	}
-	memcpy(s->hdr_buf + s->hdr_len, buf, take);
-	size_t from = s->hdr_len >= 3 ? s->hdr_len - 3 : 0;
-	s->hdr_len += take;
-	bool ended = (s->hdr_len >= 2 && s->hdr_buf[0] == '\r' && s->hdr_buf[1] == '\n') ||
-		     memmem(s->hdr_buf + from, s->hdr_len - from, "\r\n\r\n", 4) != NULL;
-	if (ended || s->hdr_len == HEADER_HOLD_MAX) {
-		release_header(s);
-		if (take < len)
-			write_content(s, buf + take, len - take);
-	}
-	return 0;
-}
-
-/*
- * Deliver at receipt when every recipient is a local mailbox (and there
- * are not too many): the copies go straight into the Maildirs, with the
- * same durability promise as the queue and half the file operations.
- */
-static bool open_local_txn(struct smtp_session *s)
-{
-	struct config *cur = smtp_server_config(s->srv);
-	struct local_committer *lc = smtp_server_local_committer(s->srv);
-	if (!cur->deliver_at_receipt || lc == NULL || s->env.nrcpts == 0 ||
-	    s->env.nrcpts > LOCAL_TXN_MAX_TARGETS)
-		return false;
-	struct local_target_spec specs[LOCAL_TXN_MAX_TARGETS];
-	for (size_t i = 0; i < s->env.nrcpts; i++) {
-		const struct cfg_mailbox *mb = config_find_mailbox(cur, s->env.rcpts[i].addr);
-		if (mb == NULL)
-			return false; /* a forward to a remote address: queue it */
-		specs[i].maildir = mb->maildir;
-		specs[i].address = s->env.rcpts[i].addr;
-	}
-	queue_new_id(smtp_server_queue(s->srv), s->ltxn_id, &s->ltxn_arrival_us);
-	char err[256];
-	s->ltxn = local_txn_begin(lc, s->env.sender ? s->env.sender : "", specs,
-				  s->env.nrcpts, (long long)(s->ltxn_arrival_us / 1000000),
-				  s->ltxn_id, s->cfg->hostname, err, sizeof(err));
-	if (s->ltxn == NULL) {
-		/* The queue will retry these deliveries with backoff. */
-		log_msg(LOG_WARNING, "deliver_at_receipt_failed", "sid=%llu: %s",
-			(unsigned long long)s->sid, err);
-		return false;
-	}
-	return true;
-}
-
-/* The reply when the queue file or the Maildir copies could not be
- * created or made durable: a full disk or quota is "insufficient system
- * storage" (RFC 3463 4.3.1, as Postfix says it), anything else a local
- * error in processing. Both are temporary: the client keeps the message. */
-static const char *storage_error_reply(int err, bool creating)
-{
-	if (err == ENOSPC || err == EDQUOT)
-		return "452 4.3.1 Insufficient system storage, try again later";
-	return creating ? "451 4.3.0 Error: cannot create queue file, try again later"
-			: "451 4.3.0 Error: queue file write error, try again later";
-}
-
-/* Create the queue file (or the Maildir copies) and write our Received:.
- * 0, or the errno of the failure. */
-static int open_txn(struct smtp_session *s)
-{
-	char err[256];
-	/* RFC 3848 / RFC 6531 protocol words; S when the session is in TLS. */
-	bool tls = conn_is_tls(s->conn);
-	char proto_buf[16];
-	snprintf(proto_buf, sizeof(proto_buf), "%s%s%s",
-		 !s->esmtp ? "SMTP" : s->env.smtputf8 ? "UTF8SMTP" : "ESMTP",
-		 tls ? "S" : "", s->auth_user && s->esmtp ? "A" : "");
-	const char *proto = proto_buf;
-	char tls_info[160];
-	snprintf(tls_info, sizeof(tls_info), "%s with cipher %s (%d/%d bits)",
-		 conn_tls_version(s->conn), conn_tls_cipher(s->conn),
-		 conn_tls_cipher_bits(s->conn), conn_tls_cipher_bits(s->conn));
-	size_t nrcpt = s->env.nrcpts;
-	char *from = mem_strdup(s->env.sender ? s->env.sender : "");
-	if (from == NULL || envelope_set(&s->env.proto, proto) < 0) {
-		free(from);
-		return ENOMEM;
-	}
-	const char *id;
-	if (s->inauth == NULL && open_local_txn(s)) {
-		id = s->ltxn_id;
-	} else {
-		s->txn = queue_txn_begin(smtp_server_queue(s->srv), &s->env, err, sizeof(err));
-		if (s->txn == NULL) {
-			int saved = errno ? errno : EIO;
-			if (saved != ENOMEM) /* that one is logged as event=oom */
-				log_msg(LOG_ERROR, "queue_error", "sid=%llu: %s",
-					(unsigned long long)s->sid, err);
-			free(from);
-			return saved;
-		}
-		id = queue_txn_id(s->txn);
-	}
-	free(s->log_from);
-	s->log_from = from;
-	s->log_nrcpt = nrcpt;
-	/* Only submitted mail is completed; mail relayed to us is not ours
-	 * to change. */
-	s->hdr_done = s->listener->role == ROLE_MX && s->inauth == NULL;
-	s->hdr_len = 0;
-	strlcpy_safe(s->hdr_id, id, sizeof(s->hdr_id));
-	/* Submitted mail that goes through the queue (it may leave) is
-	 * signed when its sender's domain has keys. The caller's 451 rolls
-	 * back the transaction when the signer cannot be had. */
-	if (s->txn && (s->listener->role != ROLE_MX || s->auth_user || s->relay_network) &&
-	    signing_start(s->cfg, from, id, &s->sign) < 0)
-		return ENOMEM;
-	char hdr[2048];
-	struct received_info ri = {
-		.helo = s->env.helo, .rdns = s->rdns, .ip = s->client,
-		.host = s->cfg->hostname, .proto = proto, .id = id,
-		.rcpt = s->rcpt_cmds == 1 ? s->first_rcpt : NULL, .when = time(NULL),
-		.tls = tls ? tls_info : NULL,
-		.local = s->listener->role == ROLE_LOCAL, .uid = s->peer_uid,
-	};
-	size_t n = received_format(hdr, sizeof(hdr), &ri);
-	write_content(s, hdr, n);
-	return 0;
-}
-
-/* The transaction's end was answered: the next command, or the 421 that
- * waited for it. */
-static void resume_after_commit(struct smtp_session *s)
-{
-	s->paused = false;
-	back_to_ready(s);
-	if (s->close_after_commit) {
-		session_reply(s, s->close_after_commit);
-		close_after_flush(s);
-		session_settle(s);
-		return;
-	}
-	conn_start_reading(s->conn);
-	session_process(s);
-	session_settle(s);
-}
-
-static void on_committed(void *arg, int err, const char *id)
-{
-	struct smtp_session *s = arg;
-	struct log_line l;
-	if (err == 0) {
-		log_begin(&l, LOG_INFO, "queued");
-		log_str(&l, "id", id);
-		log_int(&l, "sid", (long long)s->sid);
-		log_str(&l, "client", s->client);
-		log_str(&l, "from", s->log_from);
-		log_int(&l, "nrcpt", (long long)s->log_nrcpt);
-		log_int(&l, "size", (long long)s->log_size);
-		log_end(&l);
-	}
-	if (s->detached) {
-		session_free(s);
-		return;
-	}
-	if (err == 0) {
-		s->messages++;
-		replyf(s, "250 2.0.0 Ok: queued as %s", id);
-	} else if (err == ENOMEM) { /* no memory for the DKIM signatures or A-R */
-		log_oom(s->sid, s->client, id, "DATA");
-		session_reply(s, OOM_REPLY);
-	} else {
-		const char *line = storage_error_reply(err, false);
-		session_reply(s, line);
-		log_reject(s, "DATA", line);
-	}
-	resume_after_commit(s);
-}
-
-/* Deliver-at-receipt finished: log like the queue and the delivery
- * engine would have (queued, then one delivery line per recipient). */
-static void on_local_committed(void *arg, int err)
-{
-	struct smtp_session *s = arg;
-	if (err == 0) {
-		struct timeval tv;
-		gettimeofday(&tv, NULL);
-		double delay = ((double)tv.tv_sec * 1e6 + (double)tv.tv_usec -
-				(double)s->ltxn_arrival_us) / 1e6;
-		for (size_t i = 0; i < s->env.nrcpts; i++) {
-			const struct env_rcpt *r = &s->env.rcpts[i];
-			struct log_line l;
-			log_begin(&l, LOG_INFO, "delivery");
-			log_str(&l, "id", s->ltxn_id);
-			log_str(&l, "to", r->addr);
-			if (strcmp(r->orig, r->addr) != 0)
-				log_str(&l, "orig_to", r->orig);
-			log_str(&l, "relay", "local");
-			log_fmt(&l, "delay", "%.3f", delay < 0 ? 0.0 : delay);
-			log_str(&l, "dsn", "2.0.0");
-			log_str(&l, "status", "sent");
-			log_str(&l, "detail", "delivered at receipt");
-			log_end(&l);
-		}
-	} else {
-		log_msg(LOG_ERROR, "deliver_at_receipt_failed", "id=%s: %s", s->ltxn_id,
-			strerror_safe(err));
-	}
-	on_committed(s, err, s->ltxn_id);
-}
-
-static void commit(struct smtp_session *s)
-{
-	s->log_size = data_reader_size(&s->dr);
-	session_set_state(s, S_COMMIT);
-	s->paused = true; /* input may still arrive (bounded); it waits */
-	if (s->ltxn) {
-		struct local_txn *t = s->ltxn;
-		s->ltxn = NULL;
-		local_txn_commit(t, on_local_committed, s);
-		return;
-	}
-	struct queue_txn *t = s->txn;
-	s->txn = NULL;
-	if (s->sign) {
-		queue_txn_set_prefix(t, signing_finish, signing_free, s->sign);
-		s->sign = NULL;
-	}
-	queue_txn_commit(t, on_committed, s);
-}
-
-/* queue_prefix_fn (commit worker): the Authentication-Results field. */
-static int copy_prefix(void *arg, char **out, size_t *len)
-{
-	*len = strlen(arg);
-	*out = mem_strndup(arg, *len);
-	return *out == NULL ? ENOMEM : 0;
-}
-
-/* SPF, DKIM and DMARC have spoken: refuse, or commit with their
- * Authentication-Results field in front of the message. */
-static void on_verdict(void *arg, const struct inbound_verdict *v)
-{
-	struct smtp_session *s = arg;
-	s->verifying = false;
-	if (v->out_of_memory) { /* not a verdict: nothing accepted unverified */
-		session_reply_oom(s, "DATA");
-		resume_after_commit(s);
-		return;
-	}
-	struct log_line l;
-	log_begin(&l, v->reject ? LOG_WARNING : LOG_INFO, "authenticated");
-	log_int(&l, "sid", (long long)s->sid);
-	log_str(&l, "spf", v->spf);
-	log_str(&l, "dkim", v->dkim);
-	log_str(&l, "dmarc", v->dmarc);
-	log_str(&l, "from_domain", v->from_domain);
-	if (v->reject)
-		log_str(&l, "action", "reject");
-	log_end(&l);
-	if (v->reject) {
-		session_reply(s, v->reply);
-		log_reject(s, "DATA", v->reply);
-		resume_after_commit(s);
-		return;
-	}
-	char *header = mem_strndup(v->header, v->header_len);
-	if (header == NULL) {
-		session_reply_oom(s, "DATA");
-		resume_after_commit(s);
-		return;
-	}
-	queue_txn_set_prefix(s->txn, copy_prefix, free, header);
-	s->state = S_DATA; /* commit() moves to S_COMMIT again */
-	commit(s);
-}
-
-/* The content ended (DATA's dot, or the LAST chunk): check and commit. */
-static void content_done(struct smtp_session *s, const char *what, enum data_error e)
-{
-	switch (e) {
-	case DATA_ERR_NONE:
-		if (!s->hdr_done)
-			release_header(s); /* a message that is all header */
-		if (s->inauth) {
-			session_set_state(s, S_COMMIT);
-			s->paused = true;
-			s->verifying = true;
-			inbound_auth_finish(s->inauth, on_verdict, s);
-			return;
-		}
-		commit(s);
-		return;
-	case DATA_ERR_BARE_LF:
-	case DATA_ERR_BARE_CR:
-		session_reply_error(s, what, "554 5.5.2 Message rejected: bare CR or LF in message "
-				     "content (lines must end with CR LF)");
-		break;
-	case DATA_ERR_LINE_TOO_LONG:
-		replyf(s, "554 5.6.0 Message rejected: a line is longer than %llu octets",
-		       (unsigned long long)s->cfg->limits.text_line);
-		log_reject(s, what, "554 5.6.0 line too long");
-		s->errors++;
-		break;
-	case DATA_ERR_TOO_BIG:
-		session_reply_error(s, what, "552 5.3.4 Message size exceeds fixed maximum message size");
-		break;
-	case DATA_ERR_SINK:
-		if (s->content_oom)
-			session_reply_oom(s, what);
-		else
-			session_reply_error(s, what,
-				    "451 4.3.0 Error: queue file write error, try again later");
-		break;
-	}
-	if (s->state != S_CLOSING)
-		back_to_ready(s);
-	else
-		txn_reset(s);
+	session_log_oom(s->sid, s->client, txn_id(s), where);
+	session_replyf(s, "421 4.3.0 %s Out of memory, closing connection", s->cfg->hostname);
+	session_txn_reset(s);
+	session_close_after_flush(s);
 }
 
 /* ---- command handlers ---- */
@@ -700,16 +218,16 @@ static void cmd_helo(struct smtp_session *s, const char *arg, size_t len, bool e
 		session_reply_oom(s, esmtp ? "EHLO" : "HELO"); /* nothing changed */
 		return;
 	}
-	txn_reset(s);
+	session_txn_reset(s);
 	s->esmtp = esmtp;
 	session_set_state(s, S_READY);
 	if (!esmtp) {
-		replyf(s, "250 %s", s->cfg->hostname);
+		session_replyf(s, "250 %s", s->cfg->hostname);
 		return;
 	}
-	replyf(s, "250-%s", s->cfg->hostname);
+	session_replyf(s, "250-%s", s->cfg->hostname);
 	session_reply(s, "250-PIPELINING");
-	replyf(s, "250-SIZE %llu", (unsigned long long)s->cfg->limits.message_size);
+	session_replyf(s, "250-SIZE %llu", (unsigned long long)s->cfg->limits.message_size);
 	session_reply(s, "250-8BITMIME");
 	session_reply(s, "250-ENHANCEDSTATUSCODES");
 	session_reply(s, "250-SMTPUTF8");
@@ -862,12 +380,12 @@ static void cmd_mail(struct smtp_session *s, const char *arg, size_t len)
 		session_reply_error(s, "MAIL", "452 4.3.1 Insufficient system storage");
 		return;
 	}
-	txn_reset(s);
+	session_txn_reset(s);
 	if (envelope_set(&s->env.sender, addr.is_null ? "" : addr.text) < 0 ||
 	    envelope_set(&s->env.envid, mp.has_envid ? mp.envid : NULL) < 0 ||
 	    envelope_set(&s->env.auth, mp.has_auth ? mp.auth : NULL) < 0 ||
 	    !start_inbound_checks(s)) {
-		txn_reset(s);
+		session_txn_reset(s);
 		session_reply_oom(s, "MAIL");
 		return;
 	}
@@ -1014,8 +532,8 @@ static void refuse_content(struct smtp_session *s, const char *what, int err)
 	if (err == ENOMEM)
 		session_reply_oom(s, what);
 	else
-		session_reply_error(s, what, storage_error_reply(err, true));
-	back_to_ready(s);
+		session_reply_error(s, what, session_storage_error_reply(err, true));
+	session_back_to_ready(s);
 }
 
 static void cmd_data(struct smtp_session *s, const char *arg, size_t len)
@@ -1025,14 +543,14 @@ static void cmd_data(struct smtp_session *s, const char *arg, size_t len)
 		session_reply_error(s, "DATA", "501 5.5.4 Syntax: DATA (no arguments)");
 		return;
 	}
-	int oerr = open_txn(s);
+	int oerr = session_open_txn(s);
 	if (oerr != 0) {
 		refuse_content(s, "DATA", oerr);
 		return;
 	}
 	data_reader_init(&s->dr, true, s->cfg->limits.text_line, s->cfg->limits.message_size);
 	session_set_state(s, S_DATA);
-	set_read_timeout(s, s->cfg->timeouts.data);
+	session_set_read_timeout(s, s->cfg->timeouts.data);
 	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
@@ -1054,7 +572,7 @@ static void cmd_bdat(struct smtp_session *s, const char *arg, size_t len)
 		return;
 	}
 	if (s->state == S_RCPT) {
-		int oerr = open_txn(s);
+		int oerr = session_open_txn(s);
 		if (oerr != 0) {
 			s->discard = size;
 			refuse_content(s, "BDAT", oerr);
@@ -1066,7 +584,7 @@ static void cmd_bdat(struct smtp_session *s, const char *arg, size_t len)
 	s->bdat_left = size;
 	s->bdat_last = last;
 	session_set_state(s, S_BDAT_CHUNK);
-	set_read_timeout(s, s->cfg->timeouts.data);
+	session_set_read_timeout(s, s->cfg->timeouts.data);
 	if (size == 0)
 		bdat_chunk_done(s, 0);
 }
@@ -1074,23 +592,23 @@ static void cmd_bdat(struct smtp_session *s, const char *arg, size_t len)
 static void bdat_chunk_done(struct smtp_session *s, uint64_t size)
 {
 	if (s->dr.error != DATA_ERR_NONE) {
-		content_done(s, "BDAT", s->dr.error);
+		session_content_done(s, "BDAT", s->dr.error);
 		return;
 	}
 	if (s->bdat_last) {
-		content_done(s, "BDAT", data_reader_finish(&s->dr));
+		session_content_done(s, "BDAT", data_reader_finish(&s->dr));
 		return;
 	}
 	session_set_state(s, S_BDAT);
-	set_read_timeout(s, s->cfg->timeouts.command);
-	replyf(s, "250 2.0.0 %llu octets received", (unsigned long long)size);
+	session_set_read_timeout(s, s->cfg->timeouts.command);
+	session_replyf(s, "250 2.0.0 %llu octets received", (unsigned long long)size);
 }
 
 static void cmd_rset(struct smtp_session *s, const char *arg, size_t len)
 {
 	(void)arg;
 	(void)len;
-	back_to_ready(s);
+	session_back_to_ready(s);
 	session_reply(s, "250 2.0.0 Ok");
 }
 
@@ -1106,8 +624,8 @@ static void cmd_quit(struct smtp_session *s, const char *arg, size_t len)
 	(void)arg;
 	(void)len;
 	session_reply(s, "221 2.0.0 Bye");
-	txn_reset(s);
-	close_after_flush(s);
+	session_txn_reset(s);
+	session_close_after_flush(s);
 }
 
 static void cmd_help(struct smtp_session *s, const char *arg, size_t len)
@@ -1151,7 +669,7 @@ static void cmd_starttls(struct smtp_session *s, const char *arg, size_t len)
 	conn_flush(s->conn);
 	if (conn_pending_output(s->conn) > 0) {
 		/* The 220 must go out in the clear before the handshake. */
-		close_after_flush(s);
+		session_close_after_flush(s);
 		return;
 	}
 	SSL_CTX *ctx = s->tls_ctx;
@@ -1160,7 +678,7 @@ static void cmd_starttls(struct smtp_session *s, const char *arg, size_t len)
 	 * never be taken as having come inside TLS (CVE-2011-0411). */
 	conn_start_tls(s->conn, ctx);
 	SSL_CTX_free(ctx); /* the connection's SSL holds its own reference */
-	set_read_timeout(s, s->cfg->timeouts.tls_handshake);
+	session_set_read_timeout(s, s->cfg->timeouts.tls_handshake);
 	s->paused = true; /* until the handshake is done */
 }
 
@@ -1265,7 +783,7 @@ static bool feed_content(struct smtp_session *s, struct evbuffer *in)
 		size_t len = v[i].iov_len;
 		if (bdat && len > s->bdat_left - used)
 			len = (size_t)(s->bdat_left - used);
-		used += data_reader_feed(&s->dr, v[i].iov_base, len, sink, s, &done);
+		used += data_reader_feed(&s->dr, v[i].iov_base, len, session_content_sink, s, &done);
 		if (bdat && used == s->bdat_left)
 			break;
 	}
@@ -1280,7 +798,7 @@ static bool feed_content(struct smtp_session *s, struct evbuffer *in)
 		return used > 0;
 	}
 	if (done)
-		content_done(s, "DATA", s->dr.error);
+		session_content_done(s, "DATA", s->dr.error);
 	return done || used > 0;
 }
 
@@ -1333,9 +851,9 @@ static void on_cmd_deadline(evutil_socket_t fd, short what, void *arg)
 	if (s->state == S_CLOSING || s->state == S_COMMIT || s->paused)
 		return;
 	session_reply(s, "421 4.4.2 Timeout: command line not completed, closing connection");
-	log_reject(s, "-", "421 4.4.2 command line not completed in time");
-	txn_reset(s);
-	close_after_flush(s);
+	session_log_reject(s, "-", "421 4.4.2 command line not completed in time");
+	session_txn_reset(s);
+	session_close_after_flush(s);
 	session_settle(s);
 }
 
@@ -1367,7 +885,7 @@ void session_process(struct smtp_session *s)
 		if (smtp_server_stopping(s->srv) &&
 		    (s->state == S_INIT || s->state == S_READY)) {
 			session_reply(s, "421 4.3.2 Service shutting down, closing connection");
-			close_after_flush(s);
+			session_close_after_flush(s);
 			return;
 		}
 		if (evbuffer_get_length(out) > OUTPUT_PAUSE)
@@ -1414,9 +932,9 @@ static void on_conn_event(void *arg, enum conn_event what)
 	if (what == CONN_READ_TIMEOUT && s->state != S_CLOSING &&
 	    !conn_handshaking(s->conn)) {
 		session_reply(s, "421 4.4.2 Timeout exceeded, closing connection");
-		log_reject(s, "-", "421 4.4.2 timeout");
-		txn_reset(s);
-		close_after_flush(s);
+		session_log_reject(s, "-", "421 4.4.2 timeout");
+		session_txn_reset(s);
+		session_close_after_flush(s);
 		session_settle(s);
 		return;
 	}
@@ -1439,7 +957,7 @@ static void on_conn_event(void *arg, enum conn_event what)
 static void on_tls_ready(void *arg)
 {
 	struct smtp_session *s = arg;
-	txn_reset(s);
+	session_txn_reset(s);
 	free(s->env.helo);
 	s->env.helo = NULL;
 	s->esmtp = false;
@@ -1447,10 +965,10 @@ static void on_tls_ready(void *arg)
 	free(s->auth_user); /* RFC 3207: nothing learned before TLS counts */
 	s->auth_user = NULL;
 	session_set_state(s, S_INIT);
-	set_read_timeout(s, s->cfg->timeouts.command);
+	session_set_read_timeout(s, s->cfg->timeouts.command);
 	if (s->greet_after_tls) {
 		s->greet_after_tls = false;
-		replyf(s, "220 %s ESMTP Fulmar", s->cfg->hostname);
+		session_replyf(s, "220 %s ESMTP Fulmar", s->cfg->hostname);
 	}
 	struct log_line l;
 	log_begin(&l, LOG_INFO, "tls");
@@ -1478,9 +996,9 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	if (s->state == S_CLOSING)
 		return;
 	session_reply(s, "421 4.4.2 Session time limit exceeded, closing connection");
-	log_reject(s, "-", "421 4.4.2 session deadline");
-	txn_reset(s);
-	close_after_flush(s);
+	session_log_reject(s, "-", "421 4.4.2 session deadline");
+	session_txn_reset(s);
+	session_close_after_flush(s);
 	session_settle(s);
 }
 
@@ -1498,7 +1016,7 @@ static void close_now(struct smtp_session *s)
 	log_int(&l, "messages", s->messages);
 	log_int(&l, "errors", s->errors);
 	log_end(&l);
-	txn_reset(s);
+	session_txn_reset(s);
 	dns_cancel(s->rdns_query);
 	s->rdns_query = NULL;
 	smtp_server_cancel_check(s->auth_check);
@@ -1526,7 +1044,7 @@ static void close_now(struct smtp_session *s)
 }
 
 /* The memory of a session whose connection is gone (close_now has run). */
-static void session_free(struct smtp_session *s)
+void session_free(struct smtp_session *s)
 {
 	free(s->log_from);
 	free(s->rdns);
@@ -1547,14 +1065,14 @@ static void on_rdns(void *arg, const char *name)
 	/* Without it Received: says "unknown": the session can go on. */
 	s->rdns = mem_strdup(name);
 	if (s->rdns == NULL)
-		log_oom(s->sid, s->client, NULL, "rdns");
+		session_log_oom(s->sid, s->client, NULL, "rdns");
 }
 
 /* No memory for the session or its connection: say so on the bare
  * socket, best effort (it is new: its buffer has room), and close it. */
 static void refuse_oom(int fd, const struct config *cfg, uint64_t sid, const char *client)
 {
-	log_oom(sid, client, NULL, "connect");
+	session_log_oom(sid, client, NULL, "connect");
 	char line[512];
 	int n = snprintf(line, sizeof(line),
 			 "421 4.3.0 %s Out of memory, closing connection\r\n", cfg->hostname);
@@ -1624,8 +1142,8 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 	log_end(&l);
 	if (reject_reply) {
 		session_reply(s, reject_reply);
-		log_reject(s, "connect", reject_reply);
-		close_after_flush(s);
+		session_log_reject(s, "connect", reject_reply);
+		session_close_after_flush(s);
 		session_settle(s); /* may free s */
 		return NULL;
 	}
@@ -1634,7 +1152,7 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 			      (suseconds_t)((cfg->timeouts.session -
 					     (double)(time_t)cfg->timeouts.session) * 1e6) };
 	evtimer_add(s->deadline, &tv);
-	set_read_timeout(s, cfg->timeouts.command);
+	session_set_read_timeout(s, cfg->timeouts.command);
 	conn_set_write_timeout(s->conn, cfg->timeouts.command);
 	/* The name is looked up while the client talks; Received: uses it if
 	 * it has arrived by then, "unknown" otherwise. */
@@ -1645,10 +1163,10 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 		s->greet_after_tls = true;
 		s->paused = true;
 		conn_start_tls(s->conn, listener->tls);
-		set_read_timeout(s, cfg->timeouts.tls_handshake);
+		session_set_read_timeout(s, cfg->timeouts.tls_handshake);
 		return s;
 	}
-	replyf(s, "220 %s ESMTP Fulmar", cfg->hostname);
+	session_replyf(s, "220 %s ESMTP Fulmar", cfg->hostname);
 	conn_start_reading(s->conn);
 	conn_flush(s->conn); /* the greeting goes out now */
 	return s;
@@ -1673,7 +1191,7 @@ void smtp_session_abort(struct smtp_session *s)
 		return;
 	}
 	session_reply(s, "421 4.3.2 Service shutting down, closing connection");
-	txn_reset(s);
-	close_after_flush(s);
+	session_txn_reset(s);
+	session_close_after_flush(s);
 	session_settle(s);
 }
