@@ -85,6 +85,7 @@ static void check_txt(const unsigned char *a, int alen)
 	CHECK(n <= DNS_TXT_MAX);
 	CHECK((st == DNS_OK) == (n > 0));
 	CHECK(st != DNS_TEMPFAIL || status != ARES_SUCCESS);
+	CHECK(st != DNS_NOMEM || status == ARES_ENOMEM);
 	for (size_t i = 0; i < n; i++) {
 		CHECK(txt[i].len <= DNS_TXT_LEN_MAX && txt[i].text[txt[i].len] == '\0');
 		free(txt[i].text);

@@ -173,7 +173,7 @@ static void hosts_done(struct route_lookup *rl)
 	bool tempfail = false, looped = false;
 	for (size_t h = 0; h < rl->nhosts; h++) {
 		struct host_lookup *hl = &rl->hosts[h];
-		if (hl->st == DNS_TEMPFAIL)
+		if (hl->st == DNS_TEMPFAIL || hl->st == DNS_NOMEM)
 			tempfail = true;
 		for (size_t i = 0; i < hl->n && res->n < ROUTE_HOPS_MAX; i++) {
 			struct sockaddr_storage ss = hl->addrs[i];
@@ -267,6 +267,7 @@ static void on_mx(void *arg, enum dns_status st, const struct dns_mx *mx, size_t
 	rl->mxq = NULL;
 	switch (st) {
 	case DNS_TEMPFAIL:
+	case DNS_NOMEM:
 		snprintf(text, sizeof(text), "dns: MX lookup of %s failed: %s", rl->domain, why);
 		fail(rl, ROUTE_TEMPFAIL, "4.4.3", text);
 		return;

@@ -195,10 +195,6 @@ const char *dns_nomem_text(void)
 	return ares_strerror(ARES_ENOMEM);
 }
 
-bool dns_is_nomem(const char *why)
-{
-	return why != NULL && strcmp(why, dns_nomem_text()) == 0;
-}
 
 static void query_release(struct dns_query *q)
 {
@@ -325,13 +321,15 @@ static enum dns_status status_of(int ares_status)
 		return DNS_NODATA;
 	case ARES_ENOTFOUND:
 		return DNS_NXDOMAIN;
+	case ARES_ENOMEM:
+		return DNS_NOMEM;
 	default:
 		return DNS_TEMPFAIL;
 	}
 }
 
 /* NULL when out of memory: the caller fails the lookup at once
- * (DNS_TEMPFAIL, dns_nomem_text()). */
+ * (DNS_NOMEM, dns_nomem_text()). */
 static struct dns_query *query_new(struct dns *d, void *arg)
 {
 	struct dns_query *q = mem_calloc(1, sizeof(*q));
@@ -467,7 +465,7 @@ struct dns_query *dns_lookup_mx(struct dns *d, const char *domain, dns_mx_fn fn,
 	struct dns_query *q = query_new(d, arg);
 	if (q == NULL) {
 		struct dns_mx none[1];
-		fn(arg, DNS_TEMPFAIL, none, 0, dns_nomem_text());
+		fn(arg, DNS_NOMEM, none, 0, dns_nomem_text());
 		return NULL;
 	}
 	q->mx_fn = fn;
@@ -489,6 +487,8 @@ static void addrs_finish(struct dns_query *q)
 	int why = q->status4;
 	if (n > 0)
 		st = DNS_OK;
+	else if (s6 == DNS_NOMEM || s4 == DNS_NOMEM)
+		st = DNS_NOMEM, why = ARES_ENOMEM;
 	else if (s6 == DNS_TEMPFAIL || s4 == DNS_TEMPFAIL)
 		st = DNS_TEMPFAIL, why = s4 == DNS_TEMPFAIL ? q->status4 : q->status6;
 	else if (s6 == DNS_NXDOMAIN && s4 == DNS_NXDOMAIN)
@@ -550,7 +550,7 @@ struct dns_query *dns_lookup_addrs(struct dns *d, const char *host, dns_addrs_fn
 	struct dns_query *q = query_new(d, arg);
 	if (q == NULL) {
 		struct sockaddr_storage none[1];
-		fn(arg, DNS_TEMPFAIL, none, 0, dns_nomem_text());
+		fn(arg, DNS_NOMEM, none, 0, dns_nomem_text());
 		return NULL;
 	}
 	q->addrs_fn = fn;
@@ -589,7 +589,7 @@ enum dns_status dns_parse_txt_answer(const unsigned char *abuf, int alen,
 			if (txt[*n].text == NULL) {
 				while (*n > 0)
 					free(txt[--*n].text);
-				st = DNS_TEMPFAIL, *status = ARES_ENOMEM;
+				st = DNS_NOMEM, *status = ARES_ENOMEM;
 				break;
 			}
 			txt[*n].len = 0;
@@ -635,7 +635,7 @@ struct dns_query *dns_lookup_txt(struct dns *d, const char *name, dns_txt_fn fn,
 	struct dns_query *q = query_new(d, arg);
 	if (q == NULL) {
 		struct dns_txt none[1];
-		fn(arg, DNS_TEMPFAIL, none, 0, dns_nomem_text());
+		fn(arg, DNS_NOMEM, none, 0, dns_nomem_text());
 		return NULL;
 	}
 	q->txt_fn = fn;
@@ -699,7 +699,7 @@ struct dns_query *dns_lookup_family(struct dns *d, const char *name, int family,
 	struct dns_query *q = query_new(d, arg);
 	if (q == NULL) {
 		struct sockaddr_storage none[1];
-		fn(arg, DNS_TEMPFAIL, none, 0, dns_nomem_text());
+		fn(arg, DNS_NOMEM, none, 0, dns_nomem_text());
 		return NULL;
 	}
 	q->addrs_fn = fn;
@@ -764,7 +764,7 @@ struct dns_query *dns_lookup_ptr(struct dns *d, const char *name, dns_ptr_fn fn,
 	struct dns_query *q = query_new(d, arg);
 	if (q == NULL) {
 		const char *none[1] = { NULL };
-		fn(arg, DNS_TEMPFAIL, none, 0, dns_nomem_text());
+		fn(arg, DNS_NOMEM, none, 0, dns_nomem_text());
 		return NULL;
 	}
 	q->ptr_fn = fn;

@@ -8,7 +8,7 @@
  *
  * Memory: a query's own memory (the handle, the names and TXT texts of
  * its answer) is fallible (lib/mem.h): when it cannot be had, the lookup
- * fails as a temporary failure (DNS_TEMPFAIL, why dns_nomem_text(),
+ * fails with DNS_NOMEM (why dns_nomem_text(),
  * the callback run before the lookup function returns), which callers
  * treat as any SERVFAIL: a deferral, a temperror. The answer cache keeps
  * nothing it has no memory for. dns_new and the cache itself (start-up)
@@ -52,15 +52,13 @@ enum dns_status {
 	DNS_OK = 0,
 	DNS_NODATA,   /* the name exists, without records of that type */
 	DNS_NXDOMAIN, /* the name does not exist */
-	DNS_TEMPFAIL, /* SERVFAIL, timeout, refused, network error, out of memory */
+	DNS_TEMPFAIL, /* SERVFAIL, timeout, refused, network error */
+	DNS_NOMEM,    /* out of memory (ours or c-ares's): temporary too, but
+		       * nothing to do with the name's DNS */
 };
 
-/* The why of a lookup that failed for want of memory: "Out of memory",
- * as c-ares says for its own ARES_ENOMEM. dns_is_nomem: is why that (NULL
- * is not)? Checks that must not take a temperror for the sender's DNS
- * trouble ask it. */
+/* The why that goes with DNS_NOMEM ("Out of memory", as c-ares says). */
 const char *dns_nomem_text(void);
-bool dns_is_nomem(const char *why);
 
 #define DNS_MX_MAX 32    /* MX records kept per answer */
 #define DNS_ADDRS_MAX 16 /* addresses kept per host */

@@ -1181,8 +1181,8 @@ int dkim_verify_key_answer(struct dkim_verify *v, const char *name, enum dns_sta
 	if (k == NULL || k->answered)
 		return -1;
 	k->answered = true;
-	v->nomem = v->nomem || (st == DNS_TEMPFAIL && dns_is_nomem(why));
-	if (st == DNS_TEMPFAIL) {
+	v->nomem = v->nomem || st == DNS_NOMEM;
+	if (st == DNS_TEMPFAIL || st == DNS_NOMEM) {
 		key_status(k, DKIM_VERIFY_TEMPERROR, "key lookup failed%s%s",
 			   why != NULL && why[0] != '\0' ? ": " : "", why != NULL ? why : "");
 	} else if (st != DNS_OK || n == 0) {

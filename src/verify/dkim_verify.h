@@ -58,7 +58,7 @@
  * for the header section makes the message one that could not be
  * examined (dkim_verify_end -1, "out of memory"), no memory for what a
  * signature needs settles it temperror "out of memory", and a key lookup
- * answered DNS_TEMPFAIL for want of memory (dns_is_nomem) gives its
+ * answered DNS_NOMEM gives its
  * signatures temperror: in every case dkim_verify_out_of_memory says so,
  * for callers that must not take it for the sender's doing.
  */

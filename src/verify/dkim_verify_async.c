@@ -59,7 +59,7 @@ struct dkim_verify_async *dkim_verify_async_start(struct dkim_verify *v, struct 
 		for (size_t i = 0; i < nkeys; i++)
 			if (!dkim_verify_key_answered(v, i))
 				(void)dkim_verify_key_answer(v, dkim_verify_key_name(v, i),
-							     DNS_TEMPFAIL, none, 0, dns_nomem_text());
+							     DNS_NOMEM, none, 0, dns_nomem_text());
 		fn(arg, v);
 		return NULL;
 	}

@@ -320,10 +320,10 @@ void dmarc_answer(struct dmarc *m, enum dns_status st, const struct dmarc_txt *t
 	if (m->state == D_DONE)
 		return;
 	const char *dom = current_domain(m);
-	if (st == DNS_TEMPFAIL) {
+	if (st == DNS_TEMPFAIL || st == DNS_NOMEM) {
 		m->state = D_DONE;
 		m->early = DMARC_TEMPERROR;
-		m->nomem = dns_is_nomem(why);
+		m->nomem = st == DNS_NOMEM;
 		snprintf(m->reason, sizeof(m->reason), "DNS error looking up TXT _dmarc.%s: %s",
 			 dom, why && *why ? why : "temporary failure");
 		return;

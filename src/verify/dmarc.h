@@ -12,7 +12,7 @@
  * Memory: struct dmarc is the session's (lib/mem.h): dmarc_new returns
  * NULL when it cannot be had. Discovery itself allocates nothing (the PSL
  * is read-only); a lookup answered DNS_TEMPFAIL for want of memory
- * (dns_is_nomem) ends it in temperror, and dmarc_out_of_memory says so.
+ * (DNS_NOMEM) ends it in temperror, and dmarc_out_of_memory says so.
  */
 #ifndef FULMAR_DMARC_H
 #define FULMAR_DMARC_H

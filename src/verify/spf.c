@@ -1468,7 +1468,7 @@ void spf_answer(struct spf *c, enum dns_status st, const struct spf_rr *rr, size
 {
 	if (c->done || c->wait == W_NONE)
 		return;
-	if (st == DNS_TEMPFAIL && dns_is_nomem(why)) {
+	if (st == DNS_NOMEM) {
 		out_of_memory(c);
 		return;
 	}

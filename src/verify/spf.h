@@ -19,7 +19,7 @@
  * Memory: the check's memory is the session's (lib/mem.h): spf_new*
  * return NULL when it cannot be had, and a failure later on (a record,
  * an include's frame, the explanation), or a lookup answered DNS_TEMPFAIL
- * for want of memory (dns_is_nomem), ends the check with temperror
+ * for want of memory (DNS_NOMEM), ends the check with temperror
  * "out of memory" and out_of_memory set.
  */
 #ifndef FULMAR_SPF_H

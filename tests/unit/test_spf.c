@@ -697,7 +697,7 @@ static void test_out_of_memory(void **state)
 	struct spf_query q;
 	struct spf *c = new_check("192.0.2.1", "x@example.com", "h.example.net");
 	assert_true(spf_step(c, &q));
-	spf_answer(c, DNS_TEMPFAIL, NULL, 0, dns_nomem_text());
+	spf_answer(c, DNS_NOMEM, NULL, 0, dns_nomem_text());
 	assert_false(spf_step(c, &q));
 	assert_int_equal(spf_result(c)->result, SPF_TEMPERROR);
 	assert_true(spf_result(c)->out_of_memory);
