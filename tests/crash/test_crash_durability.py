@@ -23,8 +23,8 @@ import time
 
 import pytest
 
-from fulmar_test import (ConnectionClosed, SMTPClient, crlf, maildir_files,
-                         read_file, to_lf)
+from crash_ledger import count_maildir_copies
+from fulmar_test import ConnectionClosed, SMTPClient, crlf, maildir_files
 
 MESSAGES = int(os.environ.get("FULMAR_CRASH_MESSAGES", "1000"))
 KILLS = int(os.environ.get("FULMAR_CRASH_KILLS", "20"))
@@ -217,28 +217,7 @@ def test_kill9_durability(fulmar_factory, request, path):
 
     attempts = list(run.attempts.values())
     by_key = {a.key: a for a in attempts}
-    found = {}      # (key, user) -> count
-    problems = []
-    delivered = 0
-    for u in USERS:
-        for path in maildir_files(d.maildir(u)):
-            data = read_file(path)
-            delivered += 1
-            ids = MSGID_RE.findall(data)
-            if len(ids) != 1 or ids[0][2].decode() != run.run_id:
-                problems.append("%s: no single Message-ID of this run (fragment?): %r"
-                                % (path, data[:300]))
-                continue
-            key = (int(ids[0][0]), int(ids[0][1]))
-            att = by_key.get(key)
-            if att is None:
-                problems.append("%s: unknown message %r" % (path, key))
-                continue
-            if not data.endswith(to_lf(att.data)):
-                problems.append("%s: message %r is not byte-exact (fragment?)" % (path, key))
-            if u not in att.mailboxes:
-                problems.append("%s: message %r in the wrong mailbox" % (path, key))
-            found[(key, u)] = found.get((key, u), 0) + 1
+    found, delivered, problems = count_maildir_copies(d, USERS, MSGID_RE, run.run_id, by_key)
 
     acked = [a for a in attempts if a.state == "acked"]
     lost = []

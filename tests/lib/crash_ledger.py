@@ -98,6 +98,38 @@ def daemon_overrides(sink):
     }
 
 
+def count_maildir_copies(d, users, msgid_re, run_id, by_key):
+    """The copies of a crash run's messages in the users' Maildirs:
+    ({(key, user): copies}, files read, problems). A file must carry one
+    Message-ID of this run (msgid_re: groups thread, number, run id), be a
+    known attempt of by_key ({(thread, number): attempt with .data and
+    .mailboxes}), end with its content byte for byte, and be in one of
+    its mailboxes."""
+    copies = {}
+    files = 0
+    problems = []
+    for u in users:
+        for path in maildir_files(d.maildir(u)):
+            data = read_file(path)
+            files += 1
+            ids = msgid_re.findall(data)
+            if len(ids) != 1 or ids[0][2].decode() != run_id:
+                problems.append("%s: no single Message-ID of this run (fragment? bounce?): %r"
+                                % (path, data[:300]))
+                continue
+            key = (int(ids[0][0]), int(ids[0][1]))
+            att = by_key.get(key)
+            if att is None:
+                problems.append("%s: unknown message %r" % (path, key))
+                continue
+            if not data.endswith(to_lf(att.data)):
+                problems.append("%s: message %r is not byte-exact (fragment?)" % (path, key))
+            if u not in att.mailboxes:
+                problems.append("%s: message %r in the wrong mailbox" % (path, key))
+            copies[(key, u)] = copies.get((key, u), 0) + 1
+    return copies, files, problems
+
+
 class Ledger:
     """One run. make_daemon(**overrides) -> a started fulmar_test.Daemon
     (the CI test passes its fulmar_factory, so sanitizer reports fail it)."""
@@ -250,28 +282,10 @@ class Ledger:
     def check(self):
         by_key = self.attempts
         problems = []
-        local = {}      # (key, user) -> count
+        local, files_local, found_problems = count_maildir_copies(
+            self.d, USERS, MSGID_RE, self.run_id, by_key)
+        problems += found_problems
         remote = {}     # (key, rcpt) -> count
-        files_local = 0
-        for u in USERS:
-            for path in maildir_files(self.d.maildir(u)):
-                data = read_file(path)
-                files_local += 1
-                ids = MSGID_RE.findall(data)
-                if len(ids) != 1 or ids[0][2].decode() != self.run_id:
-                    problems.append("%s: no single Message-ID of this run (fragment? bounce?): %r"
-                                    % (path, data[:300]))
-                    continue
-                key = (int(ids[0][0]), int(ids[0][1]))
-                att = by_key.get(key)
-                if att is None:
-                    problems.append("%s: unknown message %r" % (path, key))
-                    continue
-                if not data.endswith(to_lf(att.data)):
-                    problems.append("%s: message %r is not byte-exact" % (path, key))
-                if u not in att.mailboxes:
-                    problems.append("%s: message %r in the wrong mailbox" % (path, key))
-                local[(key, u)] = local.get((key, u), 0) + 1
         copies_remote = 0
         for t in self.sink.transactions():
             m = MSGID_RE.search(t.data)
