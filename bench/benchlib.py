@@ -160,11 +160,19 @@ def sink_count(path):
 
 
 def queue_files(dirs):
-    """Regular files under the queue directories (hashed subfolders too)."""
+    """Regular files under the queue directories (hashed subfolders too),
+    but for empty files of mode 0600: Fulmar's prepared queue files
+    (src/queue/prepared.h), made ahead of need, are not messages."""
     n = 0
     for d in dirs:
-        for _, _, files in os.walk(d):
-            n += len(files)
+        for root, _, files in os.walk(d):
+            for f in files:
+                try:
+                    st = os.stat(os.path.join(root, f))
+                except FileNotFoundError:
+                    continue
+                if not (st.st_size == 0 and st.st_mode & 0o777 == 0o600):
+                    n += 1
     return n
 
 

@@ -306,6 +306,7 @@ int cmd_serve(int argc, char **argv)
 		FULMAR_VERSION, d.cfg->source, d.cfg->hostname, d.cfg->state_dir,
 		d.ru.switch_user ? d.ru.name : "(unchanged)");
 	queue_recover(d.queue);
+	queue_prepare_files(d.queue, (size_t)d.cfg->queue.prepared_files);
 	smtp_server_start(d.srv, d.queue);
 
 	struct event *hup = evsignal_new(d.base, SIGHUP, on_sighup, &d);

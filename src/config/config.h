@@ -102,6 +102,7 @@ struct config_queue {
 	double max_lifetime;  /* then a deferred recipient bounces (4.4.7) */
 	double delay_warning; /* a "delayed" DSN after this long; 0 = never */
 	uint64_t min_free;    /* octets: below, MAIL gets 452 4.3.1; 0 = off */
+	uint64_t prepared_files; /* queue files made ahead; 0 = none */
 };
 
 /* TLS on outbound connections. */

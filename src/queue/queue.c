@@ -23,6 +23,7 @@
 #include "lib/mem.h"
 #include "lib/workpool.h"
 #include "lib/xalloc.h"
+#include "queue/prepared.h"
 
 #define COMMIT_THREADS 32
 
@@ -42,8 +43,9 @@ struct queue {
 	size_t nmsgs;
 	unsigned in_flight;        /* loop thread only */
 	size_t kept_bytes;         /* qmsg contents kept in memory, in total */
-	/* group commit: renamed files waiting for the directory fsync */
+	/* group commit: new files waiting for the directory fsync */
 	struct groupsync dirsync;
+	struct prepared *prepared; /* files made ahead (prepared.h), or NULL */
 	uint32_t id_seq;
 };
 
@@ -55,6 +57,7 @@ struct queue_txn {
 	void *prefix_arg;
 	char path[PATH_MAX];
 	off_t content_off;
+	bool name_durable;     /* a prepared file: no directory fsync needed */
 	struct qfile_writer w; /* last: large */
 };
 
@@ -164,6 +167,21 @@ void queue_new_id(struct queue *q, char id[QUEUE_ID_LEN + 1], int64_t *now_us)
 	new_id(q, id, now_us);
 }
 
+/* The id of a prepared file (prepared.h): minted when it is made. */
+static void mint_id(void *arg, char id[QUEUE_ID_LEN + 1])
+{
+	int64_t unused;
+	new_id(arg, id, &unused);
+}
+
+void queue_prepare_files(struct queue *q, size_t n)
+{
+	if (q->prepared || n == 0)
+		return;
+	q->prepared = prepared_new(q->base, q->pool, q->active, n, mint_id, q);
+	prepared_refill(q->prepared);
+}
+
 static bool valid_id(const char *s)
 {
 	if (strlen(s) != QUEUE_ID_LEN)
@@ -208,6 +226,14 @@ struct queue_txn *queue_txn_begin(struct queue *q, struct envelope *env,
 		return NULL;
 	}
 	int fd = -1;
+	t->name_durable = false;
+	if (q->prepared && prepared_take(q->prepared, t->env.id, &fd)) {
+		struct timeval tv;
+		gettimeofday(&tv, NULL);
+		t->env.arrival_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+		snprintf(t->path, sizeof(t->path), "%s/%s", q->active, t->env.id);
+		t->name_durable = true;
+	}
 	for (int tries = 0; tries < 100 && fd < 0; tries++) {
 		new_id(q, t->env.id, &t->env.arrival_us);
 		snprintf(t->path, sizeof(t->path), "%s/%s", q->active, t->env.id);
@@ -442,6 +468,16 @@ static void commit_work(void *arg)
 	    qfile_writer_content(&t->w, (size_t)t->content_off, &job->content,
 				 &job->content_len) < 0)
 		job->content = NULL;
+	if (t->name_durable) {
+		/* A prepared file: its name was made durable with its batch,
+		 * so the file's fsync was the last step. */
+		struct dirsync_batch *b = xcalloc(1, sizeof(*b));
+		b->q = job->q;
+		b->jobs = job;
+		job->link.next = NULL;
+		workpool_post(job->q->pool, dirsync_done, b);
+		return;
+	}
 	groupsync_join(&job->q->dirsync, &job->link);
 }
 
@@ -749,6 +785,17 @@ static bool committed(const struct queue *q, const char *id)
 	return stat(path, &sb) == 0 && (sb.st_mode & 0777) == QUEUE_MODE_COMMITTED;
 }
 
+/* An empty file without the mark: a prepared file (prepared.h) that was
+ * never used, left by a crash. */
+static bool unused_prepared(const struct queue *q, const char *id)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	snprintf(path, sizeof(path), "%s/%s", q->active, id);
+	return stat(path, &sb) == 0 && sb.st_size == 0 &&
+	       (sb.st_mode & 0777) == QUEUE_MODE_WRITING;
+}
+
 /* A file that was being received when the server stopped: never
  * acknowledged, so removed (with its journal, if a stray one exists). */
 static void discard_uncommitted(struct queue *q, const char *id, const char *why)
@@ -782,10 +829,15 @@ void queue_recover(struct queue *q)
 		char err[128] = "";
 		if (load_one(q->active, q->journal, e->d_name, &m->env, &m->content_off,
 			     &m->has_journal, err, sizeof(err)) < 0) {
-			if (committed(q, e->d_name))
+			if (committed(q, e->d_name)) {
 				quarantine(q, e->d_name, err);
-			else
+			} else if (unused_prepared(q, e->d_name)) {
+				char path[PATH_MAX];
+				snprintf(path, sizeof(path), "%s/%s", q->active, e->d_name);
+				unlink(path);
+			} else {
 				discard_uncommitted(q, e->d_name, err);
+			}
 			msg_free(m);
 			continue;
 		}
@@ -828,6 +880,7 @@ void queue_close(struct queue *q)
 	/* Let every commit in flight finish (their callbacks run here). */
 	while (q->in_flight > 0)
 		event_base_loop(q->base, EVLOOP_ONCE);
+	prepared_free(q->prepared);
 	workpool_free(q->pool);
 	groupsync_destroy(&q->dirsync);
 	for (struct qmsg *m = q->msgs, *next; m; m = next) {

@@ -79,7 +79,11 @@ void queue_set_ready_hook(struct queue *q, queue_ready_fn fn, void *arg);
 /* Load every message of active/ (at start-up); corrupt ones go aside,
  * ones never committed are removed. */
 void queue_recover(struct queue *q);
-/* Wait for commits in flight, then free everything. */
+/* Keep up to n queue files made ahead of need (prepared.h), so that a
+ * commit needs no directory fsync; after queue_recover. 0: none. */
+void queue_prepare_files(struct queue *q, size_t n);
+/* Wait for commits in flight, then free everything (unused prepared
+ * files are removed). */
 void queue_close(struct queue *q);
 
 /* The message's content as committed, when the queue kept it in memory

@@ -31,7 +31,8 @@ import threading
 import time
 
 import fulmar_test
-from fulmar_test import ConnectionClosed, SMTPClient, crlf, maildir_files, read_file, to_lf
+from fulmar_test import (ConnectionClosed, SMTPClient, crlf, maildir_files,
+                         queue_dir_messages, read_file, to_lf)
 from smtp_peers import SMTPSink
 
 REMOTE_DOMAIN = "ledger.remote.test"
@@ -270,14 +271,9 @@ class Ledger:
 
     # -- the ledger ---------------------------------------------------------
     def queue_dirs(self):
-        q = os.path.join(self.d.state_dir, "queue")
-
-        def ls(sub):
-            try:
-                return sorted(os.listdir(os.path.join(q, sub)))
-            except FileNotFoundError:
-                return []
-        return ls("active"), ls("corrupt")
+        """Messages left in active/ (prepared files are not) and corrupt/."""
+        return (queue_dir_messages(self.d.state_dir, "active"),
+                queue_dir_messages(self.d.state_dir, "corrupt"))
 
     def check(self):
         by_key = self.attempts

@@ -688,6 +688,29 @@ def make_message(subject="test", body="Hello.\n", sender="sender@client.test",
 
 
 # ---------------------------------------------------------------------------
+# Queue
+
+def is_prepared_queue_file(path):
+    """An empty queue file without the committed mark (mode 0600): one of
+    the files the queue makes ahead of need (src/queue/prepared.h), not a
+    message."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return st.st_size == 0 and (st.st_mode & 0o777) == 0o600
+
+
+def queue_dir_messages(state_dir, sub="active"):
+    """Names in STATE_DIR/queue/SUB, prepared files left out."""
+    d = os.path.join(state_dir, "queue", sub)
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if not is_prepared_queue_file(os.path.join(d, n)))
+
+
 # Maildir
 
 def maildir_files(maildir):

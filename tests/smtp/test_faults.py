@@ -13,14 +13,18 @@ straight into the Maildir. For each:
     COUNT) the next message on the same connection gets 250 and is
     delivered, exactly once, byte-exact.
 
-The spec's N counts the calls of one operation, process-wide. Before the
-first message nothing calls them; per message (one recipient, small
-content):
+The spec's N counts the calls of one operation, process-wide. The queue
+and receipt cases run without prepared queue files (queue.prepared_files
+= 0), so before the first message nothing calls them; per message (one
+recipient, small content):
   queue:   open 1 (active/ID), write 1 (the whole file at commit),
            fsync 2 (file, then active/), chmod 1; then the delivery
            from the queue: open, write 2+, fsync (file, new/), link.
   receipt: open 1 (tmp/), write 2 (the added header fields at DATA, the
            rest at commit), fsync 2 (file, then new/), rename 1.
+With prepared files (the default, src/queue/prepared.h), start-up makes
+32 of them: open 1-32, then fsync 1 (active/); a message that takes one
+then costs write 1, fsync 1 (the file), chmod 1, and no open.
 """
 
 import os
@@ -28,11 +32,14 @@ import time
 
 import pytest
 
-from fulmar_test import (SMTPClient, expect, make_message, maildir_files,
-                         maildir_tmp_files, split_delivered, wait_until)
+from fulmar_test import (SMTPClient, expect, is_prepared_queue_file, make_message,
+                         maildir_files, maildir_tmp_files, split_delivered,
+                         wait_until)
 
-QUEUE = {"local": {"deliver_at_receipt": False}}
-RECEIPT = {"local": {"deliver_at_receipt": True}}
+QUEUE = {"local": {"deliver_at_receipt": False}, "queue": {"prepared_files": 0}}
+RECEIPT = {"local": {"deliver_at_receipt": True}, "queue": {"prepared_files": 0}}
+PREPARED = {"local": {"deliver_at_receipt": False}}
+PREPARED_FILES = 32
 STORAGE = (452, "4.3.1")
 LOCAL_ERROR = (451, "4.3.0")
 
@@ -46,12 +53,20 @@ def start_with_fault(fulmar_factory, spec, **overrides):
 
 
 def queue_files(d):
+    """Queue files that hold something: prepared files (empty, unmarked)
+    are not messages."""
     out = []
     for sub in ("incoming", "active"):
         p = os.path.join(d.state_dir, "queue", sub)
         if os.path.isdir(p):
-            out += [os.path.join(sub, n) for n in os.listdir(p)]
+            out += [os.path.join(sub, n) for n in os.listdir(p)
+                    if not is_prepared_queue_file(os.path.join(p, n))]
     return out
+
+
+def prepared_files(d):
+    p = os.path.join(d.state_dir, "queue", "active")
+    return [n for n in os.listdir(p) if is_prepared_queue_file(os.path.join(p, n))]
 
 
 def transaction(c, msg, rcpt="alice@example.test", at_data=False):
@@ -66,6 +81,18 @@ def transaction(c, msg, rcpt="alice@example.test", at_data=False):
     expect(r, 354)
     c.send(msg + b".\r\n")
     return c.reply()
+
+
+def accepted_and_delivered(d, msg):
+    """One message on a new session: 250, then in alice's Maildir, once."""
+    with SMTPClient(d.port) as c:
+        c.ehlo()
+        expect(transaction(c, msg), 250, "2.0.0")
+        c.quit()
+    files = wait_until(lambda: maildir_files(d.maildir("alice")), timeout=10)
+    assert len(files) == 1
+    with open(files[0], "rb") as f:
+        split_delivered(f.read(), msg)
 
 
 def check_nothing_left(d, user="alice"):
@@ -136,6 +163,93 @@ def test_commit_fault(fulmar_factory, path, spec, want, event):
     refused_then_recovers(d, want, event=event)
 
 
+# A message written into a prepared file: start-up made the files (open
+# 1-32, fsync 1), so the message's own calls come after those.
+PREPARED_CASES = [
+    ("write:1:ENOSPC:1", STORAGE, QW),
+    ("write:1:EIO:1", LOCAL_ERROR, QW),
+    ("fsync:2:ENOSPC:1", STORAGE, QW),
+    ("fsync:2:EIO:1", LOCAL_ERROR, QW),
+    ("chmod:1:EIO:1", LOCAL_ERROR, QW),
+]
+
+
+def start_prepared(fulmar_factory, spec=None):
+    """A daemon whose start-up has made its prepared files."""
+    d = (start_with_fault(fulmar_factory, spec, **PREPARED) if spec
+         else fulmar_factory(**PREPARED))
+    assert wait_until(lambda: len(prepared_files(d)) == PREPARED_FILES, timeout=10), \
+        prepared_files(d)
+    time.sleep(0.2)  # the directory fsync, and the hand-over to the loop
+    return d
+
+
+@pytest.mark.parametrize("spec,want,event", PREPARED_CASES,
+                         ids=[c[0].replace(":", "-") for c in PREPARED_CASES])
+def test_prepared_file_commit_fault(fulmar_factory, spec, want, event):
+    """The commit of a message into a prepared file fails: refused, the
+    file is gone, the next message is accepted and delivered."""
+    d = start_prepared(fulmar_factory, spec)
+    before = set(prepared_files(d))
+    refused_then_recovers(d, want, event=event)
+    # Both messages took a prepared file (no open of their own: the fault
+    # numbering above depends on it).
+    assert "event=fault_injected" in d.log_text()
+    assert len(before - set(prepared_files(d))) >= 2
+
+
+def test_prepared_files_lifecycle(fulmar_factory):
+    """Made at start-up; each message takes one and the pool is refilled;
+    removed at a clean stop; removed at start-up after a crash."""
+    d = start_prepared(fulmar_factory)
+    msgs = [make_message(subject="prepared %d" % i) for i in range(40)]
+    with SMTPClient(d.port) as c:
+        c.ehlo()
+        for m in msgs:
+            expect(transaction(c, m), 250, "2.0.0")
+        c.quit()
+    files = wait_until(lambda: len(maildir_files(d.maildir("alice"))) == 40 and
+                       maildir_files(d.maildir("alice")), timeout=20)
+    assert files and len(files) == 40
+    assert wait_until(lambda: queue_files(d) == [], timeout=10), queue_files(d)
+    # Refilled (the pool refills once it is half empty).
+    assert wait_until(lambda: len(prepared_files(d)) > PREPARED_FILES // 2, timeout=10)
+    d.stop()
+    assert os.listdir(os.path.join(d.state_dir, "queue", "active")) == []
+    d.start()
+    assert wait_until(lambda: len(prepared_files(d)) == PREPARED_FILES, timeout=10)
+    left = set(prepared_files(d))
+    d.kill9()
+    d.start()
+    assert wait_until(lambda: len(prepared_files(d)) == PREPARED_FILES, timeout=10)
+    assert not left & set(prepared_files(d)), "a crash's prepared files were kept"
+    log = d.log_text()
+    assert "incoming_discarded" not in log, log
+    assert "messages in the queue" in log
+    assert len(maildir_files(d.maildir("alice"))) == 40
+
+
+@pytest.mark.parametrize("spec", ["open:1:EIO:1", "fsync:1:EIO:1", "open:1:ENOSPC"])
+def test_prepared_files_cannot_be_made(fulmar_factory, spec):
+    """Making the prepared files fails (one of them, their directory's
+    fsync, or every open): a warning, and messages create their own queue
+    files as without the pool; nothing is refused."""
+    d = start_with_fault(fulmar_factory, spec, **PREPARED)
+    assert wait_until(lambda: "event=queue_prepare_failed" in d.log_text(), timeout=10)
+    if spec == "open:1:ENOSPC":
+        # Every open fails, the queue file's own too: refused at DATA,
+        # and the daemon goes on.
+        with SMTPClient(d.port) as c:
+            c.ehlo()
+            r = transaction(c, make_message(), at_data=True)
+            expect(r, *STORAGE)
+            c.quit()
+        assert prepared_files(d) == [] and queue_files(d) == []
+        assert d.running
+        return
+    accepted_and_delivered(d, make_message(subject="without a full pool"))
+
+
 @pytest.mark.parametrize("errname,want", [("ENOSPC", STORAGE), ("EIO", LOCAL_ERROR)])
 def test_queue_file_cannot_be_created(fulmar_factory, errname, want):
     """The queue file's open fails at DATA: refused there, before 354."""
@@ -147,15 +261,7 @@ def test_receipt_open_fault_falls_back_to_the_queue(fulmar_factory):
     """The Maildir copy cannot be created at DATA: the message goes
     through the queue instead (250), and is delivered from there."""
     d = start_with_fault(fulmar_factory, "open:1:ENOSPC:1", **RECEIPT)
-    msg = make_message(subject="through the queue")
-    with SMTPClient(d.port) as c:
-        c.ehlo()
-        expect(transaction(c, msg), 250, "2.0.0")
-        c.quit()
-    files = wait_until(lambda: maildir_files(d.maildir("alice")), timeout=10)
-    assert len(files) == 1
-    with open(files[0], "rb") as f:
-        split_delivered(f.read(), msg)
+    accepted_and_delivered(d, make_message(subject="through the queue"))
     assert "event=deliver_at_receipt_failed" in d.log_text()
 
 
@@ -175,12 +281,4 @@ def test_lasting_fault_then_restart(fulmar_factory):
     d.stop()
     d.env = type(d).env.__get__(d)
     d.start()
-    msg = make_message(subject="after the restart")
-    with SMTPClient(d.port) as c:
-        c.ehlo()
-        expect(transaction(c, msg), 250, "2.0.0")
-        c.quit()
-    files = wait_until(lambda: maildir_files(d.maildir("alice")), timeout=10)
-    assert len(files) == 1
-    with open(files[0], "rb") as f:
-        split_delivered(f.read(), msg)
+    accepted_and_delivered(d, make_message(subject="after the restart"))

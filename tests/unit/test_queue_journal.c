@@ -2,7 +2,8 @@
  * Unit tests for the queue's per-recipient journal (queue.c), through the
  * public API: a message committed with queue_txn_*, recipient states
  * recorded with queue_rcpt_update and written by queue_msg_release, then
- * read back offline (queue_list_dir) and at start-up (queue_recover).
+ * read back offline (queue_list_dir) and at start-up (queue_recover);
+ * and the prepared files (prepared.h).
  * Hand-made journals check the reader's rules: records are applied in
  * order, and reading stops at the first bad record (torn write, bad CRC,
  * bad length, index out of range).
@@ -13,6 +14,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -573,6 +575,12 @@ static void test_recover_cleans_up(void **state)
 	assert_int_equal(chmod(p, QUEUE_MODE_WRITING), 0);
 	assert_int_equal(truncate(p, 40), 0);
 	write_journal("00000001000000B2", &j, j.len);
+	/* An unused prepared file (empty, unmarked) left by a crash:
+	 * removed. */
+	pathf(p, sizeof(p), "%s/queue/active/00000001000000B3", root);
+	int pfd = open(p, O_WRONLY | O_CREAT, QUEUE_MODE_WRITING);
+	assert_true(pfd >= 0);
+	close(pfd);
 	/* An unacknowledged message in incoming/ (earlier versions received
 	 * there): removed. */
 	pathf(p, sizeof(p), "%s/queue/incoming", root);
@@ -597,6 +605,10 @@ static void test_recover_cleans_up(void **state)
 	assert_false(exists(p));
 	pathf(p, sizeof(p), "%s/queue/corrupt/00000001000000B2", root);
 	assert_false(exists(p));
+	pathf(p, sizeof(p), "%s/queue/active/00000001000000B3", root);
+	assert_false(exists(p));
+	pathf(p, sizeof(p), "%s/queue/corrupt/00000001000000B3", root);
+	assert_false(exists(p));
 	pathf(p, sizeof(p), "%s/queue/corrupt/00000001000000AB", root);
 	assert_true(exists(p));
 	pathf(p, sizeof(p), "%s/queue/corrupt/00000001000000AB.journal", root);
@@ -609,6 +621,63 @@ static void test_recover_cleans_up(void **state)
 	assert_false(exists(p));
 	close_queue(&r);
 	log_set_level(LOG_INFO);
+}
+
+/* Names of the empty, unmarked files of active/ (prepared ones). */
+static size_t prepared_names(char names[][QUEUE_ID_LEN + 1], size_t max)
+{
+	char p[PATH_MAX + 64];
+	pathf(p, sizeof(p), "%s/queue/active", root);
+	DIR *d = opendir(p);
+	assert_non_null(d);
+	size_t n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		struct stat sb;
+		if (e->d_name[0] == '.')
+			continue;
+		pathf(p, sizeof(p), "%s/queue/active/%s", root, e->d_name);
+		assert_int_equal(stat(p, &sb), 0);
+		if (sb.st_size == 0 && (sb.st_mode & 0777) == QUEUE_MODE_WRITING && n < max)
+			snprintf(names[n++], QUEUE_ID_LEN + 1, "%s", e->d_name);
+	}
+	closedir(d);
+	return n;
+}
+
+/* Prepared files (prepared.h): made ahead, taken by a message, the
+ * unused ones removed when the queue closes. */
+static void test_prepared_files(void **state)
+{
+	(void)state;
+	struct run r;
+	open_queue(&r);
+	queue_recover(r.q);
+	queue_prepare_files(r.q, 4);
+	char names[8][QUEUE_ID_LEN + 1];
+	/* Made on a worker, then handed to the loop. */
+	for (int i = 0; i < 200 && prepared_names(names, 8) < 4; i++)
+		usleep(10000);
+	assert_int_equal(prepared_names(names, 8), 4);
+	for (int i = 0; i < 20; i++) {
+		event_base_loop(r.base, EVLOOP_NONBLOCK);
+		usleep(5000);
+	}
+	struct qmsg *m = receive(&r);
+	bool taken = false;
+	for (size_t i = 0; i < 4; i++)
+		taken = taken || strcmp(names[i], m->env.id) == 0;
+	assert_true(taken);
+	assert_int_equal(prepared_names(names, 8), 3);
+	char p[PATH_MAX + 64];
+	pathf(p, sizeof(p), "%s/queue/active/%s", root, m->env.id);
+	struct stat sb;
+	assert_int_equal(stat(p, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, QUEUE_MODE_COMMITTED);
+	close_queue(&r);
+	/* The message stays; the unused prepared files are gone. */
+	assert_true(exists(p));
+	assert_int_equal(prepared_names(names, 8), 0);
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -626,6 +695,7 @@ int main(void)
 		T(test_listing_without_queue),
 		T(test_journal_round_trip),
 		T(test_recover_cleans_up),
+		T(test_prepared_files),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
