@@ -64,7 +64,7 @@ static const struct setting settings[] = {
 	{ "queue", "max_lifetime", T_SECONDS, OFF(queue.max_lifetime), NULL, 432000, 1, 31536000, false },
 	{ "queue", "delay_warning", T_SECONDS, OFF(queue.delay_warning), NULL, 14400, 0, 31536000, false },
 	{ "queue", "min_free", T_COUNT, OFF(queue.min_free), NULL, 104857600, 0, 1e15, false },
-	{ "queue", "prepared_files", T_COUNT, OFF(queue.prepared_files), NULL, 32, 0, 1024, false },
+	{ "queue", "prepared_files", T_COUNT, OFF(queue.prepared_files), NULL, 128, 0, 4096, false },
 	{ "inbound", "checks", T_BOOL, OFF(inbound.checks), NULL, 1, 0, 1, false },
 	{ "inbound", "authserv_id", T_STRING, OFF(inbound.authserv_id), NULL, 0, 0, 0, false },
 	{ "inbound", "dmarc_reject", T_BOOL, OFF(inbound.dmarc_reject), NULL, 1, 0, 1, false },

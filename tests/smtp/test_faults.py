@@ -22,8 +22,8 @@ recipient, small content):
            from the queue: open, write 2+, fsync (file, new/), link.
   receipt: open 1 (tmp/), write 2 (the added header fields at DATA, the
            rest at commit), fsync 2 (file, then new/), rename 1.
-With prepared files (the default, src/queue/prepared.h), start-up makes
-32 of them: open 1-32, then fsync 1 (active/); a message that takes one
+With prepared files (src/queue/prepared.h; 8 in these tests), start-up
+makes them: open 1-8, then fsync 1 (active/); a message that takes one
 then costs write 1, fsync 1 (the file), chmod 1, and no open.
 """
 
@@ -38,8 +38,8 @@ from fulmar_test import (SMTPClient, expect, is_prepared_queue_file, make_messag
 
 QUEUE = {"local": {"deliver_at_receipt": False}, "queue": {"prepared_files": 0}}
 RECEIPT = {"local": {"deliver_at_receipt": True}, "queue": {"prepared_files": 0}}
-PREPARED = {"local": {"deliver_at_receipt": False}}
-PREPARED_FILES = 32
+PREPARED_FILES = 8
+PREPARED = {"local": {"deliver_at_receipt": False}, "queue": {"prepared_files": PREPARED_FILES}}
 STORAGE = (452, "4.3.1")
 LOCAL_ERROR = (451, "4.3.0")
 
@@ -164,7 +164,7 @@ def test_commit_fault(fulmar_factory, path, spec, want, event):
 
 
 # A message written into a prepared file: start-up made the files (open
-# 1-32, fsync 1), so the message's own calls come after those.
+# 1-8, fsync 1), so the message's own calls come after those.
 PREPARED_CASES = [
     ("write:1:ENOSPC:1", STORAGE, QW),
     ("write:1:EIO:1", LOCAL_ERROR, QW),
@@ -202,15 +202,15 @@ def test_prepared_files_lifecycle(fulmar_factory):
     """Made at start-up; each message takes one and the pool is refilled;
     removed at a clean stop; removed at start-up after a crash."""
     d = start_prepared(fulmar_factory)
-    msgs = [make_message(subject="prepared %d" % i) for i in range(40)]
+    msgs = [make_message(subject="prepared %d" % i) for i in range(20)]
     with SMTPClient(d.port) as c:
         c.ehlo()
         for m in msgs:
             expect(transaction(c, m), 250, "2.0.0")
         c.quit()
-    files = wait_until(lambda: len(maildir_files(d.maildir("alice"))) == 40 and
+    files = wait_until(lambda: len(maildir_files(d.maildir("alice"))) == 20 and
                        maildir_files(d.maildir("alice")), timeout=20)
-    assert files and len(files) == 40
+    assert files and len(files) == 20
     assert wait_until(lambda: queue_files(d) == [], timeout=10), queue_files(d)
     # Refilled (the pool refills once it is half empty).
     assert wait_until(lambda: len(prepared_files(d)) > PREPARED_FILES // 2, timeout=10)
@@ -226,7 +226,7 @@ def test_prepared_files_lifecycle(fulmar_factory):
     log = d.log_text()
     assert "incoming_discarded" not in log, log
     assert "messages in the queue" in log
-    assert len(maildir_files(d.maildir("alice"))) == 40
+    assert len(maildir_files(d.maildir("alice"))) == 20
 
 
 @pytest.mark.parametrize("spec", ["open:1:EIO:1", "fsync:1:EIO:1", "open:1:ENOSPC"])
