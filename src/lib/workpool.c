@@ -45,17 +45,22 @@ static void push(struct job **head, struct job **tail, struct job *j)
 	*tail = j;
 }
 
-/* Under the lock: queue j for the loop, waking it when the list was empty
- * (one wake-up covers everything queued before the loop drains it). */
-static void push_done(struct workpool *pool, struct job *j)
+/* Under the lock: queue j for the loop. True when the list was empty: the
+ * caller then wakes the loop, after unlocking (one wake-up covers
+ * everything queued before the loop drains it). */
+static bool push_done(struct workpool *pool, struct job *j)
 {
 	bool was_empty = pool->done_head == NULL;
 	push(&pool->done_head, &pool->done_tail, j);
-	if (was_empty) {
-		uint64_t one = 1;
-		ssize_t w = write(pool->efd, &one, sizeof(one));
-		(void)w; /* eventfd write only fails on overflow */
-	}
+	return was_empty;
+}
+
+/* Outside the lock: the eventfd write that wakes the loop. */
+static void wake_loop(struct workpool *pool)
+{
+	uint64_t one = 1;
+	ssize_t w = write(pool->efd, &one, sizeof(one));
+	(void)w; /* eventfd write only fails on overflow */
 }
 
 static void *worker_main(void *p)
@@ -80,11 +85,17 @@ static void *worker_main(void *p)
 
 		j->work(j->arg);
 
-		pthread_mutex_lock(&pool->lock);
-		if (j->done)
-			push_done(pool, j);
-		else
+		bool wake = false;
+		if (j->done) {
+			pthread_mutex_lock(&pool->lock);
+			wake = push_done(pool, j);
+			pthread_mutex_unlock(&pool->lock);
+		} else {
 			free(j);
+		}
+		if (wake)
+			wake_loop(pool);
+		pthread_mutex_lock(&pool->lock);
 	}
 	pthread_mutex_unlock(&pool->lock);
 	return NULL;
@@ -141,8 +152,8 @@ void workpool_submit(struct workpool *pool, workpool_fn work, workpool_fn done,
 	j->arg = arg;
 	pthread_mutex_lock(&pool->lock);
 	push(&pool->todo_head, &pool->todo_tail, j);
-	pthread_cond_signal(&pool->cond);
 	pthread_mutex_unlock(&pool->lock);
+	pthread_cond_signal(&pool->cond);
 }
 
 void workpool_post(struct workpool *pool, workpool_fn done, void *arg)
@@ -152,8 +163,10 @@ void workpool_post(struct workpool *pool, workpool_fn done, void *arg)
 	j->done = done;
 	j->arg = arg;
 	pthread_mutex_lock(&pool->lock);
-	push_done(pool, j);
+	bool wake = push_done(pool, j);
 	pthread_mutex_unlock(&pool->lock);
+	if (wake)
+		wake_loop(pool);
 }
 
 void workpool_free(struct workpool *pool)
