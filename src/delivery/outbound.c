@@ -30,6 +30,7 @@
 #include "delivery/route.h"
 #include "delivery/smtp_client.h"
 #include "lib/log.h"
+#include "lib/monotime.h"
 #include "lib/tls.h"
 #include "lib/xalloc.h"
 #include "proto/smtp_cmd.h"
@@ -105,13 +106,6 @@ struct outbound {
 	size_t nconns;            /* in total */
 	struct dest *starved;     /* dests waiting for a slot */
 };
-
-static double now_mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static struct timeval tv_of(double s)
 {
@@ -243,7 +237,7 @@ static void dest_pump(struct dest *d);
 /* Forget an unused destination (no jobs, no connections). */
 static bool dest_is_down(const struct dest *d)
 {
-	return d->down_until > 0 && now_mono() < d->down_until;
+	return d->down_until > 0 && monotime() < d->down_until;
 }
 
 static void dest_maybe_free(struct dest *d)
@@ -285,14 +279,25 @@ static void dest_fail_waiting(struct dest *d, enum outbound_status st, const cha
 	}
 }
 
-/* Connections of d that are up (connected), other than except. */
-static size_t dest_live_conns(const struct dest *d, const struct oconn *except)
+/* Connections of d that are up (connected). */
+static size_t dest_live_conns(const struct dest *d)
 {
 	size_t n = 0;
 	for (const struct oconn *c = d->conns; c; c = c->next)
-		if (c != except && c->client && (c->state == OC_IDLE || c->state == OC_BUSY))
+		if (c->client && (c->state == OC_IDLE || c->state == OC_BUSY))
 			n++;
 	return n;
+}
+
+/* d takes connections again: its period is over, one came up, or the
+ * configuration changed. */
+static void dest_clear_down(struct dest *d)
+{
+	d->down_until = 0;
+	if (d->down_timer)
+		evtimer_del(d->down_timer);
+	free(d->down_detail);
+	d->down_detail = NULL;
 }
 
 static void on_down_end(evutil_socket_t fd, short what, void *arg)
@@ -300,7 +305,7 @@ static void on_down_end(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct dest *d = arg;
-	d->down_until = 0;
+	dest_clear_down(d);
 	dest_maybe_free(d);
 }
 
@@ -311,7 +316,8 @@ static void on_defer_while_down(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct dest *d = arg;
-	if (dest_is_down(d) && dest_live_conns(d, NULL) == 0) {
+	/* Down means no connection is up: one that comes up clears it. */
+	if (dest_is_down(d)) {
 		char detail[700];
 		snprintf(detail, sizeof(detail), "delivery temporarily suspended: %s",
 			 d->down_detail ? d->down_detail : "");
@@ -336,7 +342,7 @@ static void dest_mark_down(struct dest *d, const char *dsn, const char *relay,
 	double period = o->cfg->queue.retry_first / 2;
 	if (period <= 0)
 		return;
-	d->down_until = now_mono() + period;
+	d->down_until = monotime() + period;
 	snprintf(d->down_dsn, sizeof(d->down_dsn), "%s", dsn);
 	snprintf(d->down_relay, sizeof(d->down_relay), "%s", relay);
 	free(d->down_detail);
@@ -468,7 +474,7 @@ static void oconn_give_up(struct oconn *c)
 	}
 	char detail[SMTP_CLIENT_REPLY_MAX + 64];
 	snprintf(detail, sizeof(detail), "%s", st.reply);
-	size_t live = dest_live_conns(d, c);
+	size_t live = dest_live_conns(d); /* c is not up */
 	oconn_free(c);
 	/* With another connection up, the jobs wait for it; connections
 	 * still opening do not count (they are likely to fail the same way,
@@ -507,7 +513,7 @@ static void on_client_ready(void *arg, struct smtp_client *cl,
 	}
 	struct dest *d = c->dest;
 	d->nopening--;
-	d->down_until = 0; /* it takes connections again */
+	dest_clear_down(d);
 	c->state = OC_IDLE;
 	struct log_line l;
 	log_begin(&l, LOG_DEBUG, "connected");
@@ -567,7 +573,7 @@ static void on_route(void *arg, const struct route_result *res)
 		char dsn[16], why[300];
 		snprintf(dsn, sizeof(dsn), "%s", res->dsn);
 		snprintf(why, sizeof(why), "%s", res->why);
-		size_t live = dest_live_conns(d, c);
+		size_t live = dest_live_conns(d); /* c is still resolving */
 		oconn_free(c);
 		if (st == OUT_DEFERRED && live == 0)
 			dest_mark_down(d, dsn, "none", why);
@@ -582,7 +588,7 @@ static void on_route(void *arg, const struct route_result *res)
 	if (d->cached == NULL)
 		d->cached = xmalloc(sizeof(*res));
 	*d->cached = *res;
-	d->cached_until = now_mono() + ROUTE_CACHE_SECONDS;
+	d->cached_until = monotime() + ROUTE_CACHE_SECONDS;
 	c->hop = 0;
 	oconn_try_hop(c);
 }
@@ -600,7 +606,7 @@ static void oconn_open(struct dest *d)
 	d->nconns++;
 	d->nopening++;
 	o->nconns++;
-	if (d->cached && now_mono() < d->cached_until) {
+	if (d->cached && monotime() < d->cached_until) {
 		c->route = xmalloc(sizeof(*c->route));
 		*c->route = *d->cached;
 		c->hop = 0;
@@ -645,7 +651,7 @@ static void dest_pump(struct dest *d)
 		if (idle) {
 			double interval = dest_interval(d);
 			if (interval > 0) {
-				double now = now_mono();
+				double now = monotime();
 				if (now < d->next_start) {
 					if (d->rate_timer == NULL)
 						d->rate_timer = evtimer_new(o->base, on_rate_timer, d);
@@ -661,9 +667,9 @@ static void dest_pump(struct dest *d)
 			oconn_start_job(idle, j);
 			continue;
 		}
-		/* Down, and nothing up to wait for: the jobs are deferred,
+		/* Down (so nothing up to wait for): the jobs are deferred,
 		 * from the loop. */
-		if (dest_is_down(d) && dest_live_conns(d, NULL) == 0) {
+		if (dest_is_down(d)) {
 			if (d->defer_ev == NULL)
 				d->defer_ev = evtimer_new(o->base, on_defer_while_down, d);
 			struct timeval zero = { 0, 0 };
@@ -714,10 +720,11 @@ static struct evbuffer *load_content(struct outbound *o, struct qmsg *m, char *e
 	char *kept = queue_msg_take_content(o->q, m, &kept_len);
 	if (kept) {
 		struct evbuffer *buf = evbuffer_new();
-		if (evbuffer_add_reference(buf, kept, kept_len, free_content, NULL) == 0)
+		if (buf && evbuffer_add_reference(buf, kept, kept_len, free_content, NULL) == 0)
 			return buf;
 		free(kept);
-		evbuffer_free(buf);
+		if (buf)
+			evbuffer_free(buf);
 	}
 	char path[PATH_MAX];
 	queue_msg_path(o->q, m->env.id, path, sizeof(path));
@@ -910,10 +917,16 @@ void outbound_set_config(struct outbound *o, struct config *cfg)
 {
 	config_unref(o->cfg);
 	o->cfg = config_ref(cfg);
-	/* Routes may have changed: resolve again. */
-	for (size_t b = 0; b < DEST_BUCKETS; b++)
-		for (struct dest *d = o->buckets[b]; d; d = d->hnext)
+	/* Routes, credentials or TLS policy may have changed: resolve again,
+	 * and a destination that was down is tried again. */
+	for (size_t b = 0; b < DEST_BUCKETS; b++) {
+		for (struct dest *d = o->buckets[b], *next; d; d = next) {
+			next = d->hnext;
 			d->cached_until = 0;
+			dest_clear_down(d);
+			dest_maybe_free(d);
+		}
+	}
 }
 
 void outbound_destination(const struct outbound *o, const char *domain, char *buf,
@@ -1027,7 +1040,7 @@ void outbound_free(struct outbound *o)
 				job_free(o, j);
 			}
 			o->starved = NULL;
-			d->down_until = 0; /* forgotten: nothing is kept now */
+			dest_clear_down(d); /* forgotten: nothing is kept now */
 			dest_maybe_free(d);
 		}
 	}

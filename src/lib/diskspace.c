@@ -7,20 +7,13 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/statvfs.h>
-#include <time.h>
 
+#include "lib/monotime.h"
 #include "lib/xalloc.h"
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int diskspace_avail(struct diskspace *ds, const char *dir, uint64_t *avail)
 {
-	int64_t now = now_ms();
+	int64_t now = (int64_t)(monotime() * 1000);
 	if (!ds->valid || strcmp(ds->dir, dir) != 0 ||
 	    now - ds->checked_ms >= DISKSPACE_INTERVAL_MS) {
 		struct statvfs sv;

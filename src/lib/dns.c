@@ -15,10 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "lib/dns_cache.h"
 #include "lib/mem.h"
+#include "lib/monotime.h"
 #include "lib/xalloc.h"
 
 #define DNS_MAX_SOCKETS 16
@@ -353,19 +353,12 @@ static struct dns_query *query_started(struct dns_query *q)
 	return q;
 }
 
-static double now_mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* A c-ares answer for a cached query: keep it, then handle it. */
 static void on_cacheable(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
 	struct dns_query *q = arg;
 	if (!q->d->freeing && q->qname) /* no name copy: not kept */
-		dns_cache_put(q->d->cache, q->qtype, q->qname, status, abuf, alen, now_mono());
+		dns_cache_put(q->d->cache, q->qtype, q->qname, status, abuf, alen, monotime());
 	q->handler(arg, status, timeouts, abuf, alen);
 }
 
@@ -398,7 +391,7 @@ static void cached_query(struct dns_query *q, const char *name, int type, ares_c
 	struct dns *d = q->d;
 	q->handler = cb;
 	q->qtype = type;
-	if (dns_cache_get(d->cache, type, name, now_mono(), &q->cached_status, &q->cached_buf,
+	if (dns_cache_get(d->cache, type, name, monotime(), &q->cached_status, &q->cached_buf,
 			  &q->cached_len) &&
 	    (q->cached_ev = evtimer_new(d->base, on_cached, q)) == NULL) {
 		free(q->cached_buf);
@@ -416,10 +409,25 @@ static void cached_query(struct dns_query *q, const char *name, int type, ares_c
 	ares_query(d->channel, name, ns_c_in, type, on_cacheable, q);
 }
 
+/* The outcome of an answer c-ares parsed with prc into n records;
+ * *status becomes the c-ares code behind it. A parser out of memory
+ * (c-ares's or ours, ARES_ENOMEM) is DNS_NOMEM, never a verdict. */
+static enum dns_status parsed_status(int prc, size_t n, int *status)
+{
+	if (prc == ARES_ENODATA || (prc == ARES_SUCCESS && n == 0)) {
+		*status = ARES_ENODATA;
+		return DNS_NODATA;
+	}
+	if (prc != ARES_SUCCESS) {
+		*status = prc;
+		return prc == ARES_ENOMEM ? DNS_NOMEM : DNS_TEMPFAIL;
+	}
+	return DNS_OK;
+}
+
 enum dns_status dns_parse_mx_answer(const unsigned char *abuf, int alen,
 				    struct dns_mx mx[DNS_MX_MAX], size_t *n, int *status)
 {
-	enum dns_status st = DNS_OK;
 	struct ares_mx_reply *head = NULL;
 	int prc = ares_parse_mx_reply(abuf, alen, &head);
 	*n = 0;
@@ -436,11 +444,7 @@ enum dns_status dns_parse_mx_answer(const unsigned char *abuf, int alen,
 	}
 	if (head)
 		ares_free_data(head);
-	if (prc == ARES_ENODATA || (prc == ARES_SUCCESS && *n == 0))
-		st = DNS_NODATA;
-	else if (prc != ARES_SUCCESS)
-		st = DNS_TEMPFAIL, *status = prc;
-	return st;
+	return parsed_status(prc, *n, status);
 }
 
 static void on_mx(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
@@ -571,17 +575,12 @@ struct dns_query *dns_lookup_addrs(struct dns *d, const char *host, dns_addrs_fn
 enum dns_status dns_parse_txt_answer(const unsigned char *abuf, int alen,
 				     struct dns_txt txt[DNS_TXT_MAX], size_t *n, int *status)
 {
-	enum dns_status st = DNS_OK;
 	struct ares_txt_ext *head = NULL;
 	int prc = ares_parse_txt_reply_ext(abuf, alen, &head);
 	*n = 0;
-	if (prc == ARES_ENODATA || (prc == ARES_SUCCESS && head == NULL))
-		st = DNS_NODATA;
-	else if (prc != ARES_SUCCESS)
-		st = DNS_TEMPFAIL, *status = prc;
 	/* Join the character-strings of each record (record_start marks
 	 * where a new record begins). */
-	for (struct ares_txt_ext *r = head; st == DNS_OK && r; r = r->next) {
+	for (struct ares_txt_ext *r = head; prc == ARES_SUCCESS && r; r = r->next) {
 		if (r->record_start || *n == 0) {
 			if (*n == DNS_TXT_MAX)
 				break;
@@ -589,7 +588,7 @@ enum dns_status dns_parse_txt_answer(const unsigned char *abuf, int alen,
 			if (txt[*n].text == NULL) {
 				while (*n > 0)
 					free(txt[--*n].text);
-				st = DNS_NOMEM, *status = ARES_ENOMEM;
+				prc = ARES_ENOMEM;
 				break;
 			}
 			txt[*n].len = 0;
@@ -606,9 +605,7 @@ enum dns_status dns_parse_txt_answer(const unsigned char *abuf, int alen,
 	}
 	if (head)
 		ares_free_data(head);
-	if (st == DNS_OK && *n == 0)
-		st = DNS_NODATA;
-	return st;
+	return parsed_status(prc, *n, status);
 }
 
 static void on_txt(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
@@ -645,21 +642,6 @@ struct dns_query *dns_lookup_txt(struct dns *d, const char *name, dns_txt_fn fn,
 }
 
 /* ---- one address family; PTR names (SPF) ---- */
-
-/* The outcome of an answer c-ares parsed with prc into n records;
- * *status becomes the c-ares code behind it. */
-static enum dns_status parsed_status(int prc, size_t n, int *status)
-{
-	if (prc == ARES_ENODATA || (prc == ARES_SUCCESS && n == 0)) {
-		*status = ARES_ENODATA;
-		return DNS_NODATA;
-	}
-	if (prc != ARES_SUCCESS) {
-		*status = prc;
-		return DNS_TEMPFAIL;
-	}
-	return DNS_OK;
-}
 
 static void on_family(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {

@@ -17,7 +17,6 @@
 #ifndef FULMAR_DNS_H
 #define FULMAR_DNS_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -112,10 +111,11 @@ struct dns_query *dns_lookup_family(struct dns *d, const char *name, int family,
  * the order of the answer, names without their final dot, names too long
  * for struct dns_mx skipped. TXT: at most DNS_TXT_MAX records, each's
  * strings joined (cut at DNS_TXT_LEN_MAX), each text malloc'd: the caller
- * frees txt[0..*n).text. Returns DNS_OK (*n > 0), DNS_NODATA, or
- * DNS_TEMPFAIL when the answer does not parse (or, TXT, a text cannot be
- * allocated: ARES_ENOMEM, *n 0), with *status set to the c-ares code then
- * (left alone otherwise).
+ * frees txt[0..*n).text. Returns DNS_OK (*n > 0, *status left alone),
+ * DNS_NODATA (*status ARES_ENODATA), DNS_NOMEM when c-ares or we run out
+ * of memory (a TXT text that cannot be allocated; *n 0, *status
+ * ARES_ENOMEM), or DNS_TEMPFAIL when the answer does not parse (*status
+ * the c-ares code).
  */
 enum dns_status dns_parse_mx_answer(const unsigned char *abuf, int alen,
 				    struct dns_mx mx[DNS_MX_MAX], size_t *n, int *status);

@@ -45,22 +45,20 @@ static void push(struct job **head, struct job **tail, struct job *j)
 	*tail = j;
 }
 
-/* Under the lock: queue j for the loop. True when the list was empty: the
- * caller then wakes the loop, after unlocking (one wake-up covers
- * everything queued before the loop drains it). */
-static bool push_done(struct workpool *pool, struct job *j)
+/* Queue j for the loop, and wake the loop when the list was empty (one
+ * wake-up covers everything queued before the loop drains it); the
+ * eventfd write happens after unlocking, so workers do not wait on it. */
+static void hand_back(struct workpool *pool, struct job *j)
 {
+	pthread_mutex_lock(&pool->lock);
 	bool was_empty = pool->done_head == NULL;
 	push(&pool->done_head, &pool->done_tail, j);
-	return was_empty;
-}
-
-/* Outside the lock: the eventfd write that wakes the loop. */
-static void wake_loop(struct workpool *pool)
-{
-	uint64_t one = 1;
-	ssize_t w = write(pool->efd, &one, sizeof(one));
-	(void)w; /* eventfd write only fails on overflow */
+	pthread_mutex_unlock(&pool->lock);
+	if (was_empty) {
+		uint64_t one = 1;
+		ssize_t w = write(pool->efd, &one, sizeof(one));
+		(void)w; /* eventfd write only fails on overflow */
+	}
 }
 
 static void *worker_main(void *p)
@@ -85,16 +83,10 @@ static void *worker_main(void *p)
 
 		j->work(j->arg);
 
-		bool wake = false;
-		if (j->done) {
-			pthread_mutex_lock(&pool->lock);
-			wake = push_done(pool, j);
-			pthread_mutex_unlock(&pool->lock);
-		} else {
+		if (j->done)
+			hand_back(pool, j);
+		else
 			free(j);
-		}
-		if (wake)
-			wake_loop(pool);
 		pthread_mutex_lock(&pool->lock);
 	}
 	pthread_mutex_unlock(&pool->lock);
@@ -162,11 +154,7 @@ void workpool_post(struct workpool *pool, workpool_fn done, void *arg)
 	j->work = NULL;
 	j->done = done;
 	j->arg = arg;
-	pthread_mutex_lock(&pool->lock);
-	bool wake = push_done(pool, j);
-	pthread_mutex_unlock(&pool->lock);
-	if (wake)
-		wake_loop(pool);
+	hand_back(pool, j);
 }
 
 void workpool_free(struct workpool *pool)

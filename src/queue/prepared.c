@@ -10,11 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "lib/fsio.h"
 #include "lib/log.h"
+#include "lib/monotime.h"
 #include "lib/workpool.h"
 #include "lib/xalloc.h"
 #include "queue/queue.h"
@@ -46,13 +46,6 @@ struct refill {
 	int err;             /* the first failure, or 0 */
 	struct slot slots[]; /* n; fd -1 when not made */
 };
-
-static double now_mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void slot_path(const struct prepared *p, const char *id, char *buf, size_t len)
 {
@@ -118,7 +111,7 @@ static void refill_done(void *arg)
 		if (r->slots[i].fd >= 0)
 			p->ready[p->nready++] = r->slots[i];
 	if (r->err) {
-		p->retry_at = now_mono() + RETRY_AFTER;
+		p->retry_at = monotime() + RETRY_AFTER;
 		log_msg(LOG_WARNING, "queue_prepare_failed",
 			"cannot prepare queue files in %s: %s; messages create their own",
 			p->dir, strerror_safe(r->err));
@@ -130,7 +123,7 @@ void prepared_refill(struct prepared *p)
 {
 	if (p->max == 0 || p->refilling || p->nready > p->max / 2)
 		return;
-	if (p->retry_at > 0 && now_mono() < p->retry_at)
+	if (p->retry_at > 0 && monotime() < p->retry_at)
 		return;
 	size_t n = p->max - p->nready;
 	struct refill *r = xcalloc(1, sizeof(*r) + n * sizeof(r->slots[0]));

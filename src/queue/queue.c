@@ -149,17 +149,24 @@ unsigned queue_commits_in_flight(const struct queue *q)
 
 /* ---- queue ids ---- */
 
-/* 16 upper-case hex digits: seconds (8), microseconds (5), sequence (3).
- * Sortable by arrival; uniqueness is enforced by O_EXCL at creation. */
-static void new_id(struct queue *q, char id[QUEUE_ID_LEN + 1], int64_t *now_us)
+static int64_t wall_us(void)
 {
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
-	*now_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+	return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+/* 16 upper-case hex digits: seconds (8), microseconds (5), sequence (3)
+ * of the moment the id is minted (a prepared file's, before its message
+ * arrives: the T record has the arrival); uniqueness is enforced by
+ * O_EXCL at creation. */
+static void new_id(struct queue *q, char id[QUEUE_ID_LEN + 1], int64_t *now_us)
+{
+	*now_us = wall_us();
 	q->id_seq = (q->id_seq + 1) & 0xfff;
 	snprintf(id, QUEUE_ID_LEN + 1, "%08lX%05lX%03X",
-		 (unsigned long)tv.tv_sec & 0xffffffffUL, (unsigned long)tv.tv_usec,
-		 (unsigned)q->id_seq);
+		 (unsigned long)(*now_us / 1000000) & 0xffffffffUL,
+		 (unsigned long)(*now_us % 1000000), (unsigned)q->id_seq);
 }
 
 void queue_new_id(struct queue *q, char id[QUEUE_ID_LEN + 1], int64_t *now_us)
@@ -228,9 +235,7 @@ struct queue_txn *queue_txn_begin(struct queue *q, struct envelope *env,
 	int fd = -1;
 	t->name_durable = false;
 	if (q->prepared && prepared_take(q->prepared, t->env.id, &fd)) {
-		struct timeval tv;
-		gettimeofday(&tv, NULL);
-		t->env.arrival_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+		t->env.arrival_us = wall_us();
 		snprintf(t->path, sizeof(t->path), "%s/%s", q->active, t->env.id);
 		t->name_durable = true;
 	}
@@ -339,16 +344,6 @@ static void keep_content(struct queue *q, struct qmsg *m, struct commit_job *job
 	job->content = NULL;
 }
 
-static void drop_content(struct queue *q, struct qmsg *m)
-{
-	if (m->content == NULL)
-		return;
-	q->kept_bytes -= m->content_len;
-	free(m->content);
-	m->content = NULL;
-	m->content_len = 0;
-}
-
 char *queue_msg_take_content(struct queue *q, struct qmsg *m, size_t *len)
 {
 	char *c = m->content;
@@ -359,6 +354,12 @@ char *queue_msg_take_content(struct queue *q, struct qmsg *m, size_t *len)
 		m->content_len = 0;
 	}
 	return c;
+}
+
+static void drop_content(struct queue *q, struct qmsg *m)
+{
+	size_t unused;
+	free(queue_msg_take_content(q, m, &unused));
 }
 
 static void finish_commit(struct commit_job *job, int err)
@@ -776,37 +777,29 @@ static void clean_incoming(struct queue *q)
 	closedir(d);
 }
 
-/* Whether active/id carries the committed mark (queue.h). */
-static bool committed(const struct queue *q, const char *id)
+/*
+ * active/id failed to load. With the committed mark (queue.h) it was
+ * whole once: aside to corrupt/. Without it, it was never acknowledged
+ * and is removed, with a stray journal of its id: silently when it is
+ * empty (an unused prepared file, prepared.h, left by a crash), logged
+ * otherwise (it was being received when the server stopped).
+ */
+static void set_aside_unloadable(struct queue *q, const char *id, const char *why)
 {
 	char path[PATH_MAX];
 	struct stat sb;
 	snprintf(path, sizeof(path), "%s/%s", q->active, id);
-	return stat(path, &sb) == 0 && (sb.st_mode & 0777) == QUEUE_MODE_COMMITTED;
-}
-
-/* An empty file without the mark: a prepared file (prepared.h) that was
- * never used, left by a crash. */
-static bool unused_prepared(const struct queue *q, const char *id)
-{
-	char path[PATH_MAX];
-	struct stat sb;
-	snprintf(path, sizeof(path), "%s/%s", q->active, id);
-	return stat(path, &sb) == 0 && sb.st_size == 0 &&
-	       (sb.st_mode & 0777) == QUEUE_MODE_WRITING;
-}
-
-/* A file that was being received when the server stopped: never
- * acknowledged, so removed (with its journal, if a stray one exists). */
-static void discard_uncommitted(struct queue *q, const char *id, const char *why)
-{
-	char path[PATH_MAX];
-	snprintf(path, sizeof(path), "%s/%s", q->active, id);
+	bool have = stat(path, &sb) == 0;
+	if (have && (sb.st_mode & 0777) == QUEUE_MODE_COMMITTED) {
+		quarantine(q, id, why);
+		return;
+	}
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/%s", q->journal, id);
 	unlink(path);
-	log_msg(LOG_INFO, "incoming_discarded",
-		"%s was never acknowledged (%s); removed", id, why);
+	if (!(have && sb.st_size == 0 && (sb.st_mode & 0777) == QUEUE_MODE_WRITING))
+		log_msg(LOG_INFO, "incoming_discarded",
+			"%s was never acknowledged (%s); removed", id, why);
 }
 
 void queue_recover(struct queue *q)
@@ -829,15 +822,7 @@ void queue_recover(struct queue *q)
 		char err[128] = "";
 		if (load_one(q->active, q->journal, e->d_name, &m->env, &m->content_off,
 			     &m->has_journal, err, sizeof(err)) < 0) {
-			if (committed(q, e->d_name)) {
-				quarantine(q, e->d_name, err);
-			} else if (unused_prepared(q, e->d_name)) {
-				char path[PATH_MAX];
-				snprintf(path, sizeof(path), "%s/%s", q->active, e->d_name);
-				unlink(path);
-			} else {
-				discard_uncommitted(q, e->d_name, err);
-			}
+			set_aside_unloadable(q, e->d_name, err);
 			msg_free(m);
 			continue;
 		}

@@ -39,7 +39,6 @@ enum state {
 
 
 #define AUTH_LINE_MAX 12288   /* RFC 4954 4: a SASL response line */
-#define HEADER_HOLD_MAX (64u * 1024) /* submission: header held to complete it */
 #define AUTH_FIELD_MAX 1024   /* user names and passwords */
 
 enum auth_step { AUTH_PLAIN_RESPONSE, AUTH_LOGIN_USER, AUTH_LOGIN_PASSWORD };
@@ -90,9 +89,6 @@ struct smtp_session {
 	unsigned rcpt_cmds;  /* RCPT commands accepted in this transaction */
 	char first_rcpt[SMTP_ADDR_PATH_MAX + 1];
 	uint64_t discard;    /* octets of a refused BDAT chunk still to skip */
-	/* The content sink ran out of memory (lib/mem.h): the end of the
-	 * content gets 451 "out of memory" instead of a queue write error. */
-	bool content_oom;
 	/* transaction */
 	struct envelope env;
 	struct queue_txn *txn;       /* the message goes to the queue, or */
@@ -102,7 +98,6 @@ struct smtp_session {
 	struct data_reader dr;
 	uint64_t bdat_left;
 	bool bdat_last;
-	bool bdat_started;
 	/* what the "queued" log line needs once the commit returns */
 	char *log_from;
 	size_t log_nrcpt;
@@ -137,7 +132,6 @@ void session_free(struct smtp_session *s);
 void session_txn_reset(struct smtp_session *s);
 /* The transaction is over: back to S_READY, reading again. */
 void session_back_to_ready(struct smtp_session *s);
-void session_set_read_timeout(struct smtp_session *s, double seconds);
 /* Opens the message's destination (queue file or Maildir copies) at DATA
  * or the first BDAT; 0 or an errno. */
 int session_open_txn(struct smtp_session *s);

@@ -57,8 +57,11 @@ static void on_password_checked(void *arg, bool ok)
 	/* Each failure waits a little longer before its 535. */
 	int delay = auth_throttle_failed(th, s->client, s->auth_try_user, now);
 	struct timeval tv = { delay, 0 };
-	if (s->auth_delay == NULL)
-		s->auth_delay = evtimer_new(smtp_server_base(s->srv), auth_reply_failure, s);
+	if (s->auth_delay == NULL &&
+	    (s->auth_delay = evtimer_new(smtp_server_base(s->srv), auth_reply_failure, s)) == NULL) {
+		auth_reply_failure(-1, 0, s); /* no memory for the delay: 535 now */
+		return;
+	}
 	evtimer_add(s->auth_delay, &tv);
 }
 

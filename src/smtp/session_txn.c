@@ -7,7 +7,6 @@
  * (session.h).
  */
 #include <errno.h>
-#include <event2/event.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,9 +27,10 @@
 #include "signer/signing.h"
 #include "smtp/inbound_auth.h"
 #include "smtp/received.h"
-#include "smtp/recipient.h"
 #include "smtp/session.h"
 #include "smtp/smtp_server.h"
+
+#define HEADER_HOLD_MAX (64u * 1024) /* submission: header held to complete it */
 
 void session_txn_reset(struct smtp_session *s)
 {
@@ -55,8 +55,6 @@ void session_txn_reset(struct smtp_session *s)
 	s->first_rcpt[0] = '\0';
 	s->bdat_left = 0;
 	s->bdat_last = false;
-	s->bdat_started = false;
-	s->content_oom = false;
 }
 
 void session_back_to_ready(struct smtp_session *s)
@@ -64,11 +62,6 @@ void session_back_to_ready(struct smtp_session *s)
 	session_txn_reset(s);
 	session_set_state(s, s->esmtp || s->env.helo ? S_READY : S_INIT);
 	conn_set_read_timeout(s->conn, s->cfg->timeouts.command);
-}
-
-void session_set_read_timeout(struct smtp_session *s, double seconds)
-{
-	conn_set_read_timeout(s->conn, seconds);
 }
 
 static void write_content(struct smtp_session *s, const char *buf, size_t len)
@@ -178,10 +171,8 @@ static void release_header(struct smtp_session *s)
 int session_content_sink(void *arg, const char *buf, size_t len)
 {
 	struct smtp_session *s = arg;
-	if (s->inauth && inbound_auth_feed(s->inauth, buf, len) < 0) {
-		s->content_oom = true;
+	if (s->inauth && inbound_auth_feed(s->inauth, buf, len) < 0)
 		return -1;
-	}
 	if (s->hdr_done) {
 		write_content(s, buf, len);
 		return 0;
@@ -189,10 +180,8 @@ int session_content_sink(void *arg, const char *buf, size_t len)
 	size_t take = HEADER_HOLD_MAX - s->hdr_len;
 	if (take > len)
 		take = len;
-	if (s->hdr_buf == NULL && (s->hdr_buf = mem_alloc(HEADER_HOLD_MAX)) == NULL) {
-		s->content_oom = true;
+	if (s->hdr_buf == NULL && (s->hdr_buf = mem_alloc(HEADER_HOLD_MAX)) == NULL)
 		return -1;
-	}
 	memcpy(s->hdr_buf + s->hdr_len, buf, take);
 	size_t from = s->hdr_len >= 3 ? s->hdr_len - 3 : 0;
 	s->hdr_len += take;
@@ -493,12 +482,8 @@ void session_content_done(struct smtp_session *s, const char *what, enum data_er
 	case DATA_ERR_TOO_BIG:
 		session_reply_error(s, what, "552 5.3.4 Message size exceeds fixed maximum message size");
 		break;
-	case DATA_ERR_SINK:
-		if (s->content_oom)
-			session_reply_oom(s, what);
-		else
-			session_reply_error(s, what,
-				    "451 4.3.0 Error: queue file write error, try again later");
+	case DATA_ERR_SINK: /* the sink fails only for want of memory */
+		session_reply_oom(s, what);
 		break;
 	}
 	if (s->state != S_CLOSING)

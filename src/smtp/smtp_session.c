@@ -27,7 +27,6 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "delivery/local_txn.h"
 #include "lib/diskspace.h"
 #include "lib/conn.h"
 #include "lib/dns.h"
@@ -35,16 +34,12 @@
 #include "lib/mem.h"
 #include "lib/netaddr.h"
 #include "lib/xalloc.h"
-#include "proto/base64.h"
 #include "proto/data_reader.h"
 #include "proto/smtp_addr.h"
 #include "proto/smtp_cmd.h"
 #include "queue/envelope.h"
 #include "queue/queue.h"
-#include "signer/signing.h"
-#include "smtp/auth_throttle.h"
 #include "smtp/inbound_auth.h"
-#include "smtp/received.h"
 #include "smtp/recipient.h"
 #include "smtp/session.h"
 #include "smtp/smtp_server.h"
@@ -550,7 +545,7 @@ static void cmd_data(struct smtp_session *s, const char *arg, size_t len)
 	}
 	data_reader_init(&s->dr, true, s->cfg->limits.text_line, s->cfg->limits.message_size);
 	session_set_state(s, S_DATA);
-	session_set_read_timeout(s, s->cfg->timeouts.data);
+	conn_set_read_timeout(s->conn, s->cfg->timeouts.data);
 	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
@@ -584,7 +579,7 @@ static void cmd_bdat(struct smtp_session *s, const char *arg, size_t len)
 	s->bdat_left = size;
 	s->bdat_last = last;
 	session_set_state(s, S_BDAT_CHUNK);
-	session_set_read_timeout(s, s->cfg->timeouts.data);
+	conn_set_read_timeout(s->conn, s->cfg->timeouts.data);
 	if (size == 0)
 		bdat_chunk_done(s, 0);
 }
@@ -600,7 +595,7 @@ static void bdat_chunk_done(struct smtp_session *s, uint64_t size)
 		return;
 	}
 	session_set_state(s, S_BDAT);
-	session_set_read_timeout(s, s->cfg->timeouts.command);
+	conn_set_read_timeout(s->conn, s->cfg->timeouts.command);
 	session_replyf(s, "250 2.0.0 %llu octets received", (unsigned long long)size);
 }
 
@@ -678,7 +673,7 @@ static void cmd_starttls(struct smtp_session *s, const char *arg, size_t len)
 	 * never be taken as having come inside TLS (CVE-2011-0411). */
 	conn_start_tls(s->conn, ctx);
 	SSL_CTX_free(ctx); /* the connection's SSL holds its own reference */
-	session_set_read_timeout(s, s->cfg->timeouts.tls_handshake);
+	conn_set_read_timeout(s->conn, s->cfg->timeouts.tls_handshake);
 	s->paused = true; /* until the handshake is done */
 }
 
@@ -868,8 +863,11 @@ static void watch_partial_command(struct smtp_session *s, bool progress)
 	}
 	if (evbuffer_get_length(conn_input(s->conn)) == 0)
 		return;
-	if (s->cmd_deadline == NULL)
-		s->cmd_deadline = evtimer_new(smtp_server_base(s->srv), on_cmd_deadline, s);
+	if (s->cmd_deadline == NULL &&
+	    (s->cmd_deadline = evtimer_new(smtp_server_base(s->srv), on_cmd_deadline, s)) == NULL) {
+		close_oom(s, "command"); /* no deadline to hold the line to */
+		return;
+	}
 	if (!evtimer_pending(s->cmd_deadline, NULL)) {
 		double t = s->cfg->timeouts.command;
 		struct timeval tv = { (time_t)t, (suseconds_t)((t - (double)(time_t)t) * 1e6) };
@@ -965,7 +963,7 @@ static void on_tls_ready(void *arg)
 	free(s->auth_user); /* RFC 3207: nothing learned before TLS counts */
 	s->auth_user = NULL;
 	session_set_state(s, S_INIT);
-	session_set_read_timeout(s, s->cfg->timeouts.command);
+	conn_set_read_timeout(s->conn, s->cfg->timeouts.command);
 	if (s->greet_after_tls) {
 		s->greet_after_tls = false;
 		session_replyf(s, "220 %s ESMTP Fulmar", s->cfg->hostname);
@@ -1121,7 +1119,8 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 	s->relay_network = config_relay_client(cfg, sa);
 	struct event_base *base = smtp_server_base(srv);
 	if (envelope_set(&s->env.client_addr, s->client) < 0 ||
-	    (s->conn = conn_new(base, fd, &session_io, s, INPUT_HIGH)) == NULL) {
+	    (s->conn = conn_new(base, fd, &session_io, s, INPUT_HIGH)) == NULL ||
+	    (s->deadline = evtimer_new(base, on_deadline, s)) == NULL) {
 		refuse_oom(fd, cfg, sid, s->client);
 		session_free(s);
 		return NULL;
@@ -1147,12 +1146,11 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 		session_settle(s); /* may free s */
 		return NULL;
 	}
-	s->deadline = evtimer_new(base, on_deadline, s);
 	struct timeval tv = { (time_t)cfg->timeouts.session,
 			      (suseconds_t)((cfg->timeouts.session -
 					     (double)(time_t)cfg->timeouts.session) * 1e6) };
 	evtimer_add(s->deadline, &tv);
-	session_set_read_timeout(s, cfg->timeouts.command);
+	conn_set_read_timeout(s->conn, cfg->timeouts.command);
 	conn_set_write_timeout(s->conn, cfg->timeouts.command);
 	/* The name is looked up while the client talks; Received: uses it if
 	 * it has arrived by then, "unknown" otherwise. */
@@ -1163,7 +1161,7 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv, struct config *cf
 		s->greet_after_tls = true;
 		s->paused = true;
 		conn_start_tls(s->conn, listener->tls);
-		session_set_read_timeout(s, cfg->timeouts.tls_handshake);
+		conn_set_read_timeout(s->conn, cfg->timeouts.tls_handshake);
 		return s;
 	}
 	session_replyf(s, "220 %s ESMTP Fulmar", cfg->hostname);

@@ -975,7 +975,20 @@ static void key_status(struct vkey *k, enum dkim_verify_status st, const char *f
 	va_end(ap);
 }
 
-/* The public key of p= for k=; NULL with k's status set. */
+/* Empties OpenSSL's error queue; whether an allocation failed in it (a
+ * failure for want of memory is no verdict on the key or signature). */
+static bool ssl_out_of_memory(void)
+{
+	bool nomem = false;
+	unsigned long e;
+
+	while ((e = ERR_get_error()) != 0)
+		nomem = nomem || ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE;
+	return nomem;
+}
+
+/* The public key of p= for k=; NULL with k's status set (TEMPERROR only
+ * when OpenSSL ran out of memory decoding it). */
 static EVP_PKEY *key_decode(struct vkey *k, const struct dkim_verify_tag *p)
 {
 	unsigned char der[KEY_MAX_OCTETS];
@@ -995,10 +1008,10 @@ static EVP_PKEY *key_decode(struct vkey *k, const struct dkim_verify_tag *p)
 			return NULL;
 		}
 		pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, der, len);
-		if (pk == NULL) {
-			ERR_clear_error();
+		if (pk == NULL && ssl_out_of_memory())
+			key_status(k, DKIM_VERIFY_TEMPERROR, "%s", "out of memory");
+		else if (pk == NULL)
 			key_status(k, DKIM_VERIFY_PERMERROR, "%s", "Ed25519 key is unusable");
-		}
 		return pk;
 	}
 	/* RSA: SubjectPublicKeyInfo (RFC 6376 §3.6.1), or a bare RSAPublicKey
@@ -1013,7 +1026,10 @@ static EVP_PKEY *key_decode(struct vkey *k, const struct dkim_verify_tag *p)
 			pk = NULL;
 		}
 	}
-	ERR_clear_error();
+	if (ssl_out_of_memory() && pk == NULL) {
+		key_status(k, DKIM_VERIFY_TEMPERROR, "%s", "out of memory");
+		return NULL;
+	}
 	if (pk == NULL || EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA) {
 		EVP_PKEY_free(pk);
 		key_status(k, DKIM_VERIFY_PERMERROR, "%s", "key p= is not an RSA public key");
@@ -1083,7 +1099,7 @@ static bool key_parse(struct vkey *k, const char *text, size_t len)
 }
 
 /* Does sig g verify (its hashes known, its key usable)? 1 yes, 0 no, -1
- * no memory for OpenSSL's context (that is no verdict). */
+ * OpenSSL ran out of memory (that is no verdict). */
 static int sig_check(const struct vsig *g, EVP_PKEY *pkey)
 {
 	bool ok = false;
@@ -1109,7 +1125,8 @@ static int sig_check(const struct vsig *g, EVP_PKEY *pkey)
 		     EVP_PKEY_verify(pc, g->b, g->blen, g->hdigest, SHA256_LEN) == 1;
 		EVP_PKEY_CTX_free(pc);
 	}
-	ERR_clear_error();
+	if (ssl_out_of_memory() && !ok)
+		return -1;
 	return ok ? 1 : 0;
 }
 
@@ -1198,6 +1215,8 @@ int dkim_verify_key_answer(struct dkim_verify *v, const char *name, enum dns_sta
 		}
 		if (!parsed)
 			key_status(k, DKIM_VERIFY_PERMERROR, "%s", first);
+		/* key_parse's only temporary failure: no memory to decode. */
+		v->nomem = v->nomem || k->status == DKIM_VERIFY_TEMPERROR;
 	}
 	for (size_t i = 0; i < v->nsig; i++)
 		if (v->sig[i].key == (int)(k - v->key))

@@ -11,8 +11,8 @@
  *
  * Memory: struct dmarc is the session's (lib/mem.h): dmarc_new returns
  * NULL when it cannot be had. Discovery itself allocates nothing (the PSL
- * is read-only); a lookup answered DNS_TEMPFAIL for want of memory
- * (DNS_NOMEM) ends it in temperror, and dmarc_out_of_memory says so.
+ * is read-only); a lookup answered DNS_NOMEM ends it in temperror, and
+ * dmarc_out_of_memory says so.
  */
 #ifndef FULMAR_DMARC_H
 #define FULMAR_DMARC_H

@@ -18,8 +18,8 @@
  *
  * Memory: the check's memory is the session's (lib/mem.h): spf_new*
  * return NULL when it cannot be had, and a failure later on (a record,
- * an include's frame, the explanation), or a lookup answered DNS_TEMPFAIL
- * for want of memory (DNS_NOMEM), ends the check with temperror
+ * an include's frame, the explanation), or a lookup answered DNS_NOMEM,
+ * ends the check with temperror
  * "out of memory" and out_of_memory set.
  */
 #ifndef FULMAR_SPF_H

@@ -701,14 +701,26 @@ def is_prepared_queue_file(path):
     return st.st_size == 0 and (st.st_mode & 0o777) == 0o600
 
 
-def queue_dir_messages(state_dir, sub="active"):
-    """Names in STATE_DIR/queue/SUB, prepared files left out."""
+def queue_dir_messages(state_dir, sub="active", skip_prepared=True):
+    """Names in STATE_DIR/queue/SUB, prepared files left out (unless
+    skip_prepared is false: every name)."""
     d = os.path.join(state_dir, "queue", sub)
     try:
         names = os.listdir(d)
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if not is_prepared_queue_file(os.path.join(d, n)))
+    return sorted(n for n in names
+                  if not (skip_prepared and is_prepared_queue_file(os.path.join(d, n))))
+
+
+def prepared_queue_files(state_dir):
+    """Names of the prepared files in STATE_DIR/queue/active."""
+    d = os.path.join(state_dir, "queue", "active")
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if is_prepared_queue_file(os.path.join(d, n)))
 
 
 # Maildir

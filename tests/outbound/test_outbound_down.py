@@ -36,8 +36,7 @@ def test_dead_destination_defers_without_a_connect_each(relay_factory, world):
         relay.wait_delivery(to=r, status="deferred", timeout=10)
     first = {r: relay.deliveries(to=r, status="deferred")[0] for r in rcpts}
     suspended = [r for r in rcpts if "temporarily suspended" in first[r]["detail"]]
-    tried = relay.events("connect_failed")
-    tried = [e for e in tried if addr in e.get("relay", "")]
+    tried = connect_failures(relay, addr)
     # One round of attempts for the destination, not one per message.
     assert 1 <= len(tried) <= 3, "%d connection attempts for %d messages" % (len(tried), COUNT)
     assert len(suspended) >= COUNT - 3, [first[r]["detail"] for r in rcpts]
@@ -57,23 +56,62 @@ def test_dead_destination_defers_without_a_connect_each(relay_factory, world):
         assert len(got) == 1 and got[0].endswith(sent[r][1]), (r, len(got))
 
 
-def test_down_ends_with_a_new_attempt(relay_factory, world):
-    # After the down period a new message is a real attempt again (the
-    # first connection that works clears the mark at once).
-    relay = relay_factory({"queue": {"retry_first": 2.0, "retry_max": 2.0}})
-    dom = "back.down.test"
-    addr = "127.0.0.31"
+def connect_failures(relay, addr):
+    return [e for e in relay.events("connect_failed") if addr in e.get("relay", "")]
+
+
+def send_one(relay, dom, tag, timeout=10):
+    """A message for dom; its first delivery line."""
+    r = "%s@%s" % (unique(tag), dom)
+    relay.submit(r)
+    return r, relay.wait_delivery(to=r, timeout=timeout)[0]
+
+
+def take_down(relay, world, dom, addr):
+    """dom's host refuses connections: a first message is deferred, and
+    dom is down. Returns that message's recipient."""
     world.route_to(dom, addr)
-    r1 = "%s@%s" % (unique("b1"), dom)
-    relay.submit(r1)
-    relay.wait_delivery(to=r1, status="deferred")
+    r1, ev = send_one(relay, dom, "first")
+    assert ev["status"] == "deferred", ev
+    return r1
+
+
+def test_down_ends_with_a_new_attempt(relay_factory, world):
+    # While down, a new message is deferred at once without a connection
+    # attempt, even though the host listens again; after the down period
+    # a new message is a real attempt again (and the first connection
+    # that works clears the mark).
+    relay = relay_factory({"queue": {"retry_first": 4.0, "retry_max": 4.0}})
+    dom, addr = "back.down.test", "127.0.0.31"
+    r1 = take_down(relay, world, dom, addr)
+    t_down = time.monotonic()
+    attempts = len(connect_failures(relay, addr))
+    assert attempts >= 1
     world.sink(addr)
-    time.sleep(1.2)  # past half of retry_first
-    r2 = "%s@%s" % (unique("b2"), dom)
-    relay.submit(r2)
-    ev = relay.wait_delivery(to=r2, timeout=5)[0]
+    mid, ev = send_one(relay, dom, "mid", timeout=5)
+    assert time.monotonic() - t_down < 2.0, "the down period was over before the check"
+    assert ev["status"] == "deferred" and "temporarily suspended" in ev["detail"], ev
+    assert len(connect_failures(relay, addr)) == attempts
+    time.sleep(max(0.0, t_down + 2.2 - time.monotonic()))  # past half of retry_first
+    _, ev = send_one(relay, dom, "after", timeout=5)
     assert ev["status"] == "sent", ev
-    assert wait_until(lambda: relay.deliveries(to=r1, status="sent"), 10)
+    assert wait_until(lambda: relay.deliveries(to=r1, status="sent"), 15)
+    assert wait_until(lambda: relay.deliveries(to=mid, status="sent"), 15)
+
+
+def test_reload_ends_down(relay_factory, world):
+    # A reload (the route, credentials or TLS policy may have been fixed)
+    # makes a down destination be tried again at once.
+    relay = relay_factory({"queue": {"retry_first": 600.0}})
+    dom, addr = "reload.down.test", "127.0.0.33"
+    take_down(relay, world, dom, addr)
+    world.sink(addr)
+    _, ev = send_one(relay, dom, "mid", timeout=5)
+    assert "temporarily suspended" in ev["detail"], ev  # down for 300 s
+    relay.d.reload()
+    assert wait_until(lambda: "event=reloaded" in relay.d.log_text(), 10)
+    _, ev = send_one(relay, dom, "after", timeout=5)
+    assert ev["status"] == "sent", ev
 
 
 def test_sigterm_with_a_destination_down(relay_factory, world):

@@ -214,8 +214,11 @@ class SigningVariant(Variant):
         assert len(sigs) == 2, data[:2000]
         assert b"s=rsa;" in re.sub(rb"\s+", b"", sigs[0]), sigs
         assert b"s=ed;" in re.sub(rb"\s+", b"", sigs[1]), sigs
-        if clean:  # the first signature (RSA), as a receiver would check it
-            assert dkim.verify(data, dnsfunc=lambda name, timeout=5: self.records.get(name))
+        # Both signatures, as a receiver would check them: a copy accepted
+        # after a fault must be signed as well as one without.
+        for idx in (0, 1):
+            assert dkim.DKIM(data).verify(
+                idx=idx, dnsfunc=lambda name, timeout=5: self.records.get(name)), (idx, clean)
 
 
 def variant(path, users_file, world):

@@ -79,6 +79,14 @@ static bool exists(const char *p)
 	return stat(p, &sb) == 0;
 }
 
+/* Whether root/queue/sub/name exists. */
+static bool qexists(const char *sub, const char *name)
+{
+	char p[PATH_MAX + 64];
+	pathf(p, sizeof(p), "%s/queue/%s/%s", root, sub, name);
+	return exists(p);
+}
+
 /* ---- offline listing ---- */
 
 #define MAXR 8
@@ -599,26 +607,17 @@ static void test_recover_cleans_up(void **state)
 	assert_true((strcmp(a, ID) == 0 && strcmp(b, "00000001000000B1") == 0) ||
 		    (strcmp(b, ID) == 0 && strcmp(a, "00000001000000B1") == 0));
 	assert_false(r.ready[0]->has_journal);
-	pathf(p, sizeof(p), "%s/queue/active/00000001000000B2", root);
-	assert_false(exists(p));
-	pathf(p, sizeof(p), "%s/queue/journal/00000001000000B2", root);
-	assert_false(exists(p));
-	pathf(p, sizeof(p), "%s/queue/corrupt/00000001000000B2", root);
-	assert_false(exists(p));
-	pathf(p, sizeof(p), "%s/queue/active/00000001000000B3", root);
-	assert_false(exists(p));
-	pathf(p, sizeof(p), "%s/queue/corrupt/00000001000000B3", root);
-	assert_false(exists(p));
-	pathf(p, sizeof(p), "%s/queue/corrupt/00000001000000AB", root);
-	assert_true(exists(p));
-	pathf(p, sizeof(p), "%s/queue/corrupt/00000001000000AB.journal", root);
-	assert_true(exists(p));
-	pathf(p, sizeof(p), "%s/queue/active/00000001000000AB", root);
-	assert_false(exists(p));
-	pathf(p, sizeof(p), "%s/queue/journal/00000001000000AF", root);
-	assert_false(exists(p));
-	pathf(p, sizeof(p), "%s/queue/incoming/00000001000000AD", root);
-	assert_false(exists(p));
+	assert_false(r.ready[1]->has_journal);
+	assert_false(qexists("active", "00000001000000B2"));
+	assert_false(qexists("journal", "00000001000000B2"));
+	assert_false(qexists("corrupt", "00000001000000B2"));
+	assert_false(qexists("active", "00000001000000B3"));
+	assert_false(qexists("corrupt", "00000001000000B3"));
+	assert_true(qexists("corrupt", "00000001000000AB"));
+	assert_true(qexists("corrupt", "00000001000000AB.journal"));
+	assert_false(qexists("active", "00000001000000AB"));
+	assert_false(qexists("journal", "00000001000000AF"));
+	assert_false(qexists("incoming", "00000001000000AD"));
 	close_queue(&r);
 	log_set_level(LOG_INFO);
 }
