@@ -60,6 +60,28 @@ static void open_log(const struct config *cfg)
 
 static bool load_users(struct daemon *d, const struct config *cfg);
 
+/* The loop's log lines are written together once its turn's other
+ * callbacks have run (log.h): arming makes this event active. */
+static void arm_log_flush(void *arg)
+{
+	event_active(arg, EV_TIMEOUT, 0);
+}
+
+static void on_log_flush(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	log_flush();
+}
+
+static void free_loop(struct event_base *base, struct event *log_flusher)
+{
+	log_batch_stop();
+	event_free(log_flusher);
+	event_base_free(base);
+}
+
 /* The Public Suffix List for DMARC, read here (start-up, reload) and not
  * by the first message that needs it: the inbound checks only look it up
  * (psl_default_loaded). Without it DMARC results are temperror. */
@@ -266,6 +288,10 @@ int cmd_serve(int argc, char **argv)
 	d.base = event_base_new();
 	if (d.base == NULL)
 		xfatal("cannot create the event loop");
+	struct event *log_flusher = event_new(d.base, -1, 0, on_log_flush, NULL);
+	if (log_flusher == NULL)
+		xfatal("cannot create the event loop");
+	log_batch_start(arm_log_flush, log_flusher);
 	d.srv = smtp_server_bind(d.base, d.cfg, err, sizeof(err));
 	bool ok = d.srv != NULL;
 	if (ok && !load_users(&d, d.cfg)) {
@@ -276,7 +302,7 @@ int cmd_serve(int argc, char **argv)
 		fprintf(stderr, "fulmar: %s\n", err);
 		log_msg(LOG_ERROR, "startup_failed", "%s", err);
 		smtp_server_free(d.srv);
-		event_base_free(d.base);
+		free_loop(d.base, log_flusher);
 		config_unref(d.cfg);
 		return 1;
 	}
@@ -288,7 +314,7 @@ int cmd_serve(int argc, char **argv)
 		log_msg(LOG_ERROR, "startup_failed", "%s", err);
 		control_free(d.control);
 		smtp_server_free(d.srv);
-		event_base_free(d.base);
+		free_loop(d.base, log_flusher);
 		config_unref(d.cfg);
 		return 1;
 	}
@@ -329,7 +355,7 @@ int cmd_serve(int argc, char **argv)
 	event_free(hup);
 	event_free(term);
 	event_free(intr);
-	event_base_free(d.base);
+	free_loop(d.base, log_flusher);
 	config_unref(d.cfg);
 	log_msg(LOG_INFO, "stopped", "bye");
 	log_close_file();

@@ -247,7 +247,7 @@ static void log_outcome(const struct qmsg *m, size_t idx, const char *relay,
 	if (strcmp(r->orig, r->addr) != 0)
 		log_str(&l, "orig_to", r->orig);
 	log_str(&l, "relay", relay);
-	log_fmt(&l, "delay", "%.3f", delay < 0 ? 0.0 : delay);
+	log_seconds(&l, "delay", delay);
 	log_str(&l, "dsn", dsn);
 	log_str(&l, "status", status);
 	if (detail)

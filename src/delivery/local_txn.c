@@ -155,8 +155,13 @@ struct local_txn *local_txn_begin(struct local_committer *lc, const char *sender
 		char head[1024];
 		int hn = snprintf(head, sizeof(head), "Return-Path: <%s>\nDelivered-To: %s\n",
 				  sender, specs[i].address);
+		bool staged = n == 1 && hn >= 0 && (size_t)hn < sizeof(head);
+		if (staged) { /* one mailbox: its head goes with the body, one write */
+			memcpy(t->stage, head, (size_t)hn);
+			t->stage_len = (size_t)hn;
+		}
 		if (g->fd < 0 || hn < 0 || (size_t)hn >= sizeof(head) ||
-		    fsio_write_all(g->fd, head, (size_t)hn) < 0) {
+		    (!staged && fsio_write_all(g->fd, head, (size_t)hn) < 0)) {
 			snprintf(err, errlen, "maildir %s: %s", g->maildir,
 				 strerror_safe(errno ? errno : EIO));
 			rollback(t);

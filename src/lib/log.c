@@ -1,7 +1,8 @@
 /*
- * log: formats and writes event lines (see log.h). The only global state
- * is the level and the destination descriptors, set at start-up and on
- * reload from the loop thread.
+ * log: formats and writes event lines (see log.h). The global state is
+ * the level and the destination descriptors, set at start-up and on
+ * reload from the loop thread, and the batch, which only the thread that
+ * started it (the loop's) touches.
  */
 #include "lib/log.h"
 
@@ -20,6 +21,15 @@ static bool to_stderr = true;
 
 static const char *const level_names[] = { "debug", "info", "warning", "error" };
 
+/* Room for many lines: a turn that logs more is written in several. */
+#define LOG_BATCH_MAX (32 * 1024)
+
+static _Thread_local bool batching;
+static char batch[LOG_BATCH_MAX];
+static size_t batch_len;
+static void (*batch_arm)(void *arg);
+static void *batch_arm_arg;
+
 int log_level_parse(const char *name)
 {
 	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
@@ -35,6 +45,7 @@ void log_set_level(enum log_level level)
 
 int log_open_file(const char *path, bool also_stderr)
 {
+	log_flush();
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 	if (fd < 0)
 		return -1;
@@ -47,6 +58,7 @@ int log_open_file(const char *path, bool also_stderr)
 
 void log_close_file(void)
 {
+	log_flush();
 	if (file_fd >= 0)
 		close(file_fd);
 	file_fd = -1;
@@ -62,23 +74,61 @@ static void append(struct log_line *l, const char *s, size_t n)
 	l->len += n;
 }
 
+/* v in exactly width decimal digits (v < 10^width). */
+static char *put_digits(char *p, unsigned v, int width)
+{
+	for (int i = width - 1; i >= 0; i--) {
+		p[i] = (char)('0' + v % 10);
+		v /= 10;
+	}
+	return p + width;
+}
+
+/* "2026-11-29T09:00:00." for the second of tv, kept per thread: most
+ * lines fall in the same second as the one before. */
+static const char *second_stamp(time_t sec)
+{
+	static _Thread_local time_t cached = (time_t)-1;
+	static _Thread_local char stamp[21];
+	if (sec != cached) {
+		struct tm tm;
+		gmtime_r(&sec, &tm);
+		char *p = put_digits(stamp, (unsigned)(tm.tm_year + 1900) % 10000, 4);
+		*p++ = '-';
+		p = put_digits(p, (unsigned)tm.tm_mon + 1, 2);
+		*p++ = '-';
+		p = put_digits(p, (unsigned)tm.tm_mday, 2);
+		*p++ = 'T';
+		p = put_digits(p, (unsigned)tm.tm_hour, 2);
+		*p++ = ':';
+		p = put_digits(p, (unsigned)tm.tm_min, 2);
+		*p++ = ':';
+		p = put_digits(p, (unsigned)tm.tm_sec, 2);
+		*p++ = '.';
+		*p = '\0';
+		cached = sec;
+	}
+	return stamp;
+}
+
 void log_begin(struct log_line *l, enum log_level level, const char *event)
 {
 	l->len = 0;
+	l->level = level;
 	l->active = level >= min_level;
 	if (!l->active)
 		return;
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
-	struct tm tm;
-	gmtime_r(&tv.tv_sec, &tm);
-	char head[96];
-	int n = snprintf(head, sizeof(head),
-			 "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s event=%s",
-			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-			 tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000),
-			 level_names[level], event);
-	append(l, head, n > 0 ? (size_t)n : 0);
+	append(l, second_stamp(tv.tv_sec), 20);
+	char millis[5];
+	put_digits(millis, (unsigned)(tv.tv_usec / 1000), 3);
+	millis[3] = 'Z';
+	millis[4] = ' ';
+	append(l, millis, sizeof(millis));
+	append(l, level_names[level], strlen(level_names[level]));
+	append(l, " event=", 7);
+	append(l, event, strlen(event));
 }
 
 static bool needs_quotes(const char *v, size_t n)
@@ -137,7 +187,36 @@ void log_str(struct log_line *l, const char *key, const char *value)
 
 void log_int(struct log_line *l, const char *key, long long value)
 {
-	log_fmt(l, key, "%lld", value);
+	if (!l->active)
+		return;
+	char digits[24];
+	size_t at = sizeof(digits);
+	unsigned long long v = value < 0 ? 0 - (unsigned long long)value
+					 : (unsigned long long)value;
+	do {
+		digits[--at] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	if (value < 0)
+		digits[--at] = '-';
+	log_strn(l, key, digits + at, sizeof(digits) - at);
+}
+
+void log_seconds(struct log_line *l, const char *key, double seconds)
+{
+	if (!l->active)
+		return;
+	unsigned long long ms = seconds > 0 ? (unsigned long long)(seconds * 1000.0 + 0.5) : 0;
+	char digits[32];
+	size_t at = sizeof(digits) - 4;
+	put_digits(digits + at + 1, (unsigned)(ms % 1000), 3);
+	digits[at] = '.';
+	ms /= 1000;
+	do {
+		digits[--at] = (char)('0' + ms % 10);
+		ms /= 10;
+	} while (ms > 0);
+	log_strn(l, key, digits + at, sizeof(digits) - at);
 }
 
 void log_fmt(struct log_line *l, const char *key, const char *fmt, ...)
@@ -169,16 +248,57 @@ static void write_all(int fd, const char *buf, size_t len)
 	}
 }
 
+static void write_out(const char *buf, size_t len)
+{
+	if (file_fd >= 0)
+		write_all(file_fd, buf, len);
+	if (to_stderr || file_fd < 0)
+		write_all(STDERR_FILENO, buf, len);
+}
+
 void log_end(struct log_line *l)
 {
 	if (!l->active)
 		return;
-	l->buf[l->len++] = '\n';
-	if (file_fd >= 0)
-		write_all(file_fd, l->buf, l->len);
-	if (to_stderr || file_fd < 0)
-		write_all(STDERR_FILENO, l->buf, l->len);
 	l->active = false;
+	l->buf[l->len++] = '\n';
+	if (!batching) {
+		write_out(l->buf, l->len);
+		return;
+	}
+	if (batch_len + l->len > sizeof(batch))
+		log_flush();
+	bool was_empty = batch_len == 0;
+	memcpy(batch + batch_len, l->buf, l->len);
+	batch_len += l->len;
+	if (l->level >= LOG_WARNING)
+		log_flush();
+	else if (was_empty && batch_arm)
+		batch_arm(batch_arm_arg);
+}
+
+void log_batch_start(void (*arm)(void *arg), void *arg)
+{
+	batch_arm = arm;
+	batch_arm_arg = arg;
+	batch_len = 0;
+	batching = true;
+}
+
+void log_flush(void)
+{
+	if (!batching || batch_len == 0)
+		return;
+	write_out(batch, batch_len);
+	batch_len = 0;
+}
+
+void log_batch_stop(void)
+{
+	log_flush();
+	batching = false;
+	batch_arm = NULL;
+	batch_arm_arg = NULL;
 }
 
 void log_msg(enum log_level level, const char *event, const char *fmt, ...)

@@ -2,6 +2,11 @@
  * log: one line per event, "key=value" fields, written with a single
  * write(2) so lines from several threads never interleave.
  *
+ * The event loop's thread may batch its lines (log_batch_start): they
+ * are gathered and written together when its turn's callbacks are done,
+ * one write(2) for many lines. A warning or an error is written at once,
+ * with everything gathered before it.
+ *
  *   2026-11-29T09:00:00.123Z info event=queued id=0A1B... size=5120
  *
  * Values that come from the network go through log_str/log_strn, which
@@ -22,6 +27,7 @@ enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARNING, LOG_ERROR };
 struct log_line {
 	char buf[LOG_LINE_MAX];
 	size_t len;
+	enum log_level level;
 	bool active; /* false when the level is filtered out */
 };
 
@@ -37,6 +43,8 @@ void log_begin(struct log_line *l, enum log_level level, const char *event);
 void log_str(struct log_line *l, const char *key, const char *value);
 void log_strn(struct log_line *l, const char *key, const char *value, size_t n);
 void log_int(struct log_line *l, const char *key, long long value);
+/* seconds with three decimals ("0.125"); negative is logged as 0. */
+void log_seconds(struct log_line *l, const char *key, double seconds);
 /* A value made by the program itself (numbers, fixed words); never pass
  * peer data in fmt. */
 void log_fmt(struct log_line *l, const char *key, const char *fmt, ...)
@@ -47,5 +55,18 @@ void log_end(struct log_line *l);
  * events whose text the program made itself. */
 void log_msg(enum log_level level, const char *event, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/*
+ * Batching on the calling thread (the event loop's). arm(arg) is called
+ * when a line goes into an empty batch; the caller then runs log_flush()
+ * on this thread once its other pending callbacks are done (an event made
+ * active: libevent runs it in the same turn). Lines of other threads are
+ * written at once, as without batching.
+ */
+void log_batch_start(void (*arm)(void *arg), void *arg);
+/* Writes the batch (a no-op on other threads or when empty). */
+void log_flush(void);
+/* Writes the batch and ends batching. */
+void log_batch_stop(void);
 
 #endif

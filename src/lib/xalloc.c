@@ -3,6 +3,8 @@
  */
 #include "lib/xalloc.h"
 
+#include "lib/log.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +12,7 @@
 
 _Noreturn void xfatal(const char *fmt, ...)
 {
+	log_flush(); /* the lines leading here, if this is the loop's thread */
 	va_list ap;
 	va_start(ap, fmt);
 	fputs("fulmar: fatal: ", stderr);

@@ -20,8 +20,9 @@ recipient, small content):
   queue:   open 1 (active/ID), write 1 (the whole file at commit),
            fsync 2 (file, then active/), chmod 1; then the delivery
            from the queue: open, write 2+, fsync (file, new/), link.
-  receipt: open 1 (tmp/), write 2 (the added header fields at DATA, the
-           rest at commit), fsync 2 (file, then new/), rename 1.
+  receipt: open 1 (tmp/), write 1 (at commit: with one mailbox, the
+           added header fields go with the content), fsync 2 (file, then
+           new/), rename 1.
 With prepared files (src/queue/prepared.h; 8 in these tests), start-up
 makes them: open 1-8, then fsync 1 (active/); a message that takes one
 then costs write 1, fsync 1 (the file), chmod 1, and no open.
@@ -140,15 +141,15 @@ CASES = [
     ("queue", "chmod:1:EIO:1", LOCAL_ERROR, QW),
     ("queue", "chmod:1:EROFS:1", LOCAL_ERROR, QW),
     ("queue", "write:1:EDQUOT:1", STORAGE, QW),
-    ("receipt", "write:2:ENOSPC:1", STORAGE, DR),
-    ("receipt", "write:2:EIO:1", LOCAL_ERROR, DR),
+    ("receipt", "write:1:ENOSPC:1", STORAGE, DR),
+    ("receipt", "write:1:EIO:1", LOCAL_ERROR, DR),
     ("receipt", "fsync:1:ENOSPC:1", STORAGE, DR),
     ("receipt", "fsync:1:EIO:1", LOCAL_ERROR, DR),
     ("receipt", "fsync:2:ENOSPC:1", STORAGE, DR),  # new/, after the rename
     ("receipt", "fsync:2:EIO:1", LOCAL_ERROR, DR),
     ("receipt", "rename:1:ENOSPC:1", STORAGE, DR),
     ("receipt", "rename:1:EIO:1", LOCAL_ERROR, DR),
-    ("receipt", "write:2:EDQUOT:1", STORAGE, DR),
+    ("receipt", "write:1:EDQUOT:1", STORAGE, DR),
 ]
 
 
