@@ -23,17 +23,15 @@ FULMAR_CRASH_OUT_MESSAGES (default 300), FULMAR_CRASH_OUT_KILLS (default 6)
 and FULMAR_CRASH_SEED size and seed the run.
 """
 import os
-import random
-import re
 import sys
-import threading
 import time
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "outbound"))
 
-from fulmar_test import ConnectionClosed, crlf  # noqa: E402
+from crash_ledger import Attempt, Load, msgid_re  # noqa: E402
+from fulmar_test import crlf  # noqa: E402
 from outbound_lib import USER, World, finish_daemons, make_relay, read_dsns  # noqa: E402
 
 MESSAGES = int(os.environ.get("FULMAR_CRASH_OUT_MESSAGES", "300"))
@@ -46,22 +44,14 @@ SUBMIT_SECONDS = 6.0          # the submissions are spread over about this long
 DOMAIN = "crash.outbound.test"
 DOMAIN2 = "crash2.outbound.test"
 
-MSGID_RE = re.compile(rb"^Message-ID: <oc\.(\d+)\.(\d+)\.(\w+)@client\.test>\r?$", re.M)
+MSGID_RE = msgid_re("oc")
 
 
 def failing_rcpt(n, a):
     return "fail.%d.%d@%s" % (n, a, DOMAIN)
 
 
-class Attempt:
-    __slots__ = ("n", "a", "data", "rcpts", "state")
-
-    def __init__(self, n, a, data, rcpts):
-        self.n, self.a, self.data, self.rcpts = n, a, data, rcpts
-        self.state = "unsent"      # -> ambiguous (end of data sent) -> acked / refused
-
-
-def build(rnd, n, a, run):
+def build(rnd, n, a, run_id):
     rcpts = ["u%d@%s" % (n % 7, DOMAIN)]
     if n % 5 == 0:
         rcpts.append("v%d@%s" % (n % 3, DOMAIN))
@@ -79,87 +69,8 @@ def build(rnd, n, a, run):
                 rnd.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(rnd.randint(1, 70)))))
     text = ("From: <%s>\nTo: <%s>\nSubject: outbound crash %d.%d\n"
             "Message-ID: <oc.%d.%d.%s@client.test>\nDate: Sun, 29 Nov 2026 09:00:00 +0000\n\n"
-            "%s\nEND %d.%d\n" % (USER, rcpts[0], n, a, n, a, run, "\n".join(lines), n, a))
-    return crlf(text), rcpts
-
-
-class Run:
-    def __init__(self, relay):
-        self.relay = relay
-        self.d = relay.d
-        self.rnd = random.Random(SEED)
-        self.run = "r%d" % SEED
-        self.lock = threading.Lock()
-        self.next = 0
-        self.attempts = {}
-        self.done = threading.Event()
-        self.kills = 0
-        self.errors = []
-        self.pace = SUBMIT_SECONDS * THREADS / max(MESSAGES, 1)
-
-    def take(self):
-        with self.lock:
-            if self.next >= MESSAGES:
-                return None
-            self.next += 1
-            return self.next - 1
-
-    def client(self, tid):
-        rnd = random.Random(SEED * 10 + tid)
-        c = None
-        while True:
-            n = self.take()
-            if n is None:
-                break
-            for a in range(30):
-                data, rcpts = build(rnd, n, a, self.run)
-                att = Attempt(n, a, data, rcpts)
-                with self.lock:
-                    self.attempts[(n, a)] = att
-                try:
-                    if c is None:
-                        c = self.relay.connect()
-                    if c.mail(USER).code != 250:
-                        raise ConnectionClosed()
-                    for r in rcpts:
-                        if c.rcpt(r).code != 250:
-                            raise ConnectionClosed()
-                    if c.cmd("DATA").code != 354:
-                        raise ConnectionClosed()
-                    payload = re.sub(rb"(?m)^\.", b"..", data) + b".\r\n"
-                    c.send(payload[:-3])
-                    att.state = "ambiguous"
-                    c.send(payload[-3:])
-                    r = c.reply()
-                    att.state = "acked" if r.code == 250 else "refused"
-                    if r.code == 250:
-                        break
-                    raise ConnectionClosed()
-                except (ConnectionClosed, OSError, AssertionError):
-                    if c is not None:
-                        c.close()
-                    c = None
-                    time.sleep(rnd.uniform(0.05, 0.3))
-            else:
-                self.errors.append("message %d never acknowledged" % n)
-            time.sleep(rnd.uniform(0, 2 * self.pace))
-        if c is not None:
-            try:
-                c.quit()
-            except (ConnectionClosed, OSError, AssertionError):
-                c.close()
-
-    def killer(self):
-        while self.kills < KILLS and not self.done.is_set():
-            if self.done.wait(self.rnd.uniform(*KILL_GAP)):
-                break
-            self.d.kill9()
-            self.kills += 1
-            try:
-                self.d.start(timeout=30)
-            except Exception as e:  # noqa: BLE001 - reported by the test
-                self.errors.append("restart %d failed: %s" % (self.kills, e))
-                return
+            "%s\nEND %d.%d\n" % (USER, rcpts[0], n, a, n, a, run_id, "\n".join(lines), n, a))
+    return Attempt((n, a), crlf(text), rcpts)
 
 
 @pytest.mark.slow
@@ -178,28 +89,26 @@ def test_kill9_during_remote_delivery(request):
                                                 "messages_per_connection": 50},
                                    "queue": {"retry_first": 1.0, "retry_max": 2.0}})
         daemons.append(relay.d)
-        run = Run(relay)
+        run = Load(relay.d, kills=KILLS, threads=THREADS, seed=SEED, kill_gap=KILL_GAP,
+                   messages=MESSAGES, max_attempts=30, retry_gap=(0.05, 0.3),
+                   message_gap=(0, 2 * SUBMIT_SECONDS * THREADS / max(MESSAGES, 1)),
+                   build=build, connect=lambda tid: relay.connect(), sender=USER)
         t0 = time.monotonic()
-        killer = threading.Thread(target=run.killer, daemon=True)
-        clients = [threading.Thread(target=run.client, args=(i,), daemon=True)
-                   for i in range(THREADS)]
-        killer.start()
-        for t in clients:
-            t.start()
-        for t in clients:
+        run.start()
+        for t in run.clients:
             t.join(90)
         # let the killer hit the deliveries still running, then stop it
-        killer.join(max(0.0, KILLS * KILL_GAP[1] - (time.monotonic() - t0)))
+        run.killer.join(max(0.0, KILLS * KILL_GAP[1] - (time.monotonic() - t0)))
         run.done.set()
-        killer.join(35)
-        assert not run.errors, run.errors
+        run.killer.join(35)
+        assert not run.errors and not run.unacknowledged, run.errors + run.unacknowledged
 
         acked = [a for a in run.attempts.values() if a.state == "acked"]
         want = {}
         for a in acked:
             for r in a.rcpts:
                 if not r.startswith("fail."):
-                    want.setdefault((a.n, a.a, r), a)
+                    want.setdefault(a.key + (r,), a)
 
         def arrived():
             got = {}
@@ -211,8 +120,8 @@ def test_kill9_during_remote_delivery(request):
                     got.setdefault((int(m.group(1)), int(m.group(2)), r), []).append(t)
             return got
 
-        want_bounces = {failing_rcpt(a.n, a.a) for a in acked
-                        if failing_rcpt(a.n, a.a) in a.rcpts}
+        want_bounces = {failing_rcpt(*a.key) for a in acked
+                        if failing_rcpt(*a.key) in a.rcpts}
 
         def bounced():
             out = {}

@@ -21,8 +21,11 @@ a last kill and restart, once the queue has drained, the ledger checks:
     contents are reported).
 
 Used by bench/crash_ledger.py (N = 200 kills and more) and by
-tests/crash/test_crash_ledger.py (a CI-sized run). Standard library plus
-aiosmtpd (through smtp_peers).
+tests/crash/test_crash_ledger.py (a CI-sized run). Its pieces (Attempt,
+build, Load: the clients and the killer, wait_drained,
+count_maildir_copies) also serve tests/crash/test_crash_durability.py
+and test_crash_outbound.py. Standard library plus aiosmtpd (through
+smtp_peers).
 """
 
 import os
@@ -50,13 +53,24 @@ TARGETS = [
     ("carol@example.test", ("carol",), ()),
 ]
 
-MSGID_RE = re.compile(rb"^Message-ID: <ledger\.(\d+)\.(\d+)\.(\w+)@client\.test>\r?$", re.M)
+
+def msgid_re(tag):
+    """The Message-ID field of build's messages with that tag: groups
+    message number, attempt number, run id."""
+    return re.compile(rb"^Message-ID: <" + re.escape(tag.encode())
+                      + rb"\.(\d+)\.(\d+)\.(\w+)@client\.test>\r?$", re.M)
+
+
+MSGID_RE = msgid_re("ledger")
 
 
 class Attempt:
+    """One try (a) at sending message n: key (n, a), the bytes, the
+    envelope recipients, the local mailboxes and remote recipients it is
+    for, how far it got (state) and the queue id of its 250."""
     __slots__ = ("key", "data", "rcpts", "mailboxes", "remote", "state", "qid")
 
-    def __init__(self, key, data, rcpts, mailboxes, remote):
+    def __init__(self, key, data, rcpts, mailboxes=(), remote=()):
         self.key = key
         self.data = data
         self.rcpts = rcpts
@@ -66,11 +80,15 @@ class Attempt:
         self.qid = None
 
 
-def build(rnd, n, a, run_id):
-    local, boxes, remote = TARGETS[n % len(TARGETS)]
+def build(rnd, n, a, run_id, targets=TARGETS, tag="ledger", max_lines=200):
+    """Attempt a of message n, for targets[n % len(targets)] ((local
+    recipient or None, its mailboxes, remote recipients)): 3 to max_lines
+    random lines (dot lines and empty ones among them), the Message-ID
+    <tag.n.a.run_id@client.test> (msgid_re(tag) finds it)."""
+    local, boxes, remote = targets[n % len(targets)]
     rcpts = ([local] if local else []) + list(remote)
     lines = []
-    for j in range(rnd.randint(3, 200)):
+    for j in range(rnd.randint(3, max_lines)):
         k = rnd.random()
         if k < 0.05:
             lines.append("." * rnd.randint(1, 3) + "dot line %d" % j)
@@ -80,10 +98,10 @@ def build(rnd, n, a, run_id):
             lines.append("%d.%d.%d " % (n, a, j) + "".join(
                 rnd.choice("abcdefghijklmnopqrstuvwxyz0123456789 ")
                 for _ in range(rnd.randint(1, 90))))
-    text = ("From: <client@client.test>\nTo: <%s>\nSubject: ledger %d attempt %d\n"
-            "Message-ID: <ledger.%d.%d.%s@client.test>\n"
+    text = ("From: <client@client.test>\nTo: <%s>\nSubject: %s %d attempt %d\n"
+            "Message-ID: <%s.%d.%d.%s@client.test>\n"
             "Date: Sun, 29 Nov 2026 09:00:00 +0000\n\n%s\nEND OF MESSAGE %d.%d\n"
-            % (rcpts[0], n, a, n, a, run_id, "\n".join(lines), n, a))
+            % (rcpts[0], tag, n, a, tag, n, a, run_id, "\n".join(lines), n, a))
     return Attempt((n, a), crlf(text), rcpts, boxes, remote)
 
 
@@ -132,17 +150,59 @@ def count_maildir_copies(d, users, msgid_re, run_id, by_key):
     return copies, files, problems
 
 
-class Ledger:
-    """One run. make_daemon(**overrides) -> a started fulmar_test.Daemon
-    (the CI test passes its fulmar_factory, so sanitizer reports fail it)."""
+def wait_drained(d, timeout, users=USERS, sink=None):
+    """True once d's queue is empty and nothing has arrived (in the users'
+    Maildirs, at the sink) for 2 s; False after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        now = tuple(len(maildir_files(d.maildir(u))) for u in users)
+        if sink is not None:
+            now += (len(sink.transactions(accepted_only=False)),)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= 2.0 and d.queue_list() == []:
+            return True
+        time.sleep(0.2)
+    return False
 
-    def __init__(self, kills=200, threads=8, seed=None, kill_gap=(0.05, 0.6),
-                 make_daemon=None, log=None):
+
+class Load:
+    """Parallel clients sending to the daemon d while a killer thread
+    SIGKILLs it at random moments and restarts it on the same state
+    directory.
+
+    Each client (threads of them) takes the next message number (until
+    `messages` are taken, or forever) and sends attempts at it, made by
+    build(rnd, n, a, run_id) -> Attempt, until one gets 250 with a queue
+    id: at most max_attempts (a message still without one goes in
+    .unacknowledged), retry_gap seconds apart, from sender, on a
+    connection kept from message to message (connect(tid) -> an
+    SMTPClient ready for MAIL; default: the mx port, EHLO) and made again
+    after a failure. Every attempt is in .attempts, by key, with the
+    state it reached. A client rests message_gap seconds between messages
+    and stops once fatal or done is set (done: after its current message).
+
+    The killer kills and restarts d kills times, kill_gap seconds apart,
+    and stops early once done is set; a restart that fails goes in .errors
+    and sets fatal. start() starts .killer and .clients."""
+
+    def __init__(self, d=None, kills=20, threads=8, seed=None, kill_gap=(0.05, 0.6),
+                 messages=None, max_attempts=1000, retry_gap=(0.01, 0.1),
+                 message_gap=(0, 0.02), build=build, connect=None,
+                 sender="client@client.test", log=None):
+        self.d = d
         self.kills_wanted = kills
         self.threads = threads
         self.seed = int(time.time()) if seed is None else seed
         self.kill_gap = kill_gap
-        self.make_daemon = make_daemon or (lambda **o: fulmar_test.Daemon(o).start())
+        self.messages = messages
+        self.max_attempts = max_attempts
+        self.retry_gap = retry_gap
+        self.message_gap = message_gap
+        self.build = build
+        self.connect = connect or self._connect
+        self.sender = sender
         self.log = log or (lambda s: None)
         self.rnd = random.Random(self.seed)
         self.run_id = "r%d" % self.seed
@@ -153,67 +213,93 @@ class Ledger:
         self.fatal = threading.Event()
         self.kills = 0
         self.errors = []
-        self.sink = None
-        self.d = None
-        self.counts = None
-        self.problems = []
+        self.unacknowledged = []
+        self.killer = None
+        self.clients = []
 
-    # -- load ---------------------------------------------------------------
+    def start(self):
+        self.killer = threading.Thread(target=self._killer, name="killer", daemon=True)
+        self.clients = [threading.Thread(target=self._client, args=(i,), name="client%d" % i,
+                                         daemon=True) for i in range(self.threads)]
+        self.killer.start()
+        for t in self.clients:
+            t.start()
+
+    # -- the clients --------------------------------------------------------
     def _take(self):
         with self.lock:
+            if self.messages is not None and self.next >= self.messages:
+                return None
             self.next += 1
             return self.next - 1
+
+    def _connect(self, tid):
+        c = SMTPClient(self.d.port, timeout=15)
+        if c.greeting.code != 220:
+            c.close()
+            raise ConnectionClosed()
+        c.ehlo("load%d.client.test" % tid)
+        return c
+
+    def _send(self, c, att):
+        """One transaction of att on c; ConnectionClosed unless acked."""
+        if c.mail(self.sender).code != 250:
+            raise ConnectionClosed()
+        for r in att.rcpts:
+            if c.rcpt(r).code != 250:
+                raise ConnectionClosed()
+        if c.cmd("DATA").code != 354:
+            raise ConnectionClosed()
+        payload = re.sub(rb"(?m)^\.", b"..", att.data) + b".\r\n"
+        c.send(payload[:-3])
+        att.state = "ambiguous"
+        c.send(payload[-3:])
+        r = c.reply()
+        if r.code == 250 and r.queue_id:
+            att.state, att.qid = "acked", r.queue_id
+            return
+        att.state = "refused"
+        raise ConnectionClosed()
 
     def _client(self, tid):
         rnd = random.Random(self.seed * 100 + tid)
         c = None
         while not self.done.is_set() and not self.fatal.is_set():
             n = self._take()
-            for a in range(1000):
+            if n is None:
+                break
+            for a in range(self.max_attempts):
                 if self.fatal.is_set() or (self.done.is_set() and a > 0):
                     break
-                att = build(rnd, n, a, self.run_id)
+                att = self.build(rnd, n, a, self.run_id)
                 with self.lock:
                     self.attempts[att.key] = att
                 try:
                     if c is None:
-                        c = SMTPClient(self.d.port, timeout=15)
-                        if c.greeting.code != 220:
-                            raise ConnectionClosed()
-                        c.ehlo("ledger%d.client.test" % tid)
-                    if c.mail("client@client.test").code != 250:
-                        raise ConnectionClosed()
-                    for r in att.rcpts:
-                        if c.rcpt(r).code != 250:
-                            raise ConnectionClosed()
-                    if c.cmd("DATA").code != 354:
-                        raise ConnectionClosed()
-                    payload = re.sub(rb"(?m)^\.", b"..", att.data) + b".\r\n"
-                    c.send(payload[:-3])
-                    att.state = "ambiguous"
-                    c.send(payload[-3:])
-                    r = c.reply()
-                    if r.code == 250 and r.queue_id:
-                        att.state, att.qid = "acked", r.queue_id
-                        break
-                    att.state = "refused"
-                    raise ConnectionClosed()
+                        c = self.connect(tid)
+                    self._send(c, att)
+                    break
                 except (ConnectionClosed, OSError, AssertionError):
                     # AssertionError: a reply cut in the middle by the kill
                     if c is not None:
                         c.close()
                     c = None
-                    time.sleep(rnd.uniform(0.01, 0.1))
-            time.sleep(rnd.uniform(0, 0.02))
+                    time.sleep(rnd.uniform(*self.retry_gap))
+            else:
+                with self.lock:
+                    self.unacknowledged.append("message %d never acknowledged" % n)
+            time.sleep(rnd.uniform(*self.message_gap))
         if c is not None:
             try:
                 c.quit()
             except (ConnectionClosed, OSError, AssertionError):
                 c.close()
 
+    # -- the killer ---------------------------------------------------------
     def _killer(self):
         while self.kills < self.kills_wanted and not self.fatal.is_set():
-            time.sleep(self.rnd.uniform(*self.kill_gap))
+            if self.done.wait(self.rnd.uniform(*self.kill_gap)):
+                break
             self.d.kill9()
             self.kills += 1
             if self.kills % 25 == 0:
@@ -224,7 +310,19 @@ class Ledger:
                 self.errors.append("restart %d failed: %s: %s" % (self.kills, type(e).__name__, e))
                 self.fatal.set()
                 return
-        self.done.set()
+
+
+class Ledger(Load):
+    """One run. make_daemon(**overrides) -> a started fulmar_test.Daemon
+    (the CI test passes its fulmar_factory, so sanitizer reports fail it)."""
+
+    def __init__(self, kills=200, threads=8, seed=None, kill_gap=(0.05, 0.6),
+                 make_daemon=None, log=None):
+        super().__init__(kills=kills, threads=threads, seed=seed, kill_gap=kill_gap, log=log)
+        self.make_daemon = make_daemon or (lambda **o: fulmar_test.Daemon(o).start())
+        self.sink = None
+        self.counts = None
+        self.problems = []
 
     # -- the run ------------------------------------------------------------
     def run(self, drain_timeout=120.0):
@@ -232,22 +330,17 @@ class Ledger:
         try:
             self.d = self.make_daemon(**daemon_overrides(self.sink))
             t0 = time.monotonic()
-            killer = threading.Thread(target=self._killer, name="killer", daemon=True)
-            clients = [threading.Thread(target=self._client, args=(i,), daemon=True)
-                       for i in range(self.threads)]
-            killer.start()
-            for t in clients:
-                t.start()
-            killer.join()
+            self.start()
+            self.killer.join()
             self.done.set()
-            for t in clients:
+            for t in self.clients:
                 t.join(60)
             self.send_time = time.monotonic() - t0
             if not self.fatal.is_set():
                 # recovery from whatever the last client left half-done
                 self.d.kill9()
                 self.d.start(timeout=30)
-                self.drained = self._wait_drained(drain_timeout)
+                self.drained = wait_drained(self.d, drain_timeout, USERS, self.sink)
                 # A clean stop removes the unused prepared queue files, so
                 # whatever is left in active/ is a message (or a leak).
                 self.d.stop()
@@ -257,21 +350,6 @@ class Ledger:
             return self.counts
         finally:
             self.sink.stop()
-
-    def _delivered_local(self):
-        return sum(len(maildir_files(self.d.maildir(u))) for u in USERS)
-
-    def _wait_drained(self, timeout):
-        deadline = time.monotonic() + timeout
-        last, since = None, time.monotonic()
-        while time.monotonic() < deadline:
-            now = (self._delivered_local(), len(self.sink.transactions(accepted_only=False)))
-            if now != last:
-                last, since = now, time.monotonic()
-            elif time.monotonic() - since >= 2.0 and self.d.queue_list() == []:
-                return True
-            time.sleep(0.2)
-        return False
 
     # -- the ledger ---------------------------------------------------------
     def queue_dirs(self):

@@ -660,17 +660,57 @@ def to_lf(data):
 _seq = [0]
 
 
+def _openssl(*args):
+    return subprocess.run(["openssl"] + list(args), check=True, capture_output=True).stdout
+
+
 def dkim_rsa_key(directory):
     """A 2048-bit RSA key made by openssl in directory, for messages that
     python3-dkim signs: (the private key in PEM, its DKIM key record
     "v=DKIM1; k=rsa; p=...")."""
     key = os.path.join(directory, "dkim-rsa.pem")
-    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
-                    "rsa_keygen_bits:2048", "-out", key], check=True, capture_output=True)
-    der = subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"],
-                         check=True, capture_output=True).stdout
+    _openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key)
+    der = _openssl("pkey", "-in", key, "-pubout", "-outform", "DER")
     with open(key, "rb") as f:
         return f.read(), "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
+
+
+def dkim_ed25519_key(directory):
+    """An Ed25519 key made by openssl in directory, for messages that
+    python3-dkim signs: (the private key as python3-dkim wants it, the
+    seed in base64, its DKIM key record "v=DKIM1; k=ed25519; p=...")."""
+    key = os.path.join(directory, "dkim-ed25519.pem")
+    _openssl("genpkey", "-algorithm", "ED25519", "-out", key)
+    # PKCS#8 and SubjectPublicKeyInfo DER end with the seed, the public key
+    seed = _openssl("pkey", "-in", key, "-outform", "DER")[-32:]
+    pub = _openssl("pkey", "-in", key, "-pubout", "-outform", "DER")[-32:]
+    return base64.b64encode(seed), "v=DKIM1; k=ed25519; p=" + base64.b64encode(pub).decode()
+
+
+def dkim_zone_record(text):
+    """The DKIM key record in the zone-file text `fulmar dkim keygen`
+    prints: its quoted strings (none over 255 octets) joined."""
+    m = re.search(r"IN TXT \((.*?)\)", text, re.S)
+    assert m, text
+    strings = re.findall(r'"([^"]*)"', m.group(1))
+    assert all(len(s) <= 255 for s in strings), strings
+    return "".join(strings)
+
+
+def dkim_keygen(keydir, domain, selector, *extra):
+    """A key made by `fulmar dkim keygen DOMAIN SELECTOR --dir keydir
+    [extra]` (extra: "--ed25519", "--bits", ...), keydir and the key given
+    to RUN_USER so that a daemon can read them: (the key's path, the
+    DKIM key record keygen printed)."""
+    r = subprocess.run([fulmar_bin(), "dkim", "keygen", domain, selector, "--dir", keydir]
+                       + list(extra), capture_output=True, timeout=120)
+    assert r.returncode == 0, "fulmar dkim keygen: exit %d\n%s" % (r.returncode,
+                                                                  r.stderr.decode())
+    record = dkim_zone_record(r.stdout.decode())
+    path = os.path.join(keydir, "%s.%s.key" % (domain, selector))
+    _chown_run_user(keydir)
+    _chown_run_user(path)
+    return path, record
 
 
 def make_message(subject="test", body="Hello.\n", sender="sender@client.test",

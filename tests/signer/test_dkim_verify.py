@@ -47,40 +47,29 @@ def fulmar(*args, stdin=None, check=True):
     return r
 
 
-def zone_record(text):
-    """The TXT record of keygen's zone-file text: its strings joined."""
-    m = re.search(r"IN TXT \((.*?)\)", text, re.S)
-    assert m, text
-    strings = re.findall(r'"([^"]*)"', m.group(1))
-    assert all(len(s) <= 255 for s in strings)
-    return "".join(strings)
+zone_record = fulmar_test.dkim_zone_record
 
 
 class Keys:
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="fulmar-dkim-")
-        os.chmod(self.dir, 0o755)
+    def __init__(self, directory):
+        self.dir = directory
         self.records = {}
         self.files = {}
         for sel, extra in (("rsa", []), ("ed", ["--ed25519"])):
-            out = fulmar("dkim", "keygen", DOMAIN, sel, "--dir", self.dir, *extra).stdout
-            self.records["%s._domainkey.%s" % (sel, DOMAIN)] = zone_record(out.decode())
-            self.files[sel] = os.path.join(self.dir, "%s.%s.key" % (DOMAIN, sel))
+            self.files[sel], self.records["%s._domainkey.%s" % (sel, DOMAIN)] = \
+                fulmar_test.dkim_keygen(self.dir, DOMAIN, sel, *extra)
 
     def dnsfunc(self, name, timeout=5):
         name = name.decode() if isinstance(name, bytes) else name
         rec = self.records.get(name.rstrip("."))
         return rec.encode() if rec is not None else None
 
-    def close(self):
-        shutil.rmtree(self.dir, ignore_errors=True)
-
 
 @pytest.fixture(scope="module")
 def keys():
-    k = Keys()
-    yield k
-    k.close()
+    root = fulmar_test.make_test_root("fulmar-dkim-")
+    yield Keys(root)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def sign(keys, msg, sels=("rsa", "ed"), extra=()):

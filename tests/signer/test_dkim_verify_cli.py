@@ -14,13 +14,11 @@ text appended after it (still passes: what l= allows, the reason Fulmar
 never signs with it); the key lookup failing (SERVFAIL: temperror); two
 signatures on one message.
 """
-import base64
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -45,42 +43,21 @@ MSG = (b"From: Alice <alice@example.com>\r\n"
 LINE = re.compile(r'^(\w+) d=(\S*) s=(\S*) a=(\S*) b=(\S*) reason="([^"]*)"( l=yes)?$')
 
 
-def openssl(*args):
-    return subprocess.run(["openssl"] + list(args), check=True, capture_output=True).stdout
-
-
 class Keys:
     """An RSA and an Ed25519 key (selectors rsa and ed), their records."""
 
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="fulmar-dkimv-")
-        rsa = os.path.join(self.dir, "rsa.pem")
-        ed = os.path.join(self.dir, "ed.pem")
-        openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
-                "-out", rsa)
-        openssl("genpkey", "-algorithm", "ED25519", "-out", ed)
-        self.private = {
-            "rsa": open(rsa, "rb").read(),
-            # python3-dkim wants the Ed25519 seed, base64: the last 32
-            # octets of the PKCS#8 DER
-            "ed": base64.b64encode(openssl("pkey", "-in", ed, "-outform", "DER")[-32:]),
-        }
-        spki = openssl("pkey", "-in", rsa, "-pubout", "-outform", "DER")
-        edpub = openssl("pkey", "-in", ed, "-pubout", "-outform", "DER")[-32:]
-        self.records = {
-            "rsa": "v=DKIM1; k=rsa; p=" + base64.b64encode(spki).decode(),
-            "ed": "v=DKIM1; k=ed25519; p=" + base64.b64encode(edpub).decode(),
-        }
-
-    def close(self):
-        shutil.rmtree(self.dir, ignore_errors=True)
+    def __init__(self, directory):
+        self.dir = directory
+        self.private, self.records = {}, {}
+        self.private["rsa"], self.records["rsa"] = fulmar_test.dkim_rsa_key(self.dir)
+        self.private["ed"], self.records["ed"] = fulmar_test.dkim_ed25519_key(self.dir)
 
 
 @pytest.fixture(scope="module")
 def keys():
-    k = Keys()
-    yield k
-    k.close()
+    root = fulmar_test.make_test_root("fulmar-dkimv-")
+    yield Keys(root)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

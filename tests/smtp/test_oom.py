@@ -56,7 +56,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 from dns_server import DNSServer  # noqa: E402
 from fulmar_test import (LEAK_MARKER, RUN_USER, SMTPClient, ConnectionClosed,  # noqa: E402
-                         _chown_run_user, dkim_rsa_key, fulmar_bin, free_port, is_root,
+                         dkim_keygen, dkim_rsa_key, fulmar_bin, free_port, is_root,
                          make_message, make_test_root, maildir_files, wait_until)
 
 try:
@@ -119,18 +119,9 @@ def world():
     keydir = os.path.join(root, "dkim")
     signing, records = [], {}
     for selector, extra in (("rsa", []), ("ed", ["--ed25519"])):
-        r = subprocess.run([fulmar_bin(), "dkim", "keygen", "example.test", selector,
-                            "--dir", keydir] + extra, capture_output=True, timeout=60,
-                           env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
-        assert r.returncode == 0, r.stderr
-        m = re.search(r"IN TXT \((.*?)\)", r.stdout.decode(), re.S)
-        assert m, r.stdout
-        records[("%s._domainkey.example.test." % selector).encode()] = \
-            "".join(re.findall(r'"([^"]*)"', m.group(1))).encode()
-        path = os.path.join(keydir, "example.test.%s.key" % selector)
+        path, record = dkim_keygen(keydir, "example.test", selector, *extra)
+        records[("%s._domainkey.example.test." % selector).encode()] = record.encode()
         signing.append({"domain": "example.test", "selector": selector, "key": path})
-    for p in [keydir] + [k["key"] for k in signing]:
-        _chown_run_user(p)
     yield {"dns": dns, "sender_key": sender_key, "signing": signing, "records": records}
     dns.close()
     shutil.rmtree(root, ignore_errors=True)

@@ -1033,15 +1033,14 @@ static void test_async(void **state)
 
 /* ---- out of memory ------------------------------------------------- */
 
-/* Dual-signs msg with the fault at n; the header (a new string), or NULL
- * when the signer ran out of memory (which it must say). */
-static char *sign_with_fault(const char *msg, size_t len, int n)
+/* Dual-signs msg; the header (a new string), or NULL when the signer ran
+ * out of memory (which it must say). */
+static char *sign_dual(const char *msg, size_t len)
 {
 	char err[256] = "", *hdr = NULL;
 	size_t hlen = 0;
 	struct dkim_sign *s;
 
-	alloc_fault_at(n);
 	s = dkim_sign_new("example.com", "ours-rsa", DKIM_ALG_RSA_SHA256, our_rsa, err,
 			  sizeof(err));
 	if (s != NULL && dkim_sign_add(s, "example.com", "ours-ed", DKIM_ALG_ED25519_SHA256,
@@ -1059,30 +1058,77 @@ static char *sign_with_fault(const char *msg, size_t len, int n)
 	return hdr;
 }
 
+struct oom_run {
+	const char *msg; /* to sign, or signed to verify */
+	size_t len;
+	const char *clean; /* the header signed without a fault */
+	struct world *w;
+};
+
+/* The signer with a fault: out of memory, or the very same bytes (t=
+ * fixed). */
+static bool sign_run(void *arg)
+{
+	struct oom_run *o = arg;
+	char *hdr = sign_dual(o->msg, o->len);
+
+	if (hdr == NULL)
+		return true;
+	assert_string_equal(hdr, o->clean);
+	free(hdr);
+	return false;
+}
+
+/* The verifier with a fault: out of memory (said, each signature not
+ * passed a temperror "out of memory"), or both signatures pass. */
+static bool verify_run(void *arg)
+{
+	struct oom_run *o = arg;
+	struct dkim_verify *v = dkim_verify_new(NOW);
+	bool failed = false;
+	int nsig;
+
+	if (v == NULL)
+		return true;
+	(void)dkim_verify_feed(v, o->msg, o->len);
+	nsig = dkim_verify_end(v);
+	answer_keys(v, o->w);
+	if (dkim_verify_out_of_memory(v)) {
+		failed = true;
+		if (nsig < 0)
+			assert_string_equal(dkim_verify_error(v), "out of memory");
+	} else {
+		assert_int_equal(nsig, 2);
+	}
+	for (int i = 0; i < nsig; i++) {
+		struct dkim_verify_result r;
+
+		assert_int_equal(dkim_verify_result(v, (size_t)i, &r), 0);
+		if (r.status != DKIM_VERIFY_PASS) {
+			assert_true(dkim_verify_out_of_memory(v));
+			assert_int_equal(r.status, DKIM_VERIFY_TEMPERROR);
+			assert_string_equal(r.reason, "out of memory");
+		}
+	}
+	dkim_verify_free(v);
+	return failed;
+}
+
 static void test_out_of_memory(void **state)
 {
 	struct world w;
 	size_t len;
 	char *msg = slurp("dkim_msg1.eml", &len), *clean, *signed_msg;
-	int n, failed = 0;
+	int n, failed;
 
 	(void)state;
 	world_default(&w);
-	clean = sign_with_fault(msg, len, 0);
+	alloc_fault_at(0);
+	clean = sign_dual(msg, len);
 	assert_non_null(clean);
 	/* The signer: each allocation in turn. */
-	for (n = 1; n < 200; n++) {
-		char *hdr = sign_with_fault(msg, len, n);
-
-		if (hdr == NULL)
-			failed++;
-		else
-			assert_string_equal(hdr, clean); /* t= fixed: the very same bytes */
-		free(hdr);
-		if (alloc_fault_left())
-			break;
-	}
-	alloc_fault_at(0);
+	n = alloc_sweep(199, sign_run, &(struct oom_run){ .msg = msg, .len = len, .clean = clean },
+			&failed);
 	assert_true(n > 5 && n < 200);
 	assert_int_equal(failed, n - 1);
 
@@ -1092,42 +1138,8 @@ static void test_out_of_memory(void **state)
 	memcpy(signed_msg + strlen(clean), msg, len);
 	len += strlen(clean);
 	signed_msg[len] = '\0';
-	failed = 0;
-	for (n = 1; n < 200; n++) {
-		struct dkim_verify *v;
-		int nsig;
-
-		alloc_fault_at(n);
-		v = dkim_verify_new(NOW);
-		if (v == NULL) {
-			failed++;
-		} else {
-			(void)dkim_verify_feed(v, signed_msg, len);
-			nsig = dkim_verify_end(v);
-			answer_keys(v, &w);
-			if (dkim_verify_out_of_memory(v)) {
-				failed++;
-				if (nsig < 0)
-					assert_string_equal(dkim_verify_error(v), "out of memory");
-			} else {
-				assert_int_equal(nsig, 2);
-			}
-			for (int i = 0; i < nsig; i++) {
-				struct dkim_verify_result r;
-
-				assert_int_equal(dkim_verify_result(v, (size_t)i, &r), 0);
-				if (r.status != DKIM_VERIFY_PASS) {
-					assert_true(dkim_verify_out_of_memory(v));
-					assert_int_equal(r.status, DKIM_VERIFY_TEMPERROR);
-					assert_string_equal(r.reason, "out of memory");
-				}
-			}
-			dkim_verify_free(v);
-		}
-		if (alloc_fault_left())
-			break;
-	}
-	alloc_fault_at(0);
+	n = alloc_sweep(199, verify_run,
+			&(struct oom_run){ .msg = signed_msg, .len = len, .w = &w }, &failed);
 	assert_true(n > 5 && n < 200);
 	assert_int_equal(failed, n - 1);
 

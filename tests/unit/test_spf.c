@@ -651,43 +651,44 @@ static void test_abort(void **state)
 
 /* ---- out of memory ---- */
 
-/* Each allocation of a check that goes through an include, an a:, and a
- * fail with its explanation fails in turn: spf_new* give NULL, or the
- * result is temperror "out of memory" with out_of_memory set, or (the
- * fault fell on nothing that mattered) the result is the usual one. */
+static const struct rec oom_zone[] = {
+	{ "example.com", "TXT", "v=spf1 include:_spf.example.com -all exp=why.example.com" },
+	{ "_spf.example.com", "TXT", "v=spf1 a:mail.example.com ip4:198.51.100.0/24 -all" },
+	{ "mail.example.com", "A", "198.51.100.99" },
+	{ "why.example.com", "TXT", "%{i} may not send for %{d}" },
+	END,
+};
+
+/* A check that goes through an include, an a:, and a fail with its
+ * explanation, while a fault is set: spf_new* give NULL, or the result is
+ * temperror "out of memory" with out_of_memory set, or (the fault fell on
+ * nothing that mattered) the result is the usual one. True when out of
+ * memory. */
+static bool oom_run(void *arg)
+{
+	(void)arg;
+	struct spf *c = new_check("192.0.2.1", "x@example.com", "h.example.net");
+	struct run r;
+
+	if (c == NULL)
+		return true;
+	drive(c, oom_zone, &r);
+	if (r.out.out_of_memory) {
+		assert_int_equal(r.out.result, SPF_TEMPERROR);
+		assert_string_equal(r.reason, "out of memory");
+		return true;
+	}
+	assert_int_equal(r.out.result, SPF_FAIL);
+	assert_string_equal(r.explanation, "192.0.2.1 may not send for example.com");
+	return false;
+}
+
+/* Each allocation of that check fails in turn. */
 static void test_out_of_memory(void **state)
 {
 	(void)state;
-	static const struct rec zone[] = {
-		{ "example.com", "TXT", "v=spf1 include:_spf.example.com -all exp=why.example.com" },
-		{ "_spf.example.com", "TXT", "v=spf1 a:mail.example.com ip4:198.51.100.0/24 -all" },
-		{ "mail.example.com", "A", "198.51.100.99" },
-		{ "why.example.com", "TXT", "%{i} may not send for %{d}" },
-		END,
-	};
-	int n, failed = 0;
-	for (n = 1; n < 100; n++) {
-		alloc_fault_at(n);
-		struct spf *c = new_check("192.0.2.1", "x@example.com", "h.example.net");
-		if (c == NULL) {
-			failed++;
-		} else {
-			struct run r;
-			drive(c, zone, &r);
-			if (r.out.out_of_memory) {
-				failed++;
-				assert_int_equal(r.out.result, SPF_TEMPERROR);
-				assert_string_equal(r.reason, "out of memory");
-			} else {
-				assert_int_equal(r.out.result, SPF_FAIL);
-				assert_string_equal(r.explanation,
-						    "192.0.2.1 may not send for example.com");
-			}
-		}
-		if (alloc_fault_left())
-			break;
-	}
-	alloc_fault_at(0);
+	int failed;
+	int n = alloc_sweep(99, oom_run, NULL, &failed);
 	/* The struct, two frames, two records, the explanation. */
 	assert_int_equal(n, 7);
 	assert_int_equal(failed, 6);
