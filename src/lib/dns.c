@@ -40,13 +40,18 @@ struct dns {
 	struct dns_query *from_cache;  /* queries answered from it, not yet delivered */
 };
 
+/* Whom a lookup answers: the one callback of its kind is set. */
+struct answer_fn {
+	dns_name_fn name;
+	dns_mx_fn mx;
+	dns_txt_fn txt;
+	dns_addrs_fn addrs;
+	dns_ptr_fn ptr;
+};
+
 struct dns_query {
 	struct dns *d;
-	dns_name_fn fn;
-	dns_mx_fn mx_fn;
-	dns_txt_fn txt_fn;
-	dns_addrs_fn addrs_fn;
-	dns_ptr_fn ptr_fn;
+	struct answer_fn fn;
 	void *arg;
 	bool cancelled;
 	bool done;      /* callback delivered (or cancelled): free when c-ares lets go */
@@ -195,6 +200,46 @@ const char *dns_nomem_text(void)
 	return ares_strerror(ARES_ENOMEM);
 }
 
+/* A lookup without memory for its query fails at once (dns.h): fn runs
+ * with DNS_NOMEM and no records (empty arrays, never NULL, as for any
+ * failure); a reverse lookup finds no name. */
+static void answer_nomem(const struct answer_fn *fn, void *arg)
+{
+	union {
+		struct dns_mx mx[1];
+		struct dns_txt txt[1];
+		struct sockaddr_storage addrs[1];
+		const char *names[1];
+	} none;
+	const char *why = dns_nomem_text();
+
+	memset(&none, 0, sizeof(none));
+	if (fn->name)
+		fn->name(arg, NULL);
+	else if (fn->mx)
+		fn->mx(arg, DNS_NOMEM, none.mx, 0, why);
+	else if (fn->txt)
+		fn->txt(arg, DNS_NOMEM, none.txt, 0, why);
+	else if (fn->addrs)
+		fn->addrs(arg, DNS_NOMEM, none.addrs, 0, why);
+	else
+		fn->ptr(arg, DNS_NOMEM, none.names, 0, why);
+}
+
+/* Every lookup's query. NULL when out of memory: fn has run already
+ * (answer_nomem), and the lookup function returns NULL at once. */
+static struct dns_query *query_new(struct dns *d, struct answer_fn fn, void *arg)
+{
+	struct dns_query *q = mem_calloc(1, sizeof(*q));
+	if (q == NULL) {
+		answer_nomem(&fn, arg);
+		return NULL;
+	}
+	q->d = d;
+	q->fn = fn;
+	q->arg = arg;
+	return q;
+}
 
 static void query_release(struct dns_query *q)
 {
@@ -208,7 +253,7 @@ static void query_release(struct dns_query *q)
 static void deliver(struct dns_query *q, const char *name)
 {
 	if (!q->done && !q->cancelled && !q->d->freeing)
-		q->fn(q->arg, name);
+		q->fn.name(q->arg, name);
 	q->done = true;
 }
 
@@ -265,14 +310,9 @@ static void on_reverse(void *arg, int status, int timeouts, struct hostent *h)
 struct dns_query *dns_reverse_verified(struct dns *d, const struct sockaddr *sa,
 				       dns_name_fn fn, void *arg)
 {
-	struct dns_query *q = mem_calloc(1, sizeof(*q));
-	if (q == NULL) {
-		fn(arg, NULL); /* no name: as if there were none */
-		return NULL;
-	}
-	q->d = d;
-	q->fn = fn;
-	q->arg = arg;
+	struct dns_query *q = query_new(d, (struct answer_fn){ .name = fn }, arg);
+	if (q == NULL)
+		return NULL; /* fn has run: no name */
 	if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)sa;
 		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
@@ -326,18 +366,6 @@ static enum dns_status status_of(int ares_status)
 	default:
 		return DNS_TEMPFAIL;
 	}
-}
-
-/* NULL when out of memory: the caller fails the lookup at once
- * (DNS_NOMEM, dns_nomem_text()). */
-static struct dns_query *query_new(struct dns *d, void *arg)
-{
-	struct dns_query *q = mem_calloc(1, sizeof(*q));
-	if (q == NULL)
-		return NULL;
-	q->d = d;
-	q->arg = arg;
-	return q;
 }
 
 /* After starting c-ares queries with one extra hold (pending + 1). */
@@ -458,7 +486,7 @@ static void on_mx(void *arg, int status, int timeouts, unsigned char *abuf, int 
 	if (status == ARES_SUCCESS)
 		st = dns_parse_mx_answer(abuf, alen, mx, &n, &status);
 	if (!q->done && !q->cancelled && !q->d->freeing)
-		q->mx_fn(q->arg, st, mx, n, st == DNS_OK ? "" : ares_strerror(status));
+		q->fn.mx(q->arg, st, mx, n, st == DNS_OK ? "" : ares_strerror(status));
 	q->done = true;
 	query_release(q);
 }
@@ -466,13 +494,9 @@ static void on_mx(void *arg, int status, int timeouts, unsigned char *abuf, int 
 struct dns_query *dns_lookup_mx(struct dns *d, const char *domain, dns_mx_fn fn,
 				void *arg)
 {
-	struct dns_query *q = query_new(d, arg);
-	if (q == NULL) {
-		struct dns_mx none[1];
-		fn(arg, DNS_NOMEM, none, 0, dns_nomem_text());
-		return NULL;
-	}
-	q->mx_fn = fn;
+	struct dns_query *q = query_new(d, (struct answer_fn){ .mx = fn }, arg);
+	if (q == NULL)
+		return NULL; /* fn has run: DNS_NOMEM */
 	q->pending = 2;
 	cached_query(q, domain, ns_t_mx, on_mx);
 	return query_started(q);
@@ -500,7 +524,7 @@ static void addrs_finish(struct dns_query *q)
 	else
 		st = DNS_NODATA, why = ARES_ENODATA;
 	if (!q->done && !q->cancelled && !q->d->freeing)
-		q->addrs_fn(q->arg, st, all, n, st == DNS_OK ? "" : ares_strerror(why));
+		q->fn.addrs(q->arg, st, all, n, st == DNS_OK ? "" : ares_strerror(why));
 	q->done = true;
 }
 
@@ -551,13 +575,9 @@ static void on_addrs4(void *arg, int status, int timeouts, struct hostent *h)
 struct dns_query *dns_lookup_addrs(struct dns *d, const char *host, dns_addrs_fn fn,
 				   void *arg)
 {
-	struct dns_query *q = query_new(d, arg);
-	if (q == NULL) {
-		struct sockaddr_storage none[1];
-		fn(arg, DNS_NOMEM, none, 0, dns_nomem_text());
-		return NULL;
-	}
-	q->addrs_fn = fn;
+	struct dns_query *q = query_new(d, (struct answer_fn){ .addrs = fn }, arg);
+	if (q == NULL)
+		return NULL; /* fn has run: DNS_NOMEM */
 	q->pending = 3;
 	ares_gethostbyname(d->channel, host, AF_INET6, on_addrs6, q);
 	ares_gethostbyname(d->channel, host, AF_INET, on_addrs4, q);
@@ -619,7 +639,7 @@ static void on_txt(void *arg, int status, int timeouts, unsigned char *abuf, int
 	if (status == ARES_SUCCESS)
 		st = dns_parse_txt_answer(abuf, alen, txt, &n, &status);
 	if (!q->done && !q->cancelled && !q->d->freeing)
-		q->txt_fn(q->arg, st, txt, n, st == DNS_OK ? "" : ares_strerror(status));
+		q->fn.txt(q->arg, st, txt, n, st == DNS_OK ? "" : ares_strerror(status));
 	for (size_t i = 0; i < n; i++)
 		free(txt[i].text);
 	q->done = true;
@@ -629,13 +649,9 @@ static void on_txt(void *arg, int status, int timeouts, unsigned char *abuf, int
 struct dns_query *dns_lookup_txt(struct dns *d, const char *name, dns_txt_fn fn,
 				 void *arg)
 {
-	struct dns_query *q = query_new(d, arg);
-	if (q == NULL) {
-		struct dns_txt none[1];
-		fn(arg, DNS_NOMEM, none, 0, dns_nomem_text());
-		return NULL;
-	}
-	q->txt_fn = fn;
+	struct dns_query *q = query_new(d, (struct answer_fn){ .txt = fn }, arg);
+	if (q == NULL)
+		return NULL; /* fn has run: DNS_NOMEM */
 	q->pending = 2;
 	cached_query(q, name, ns_t_txt, on_txt);
 	return query_started(q);
@@ -670,7 +686,7 @@ static void on_family(void *arg, int status, int timeouts, unsigned char *abuf, 
 		st = parsed_status(prc, n, &status);
 	}
 	if (!q->done && !q->cancelled && !q->d->freeing)
-		q->addrs_fn(q->arg, st, out, n, st == DNS_OK ? "" : ares_strerror(status));
+		q->fn.addrs(q->arg, st, out, n, st == DNS_OK ? "" : ares_strerror(status));
 	q->done = true;
 	query_release(q);
 }
@@ -678,13 +694,9 @@ static void on_family(void *arg, int status, int timeouts, unsigned char *abuf, 
 struct dns_query *dns_lookup_family(struct dns *d, const char *name, int family,
 				    dns_addrs_fn fn, void *arg)
 {
-	struct dns_query *q = query_new(d, arg);
-	if (q == NULL) {
-		struct sockaddr_storage none[1];
-		fn(arg, DNS_NOMEM, none, 0, dns_nomem_text());
-		return NULL;
-	}
-	q->addrs_fn = fn;
+	struct dns_query *q = query_new(d, (struct answer_fn){ .addrs = fn }, arg);
+	if (q == NULL)
+		return NULL; /* fn has run: DNS_NOMEM */
 	q->family = family == AF_INET6 ? AF_INET6 : AF_INET;
 	q->pending = 2;
 	ares_query(d->channel, name, ns_c_in, q->family == AF_INET6 ? ns_t_aaaa : ns_t_a,
@@ -733,7 +745,7 @@ static void on_ptr(void *arg, int status, int timeouts, unsigned char *abuf, int
 		st = parsed_status(prc, n, &status);
 	}
 	if (!q->done && !q->cancelled && !q->d->freeing)
-		q->ptr_fn(q->arg, st, names, n, st == DNS_OK ? "" : ares_strerror(status));
+		q->fn.ptr(q->arg, st, names, n, st == DNS_OK ? "" : ares_strerror(status));
 	for (size_t i = 0; i < n; i++)
 		free(copies[i]);
 	q->done = true;
@@ -743,13 +755,9 @@ static void on_ptr(void *arg, int status, int timeouts, unsigned char *abuf, int
 struct dns_query *dns_lookup_ptr(struct dns *d, const char *name, dns_ptr_fn fn,
 				 void *arg)
 {
-	struct dns_query *q = query_new(d, arg);
-	if (q == NULL) {
-		const char *none[1] = { NULL };
-		fn(arg, DNS_NOMEM, none, 0, dns_nomem_text());
-		return NULL;
-	}
-	q->ptr_fn = fn;
+	struct dns_query *q = query_new(d, (struct answer_fn){ .ptr = fn }, arg);
+	if (q == NULL)
+		return NULL; /* fn has run: DNS_NOMEM */
 	q->pending = 2;
 	ares_query(d->channel, name, ns_c_in, ns_t_ptr, on_ptr, q);
 	return query_started(q);

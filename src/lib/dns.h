@@ -8,11 +8,12 @@
  *
  * Memory: a query's own memory (the handle, the names and TXT texts of
  * its answer) is fallible (lib/mem.h): when it cannot be had, the lookup
- * fails with DNS_NOMEM (why dns_nomem_text(),
- * the callback run before the lookup function returns), which callers
- * treat as any SERVFAIL: a deferral, a temperror. The answer cache keeps
- * nothing it has no memory for. dns_new and the cache itself (start-up)
- * abort on failure.
+ * fails with DNS_NOMEM, no records and why dns_nomem_text() (the reverse
+ * lookup: with no name). Without memory for the handle, every lookup
+ * function fails the same way: the callback runs before it returns, and
+ * it returns NULL. Callers treat DNS_NOMEM as any SERVFAIL: a deferral, a
+ * temperror. The answer cache keeps nothing it has no memory for. dns_new
+ * and the cache itself (start-up) abort on failure.
  */
 #ifndef FULMAR_DNS_H
 #define FULMAR_DNS_H

@@ -174,6 +174,30 @@ static void shrink(struct dns_cache *c)
 		}
 }
 
+/* A new entry, not yet linked; NULL when out of memory. */
+static struct entry *entry_new(int type, const char *name, int status,
+			       const unsigned char *buf, int len)
+{
+	struct entry *e = mem_calloc(1, sizeof(*e));
+	if (e == NULL)
+		return NULL;
+	e->type = type;
+	e->name = mem_strdup(name);
+	e->status = status;
+	bool with_buf = buf && len > 0;
+	if (with_buf)
+		e->buf = mem_alloc((size_t)len);
+	if (e->name == NULL || (with_buf && e->buf == NULL)) {
+		entry_free(e);
+		return NULL;
+	}
+	if (with_buf) {
+		memcpy(e->buf, buf, (size_t)len);
+		e->len = len;
+	}
+	return e;
+}
+
 void dns_cache_put(struct dns_cache *c, int type, const char *name, int status,
 		   const unsigned char *buf, int len, double now)
 {
@@ -188,34 +212,23 @@ void dns_cache_put(struct dns_cache *c, int type, const char *name, int status,
 	} else {
 		return;
 	}
+	/* The new entry first: without memory for it, an older answer for
+	 * the name stays (it is still good for its own TTL). */
+	struct entry *e = entry_new(type, name, status, buf, len);
+	if (e == NULL)
+		return;
+	e->stored = now;
+	e->expires = now + ttl;
 	struct entry **pp = find(c, type, name);
-	if (pp) {
+	if (pp) { /* in the old one's place */
 		struct entry *old = *pp;
-		*pp = old->next;
+		e->next = old->next;
+		*pp = e;
 		entry_free(old);
-		c->n--;
+		return;
 	}
 	if (c->n >= c->max)
 		shrink(c);
-	struct entry *e = mem_calloc(1, sizeof(*e));
-	if (e == NULL)
-		return; /* not kept */
-	e->type = type;
-	e->name = mem_strdup(name);
-	e->status = status;
-	bool with_buf = buf && len > 0;
-	if (with_buf)
-		e->buf = mem_alloc((size_t)len);
-	if (e->name == NULL || (with_buf && e->buf == NULL)) {
-		entry_free(e);
-		return;
-	}
-	if (with_buf) {
-		memcpy(e->buf, buf, (size_t)len);
-		e->len = len;
-	}
-	e->stored = now;
-	e->expires = now + ttl;
 	unsigned b = bucket_of(type, name);
 	e->next = c->buckets[b];
 	c->buckets[b] = e;

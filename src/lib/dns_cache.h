@@ -34,9 +34,10 @@ void dns_cache_free(struct dns_cache *c);
  * may be NULL, 0). false when there is none, or no memory for the copy. */
 bool dns_cache_get(struct dns_cache *c, int type, const char *name, double now, int *status,
 		   unsigned char **buf, int *len);
-/* Keep an answer (status as c-ares gave it with the buffer). Anything but
- * success, ENODATA and ENOTFOUND is ignored, so is a TTL of 0; short of
- * memory, nothing is kept (an older answer for the name is gone too). */
+/* Keep an answer (status as c-ares gave it with the buffer), in place of
+ * an older one for the name. Anything but success, ENODATA and ENOTFOUND
+ * is ignored, so is a TTL of 0; short of memory, the new answer is not
+ * kept, and an older one stays until its own TTL runs out. */
 void dns_cache_put(struct dns_cache *c, int type, const char *name, int status,
 		   const unsigned char *buf, int len, double now);
 size_t dns_cache_count(const struct dns_cache *c);

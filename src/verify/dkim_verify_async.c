@@ -6,6 +6,7 @@
  */
 #include "verify/dkim_verify_async.h"
 
+#include <errno.h>
 #include <stdlib.h>
 
 #include "lib/mem.h"
@@ -53,14 +54,7 @@ struct dkim_verify_async *dkim_verify_async_start(struct dkim_verify *v, struct 
 	size_t nkeys = dkim_verify_key_count(v);
 
 	if (a == NULL) {
-		/* Every key fails as a lookup without memory would. */
-		struct dns_txt none[1];
-
-		for (size_t i = 0; i < nkeys; i++)
-			if (!dkim_verify_key_answered(v, i))
-				(void)dkim_verify_key_answer(v, dkim_verify_key_name(v, i),
-							     DNS_NOMEM, none, 0, dns_nomem_text());
-		fn(arg, v);
+		errno = ENOMEM;
 		return NULL;
 	}
 	a->v = v;

@@ -26,11 +26,15 @@ struct dkim_verify_async;
 
 typedef void (*dkim_verify_async_fn)(void *arg, struct dkim_verify *v);
 
-/* Starts the lookups. NULL when fn has run already (nothing to look up,
- * every answer came at once, or no memory for the handle: the keys are
- * then answered as lookups that ran out of memory, see
- * dkim_verify_out_of_memory); else a handle valid until fn runs or
- * dkim_verify_async_cancel. */
+/* Starts the lookups: a handle valid until fn runs or
+ * dkim_verify_async_cancel, or NULL when fn has run already (nothing to
+ * look up, or every answer came at once; a lookup that had no memory is
+ * answered DNS_NOMEM, see dkim_verify_out_of_memory). Out of memory for
+ * the handle: NULL with errno ENOMEM, the verifier untouched and fn never
+ * called (the caller tells this NULL from the other by its callback not
+ * having run); the caller counts the check as failed for want of memory
+ * (a temperror, never a verdict), as for spf_async_start and
+ * dmarc_async_start. */
 struct dkim_verify_async *dkim_verify_async_start(struct dkim_verify *v, struct dns *dns,
 						  dkim_verify_async_fn fn, void *arg);
 

@@ -108,8 +108,10 @@ struct dmarc_async *dmarc_async_start(struct event_base *base, struct dns *d,
 				      void *arg)
 {
 	struct dmarc_async *a = mem_calloc(1, sizeof(*a));
-	if (a == NULL)
+	if (a == NULL) {
+		errno = ENOMEM;
 		return NULL;
+	}
 	a->m = m;
 	a->d = d;
 	a->fn = fn;

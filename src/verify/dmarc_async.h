@@ -22,8 +22,10 @@ struct dmarc_async;
 typedef void (*dmarc_async_fn)(void *arg, struct dmarc *m);
 
 /* timeout: seconds for the whole discovery; then it ends in temperror.
- * NULL (errno ENOMEM) when out of memory: fn will not be called, m is
- * untouched. */
+ * Out of memory: NULL with errno ENOMEM, m untouched and fn never
+ * called; the caller counts the check as failed for want of memory (a
+ * temperror, never a verdict), as for spf_async_start and
+ * dkim_verify_async_start. */
 struct dmarc_async *dmarc_async_start(struct event_base *base, struct dns *d,
 				      struct dmarc *m, double timeout, dmarc_async_fn fn,
 				      void *arg);

@@ -194,6 +194,7 @@ struct spf_async *spf_async_start(struct event_base *base, struct dns *d, struct
 	struct spf_async *a = mem_calloc(1, sizeof(*a));
 	if (a == NULL) {
 		spf_free(c);
+		errno = ENOMEM;
 		return NULL;
 	}
 	a->c = c;
@@ -203,7 +204,7 @@ struct spf_async *spf_async_start(struct event_base *base, struct dns *d, struct
 	a->timeout = evtimer_new(base, on_timeout, a);
 	a->deliver = evtimer_new(base, on_deliver, a);
 	if (a->timeout == NULL || a->deliver == NULL) {
-		async_free(a);
+		async_free(a); /* c with it */
 		errno = ENOMEM;
 		return NULL;
 	}

@@ -20,8 +20,10 @@ struct spf_async;
 typedef void (*spf_async_fn)(void *arg, const struct spf_outcome *r);
 
 /* timeout: seconds for the whole check (every query it makes); when it
- * runs out the result is temperror. NULL (errno ENOMEM) when out of
- * memory: c is freed, fn will not be called. */
+ * runs out the result is temperror. Out of memory: NULL with errno
+ * ENOMEM, c freed and fn never called; the caller counts the check as
+ * failed for want of memory (a temperror, never a verdict), as for
+ * dkim_verify_async_start and dmarc_async_start. */
 struct spf_async *spf_async_start(struct event_base *base, struct dns *d, struct spf *c,
 				  double timeout, spf_async_fn fn, void *arg);
 /* Stops the check and frees it; fn is not called. NULL is ignored. */

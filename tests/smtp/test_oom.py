@@ -45,7 +45,6 @@ import base64
 import os
 import re
 import shutil
-import stat
 import subprocess
 import sys
 
@@ -55,9 +54,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 "lib"))
 
 from dns_server import DNSServer  # noqa: E402
-from fulmar_test import (LEAK_MARKER, RUN_USER, SMTPClient, ConnectionClosed,  # noqa: E402
-                         dkim_keygen, dkim_rsa_key, fulmar_bin, free_port, is_root,
-                         make_message, make_test_root, maildir_files, wait_until)
+from alloc_faults import (OOM_CODES, delivered_with, fault_landed,  # noqa: E402
+                          is_oom_refusal, start_with_alloc_fault)
+from fulmar_test import (LEAK_MARKER, SMTPClient, ConnectionClosed,  # noqa: E402
+                         dkim_keygen, dkim_rsa_key, fulmar_bin, free_port,
+                         make_message, make_test_root, wait_until)
 
 try:
     import dkim
@@ -66,7 +67,6 @@ except ImportError:  # the variants that need it are skipped
 
 SWEEP_LIMIT = 150      # far above a session's allocations (about 30)
 MIN_ALLOCATIONS = 10   # a sweep shorter than this tests nothing
-OOM_CODES = (451, 421)
 PATHS = {
     "queue": {"local": {"deliver_at_receipt": False}},
     "receipt": {"local": {"deliver_at_receipt": True}},
@@ -229,46 +229,6 @@ def variant(path, users_file, world):
     return Variant(path, overrides, port, SUBMISSION_STEPS)
 
 
-def run_as_unprivileged(d):
-    """As root, start the daemon as RUN_USER already (a wrapper around the
-    binary), so that it never drops privileges and LeakSanitizer works."""
-    if not is_root():
-        return
-    wrapper = os.path.join(d.root, "fulmar-unprivileged")
-    with open(wrapper, "w") as f:
-        f.write('#!/bin/sh\nexec setpriv --reuid=%s --regid=%s --clear-groups %s "$@"\n'
-                % (RUN_USER, RUN_USER, d.bin))
-    os.chmod(wrapper, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH
-             | stat.S_IXOTH)
-    d.bin = wrapper
-
-
-def start_with_alloc_fault(fulmar_factory, n, overrides):
-    overrides = dict(overrides)
-    extra = overrides.pop("extra_listeners", [])
-    d = fulmar_factory(start=False, **overrides)
-    if extra:
-        d.config["listeners"] += extra
-        d.write_config()
-    run_as_unprivileged(d)
-    plain_env = d.env
-
-    def env():
-        e = dict(plain_env(), FULMAR_FAULT="alloc:%d:ENOMEM:1" % n)
-        opts = [o for o in e.get("ASAN_OPTIONS", "").split(":")
-                if o and not o.startswith("detect_leaks")]
-        e["ASAN_OPTIONS"] = ":".join(opts + ["detect_leaks=1"])
-        return e
-
-    d.env = env
-    d.start()
-    return d
-
-
-def is_oom_refusal(r):
-    return r.code in OOM_CODES and r.enh == "4.3.0" and "out of memory" in r.text.lower()
-
-
 def first_session(d, message, port=None, steps=MX_STEPS):
     """The swept session. Returns (accepted, refusal): accepted when the
     message got 250; refusal is the 451/421 reply that ended it, or None."""
@@ -296,21 +256,6 @@ def first_session(d, message, port=None, steps=MX_STEPS):
         return True, None if q.code == 221 else q
     finally:
         c.close()
-
-
-def delivered_with(maildir, subject):
-    """The copies in maildir of the message with that subject, as bytes."""
-    out = []
-    for path in maildir_files(maildir):
-        with open(path, "rb") as f:
-            data = f.read()
-        if subject.encode() in data:
-            out.append(data)
-    return out
-
-
-def fault_landed(d):
-    return "event=fault_injected" in d.log_text()
 
 
 def second_client_delivers(d, n):

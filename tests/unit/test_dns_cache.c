@@ -2,7 +2,8 @@
  * Unit tests of lib/dns_cache: TTLs from the answer section, negative
  * answers, temporary failures never kept, expiry, the bound, and what a
  * failed allocation does (FULMAR_FAULT=alloc:N:ENOMEM, lib/mem.h): an
- * answer is not kept, a copy is a miss, nothing leaks.
+ * answer is not kept (an older one for the name stays), a copy is a
+ * miss, nothing leaks.
  */
 #include <ares.h>
 #include <setjmp.h>
@@ -132,6 +133,28 @@ static void test_bounded(void **state)
 	dns_cache_free(c);
 }
 
+struct put_run {
+	struct dns_cache *c;
+	const unsigned char *buf;
+	int len;
+};
+
+/* A put into an empty cache while a fault is set: nothing kept (true),
+ * or the answer. */
+static bool put_run(void *arg)
+{
+	struct put_run *p = arg;
+	int st;
+	unsigned char *got;
+	int glen;
+
+	dns_cache_put(p->c, 16, "example.test", ARES_SUCCESS, p->buf, p->len, 0.0);
+	if (dns_cache_count(p->c) != 0)
+		return false;
+	assert_false(dns_cache_get(p->c, 16, "example.test", 1.0, &st, &got, &glen));
+	return true;
+}
+
 static void test_out_of_memory(void **state)
 {
 	(void)state;
@@ -144,13 +167,11 @@ static void test_out_of_memory(void **state)
 	/* A put allocates the entry, its name, its copy of the answer: each
 	 * failing in turn keeps nothing (and, under LeakSanitizer, leaks
 	 * nothing); a failure past them does not concern the put. */
-	for (int n = 1; n <= 3; n++) {
-		alloc_fault_at(n);
-		dns_cache_put(c, 16, "example.test", ARES_SUCCESS, buf, len, 0.0);
-		alloc_fault_at(0);
-		assert_int_equal(dns_cache_count(c), 0);
-		assert_false(dns_cache_get(c, 16, "example.test", 1.0, &st, &got, &glen));
-	}
+	int failed;
+	assert_int_equal(alloc_sweep(10, put_run, &(struct put_run){ c, buf, len }, &failed), 4);
+	assert_int_equal(failed, 3);
+	dns_cache_free(c);
+	c = dns_cache_new(100);
 	/* A negative answer has no copy to make: two allocations. */
 	alloc_fault_at(2);
 	dns_cache_put(c, 16, "none.test", ARES_ENOTFOUND, NULL, 0, 0.0);
@@ -165,10 +186,50 @@ static void test_out_of_memory(void **state)
 	assert_int_equal(glen, len);
 	assert_memory_equal(got, buf, (size_t)len);
 	free(got);
-	/* Replacing an entry without memory forgets the old one. */
+	dns_cache_free(c);
+}
+
+/* A fresh answer replaces the one kept for the name; when the new entry
+ * cannot be made (its struct, name or copy of the answer failing in
+ * turn), the old one stays, whole, until its own TTL runs out. */
+static void test_replace_out_of_memory(void **state)
+{
+	(void)state;
+	struct dns_cache *c = dns_cache_new(100);
+	unsigned char old[512], fresh[512];
+	int old_len = (int)answer(old, "example.test", 600, 1);
+	int fresh_len = (int)answer(fresh, "example.test", 30, 1);
+	int st;
+	unsigned char *got;
+	int glen;
+	dns_cache_put(c, 16, "example.test", ARES_SUCCESS, old, old_len, 0.0);
+	for (int n = 1; n <= 3; n++) {
+		alloc_fault_at(n);
+		dns_cache_put(c, 16, "example.test", ARES_SUCCESS, fresh, fresh_len, 10.0);
+		assert_false(alloc_fault_left());
+		alloc_fault_at(0);
+		assert_int_equal(dns_cache_count(c), 1);
+		assert_true(dns_cache_get(c, 16, "example.test", 599.0, &st, &got, &glen));
+		assert_int_equal(st, ARES_SUCCESS);
+		assert_int_equal(glen, old_len);
+		assert_memory_equal(got, old, (size_t)old_len);
+		free(got);
+	}
+	/* A negative answer in place of it, without memory: the same. */
 	alloc_fault_at(1);
-	dns_cache_put(c, 16, "example.test", ARES_SUCCESS, buf, len, 2.0);
+	dns_cache_put(c, 16, "example.test", ARES_ENOTFOUND, NULL, 0, 10.0);
 	alloc_fault_at(0);
+	assert_true(dns_cache_get(c, 16, "example.test", 599.0, &st, &got, &glen));
+	assert_int_equal(st, ARES_SUCCESS);
+	free(got);
+	/* With memory, the fresh answer takes the old one's place. */
+	dns_cache_put(c, 16, "example.test", ARES_SUCCESS, fresh, fresh_len, 10.0);
+	assert_int_equal(dns_cache_count(c), 1);
+	assert_true(dns_cache_get(c, 16, "example.test", 39.0, &st, &got, &glen));
+	assert_int_equal(glen, fresh_len);
+	assert_memory_equal(got, fresh, (size_t)fresh_len);
+	free(got);
+	assert_false(dns_cache_get(c, 16, "example.test", 41.0, &st, &got, &glen));
 	assert_int_equal(dns_cache_count(c), 0);
 	dns_cache_free(c);
 }
@@ -181,6 +242,7 @@ int main(void)
 		cmocka_unit_test(test_negative_and_tempfail),
 		cmocka_unit_test(test_bounded),
 		cmocka_unit_test(test_out_of_memory),
+		cmocka_unit_test(test_replace_out_of_memory),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
