@@ -7,7 +7,8 @@
  *         its rate limit, its last resolved route (reused for a minute);
  *         "down" for half of queue.retry_first after no hop would take a
  *         connection: its new jobs are deferred at once with that reason,
- *         without a connection attempt each (Postfix's dead destination)
+ *         without a connection attempt each (Postfix's dead destination);
+ *         at most DOWN_MAX are remembered, the oldest forgotten first
  *   oconn one connection: resolving, then trying the hops in turn until
  *         one is ready; then transactions until the FIFO is empty (idle,
  *         kept for outbound.idle_time) or messages_per_connection is done
@@ -19,6 +20,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,9 +40,19 @@
 
 #define ROUTE_CACHE_SECONDS 60.0
 #define DEST_BUCKETS 1024
+/* Destinations remembered down at once (each is a struct dest kept only
+ * for that): past it, the one whose period ends first is forgotten. */
+#define DOWN_MAX 1024
+#define DOWN_LOG_SECONDS 60.0 /* at most one down_forgotten line per this */
 
 struct dest;
 struct oconn;
+
+/* A link of the list of down destinations: circular, through the head
+ * in struct outbound, oldest first. */
+struct down_link {
+	struct down_link *prev, *next;
+};
 
 struct job {
 	struct job *prev, *next;         /* in the dest's FIFO, or running */
@@ -86,6 +98,7 @@ struct dest {
 	struct route_result *cached;
 	double cached_until;
 	double down_until;        /* down (dest_down) until this, monotonic */
+	struct down_link down;    /* in o->down while down_until > 0 */
 	struct event *down_timer; /* its end, when d may go */
 	struct event *defer_ev;   /* defers waiting jobs while down */
 	char down_dsn[16];
@@ -105,6 +118,10 @@ struct outbound {
 	size_t njobs;
 	size_t nconns;            /* in total */
 	struct dest *starved;     /* dests waiting for a slot */
+	struct down_link down;    /* down dests, oldest (earliest to end) first */
+	size_t ndown;
+	double down_logged;       /* monotime of the last down_forgotten line */
+	size_t down_forgotten;    /* forgotten since that line */
 };
 
 static struct timeval tv_of(double s)
@@ -234,17 +251,28 @@ static struct dest *dest_get(struct outbound *o, const char *key, const char *do
 
 static void dest_pump(struct dest *d);
 
-/* Forget an unused destination (no jobs, no connections). */
 static bool dest_is_down(const struct dest *d)
 {
 	return d->down_until > 0 && monotime() < d->down_until;
 }
 
+/* Out of o's list of down destinations (d->down_until > 0). */
+static void down_unlink(struct dest *d)
+{
+	d->down.prev->next = d->down.next;
+	d->down.next->prev = d->down.prev;
+	d->down.prev = d->down.next = NULL;
+	d->o->ndown--;
+}
+
+/* Forget an unused destination (no jobs, no connections). */
 static void dest_maybe_free(struct dest *d)
 {
 	/* A down destination stays, to remember it, until its timer. */
 	if (d->head || d->conns || d->starved || dest_is_down(d))
 		return;
+	if (d->down_until > 0) /* its period is over, its timer not yet run */
+		down_unlink(d);
 	struct outbound *o = d->o;
 	unsigned h = hash_key(d->key);
 	for (struct dest **pp = &o->buckets[h]; *pp; pp = &(*pp)->hnext) {
@@ -293,6 +321,8 @@ static size_t dest_live_conns(const struct dest *d)
  * configuration changed. */
 static void dest_clear_down(struct dest *d)
 {
+	if (d->down_until > 0)
+		down_unlink(d);
 	d->down_until = 0;
 	if (d->down_timer)
 		evtimer_del(d->down_timer);
@@ -329,11 +359,39 @@ static void on_defer_while_down(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
+ * DOWN_MAX destinations are down: the oldest is forgotten, so that a
+ * flood of mail for dead domains keeps a bounded number. Every period is
+ * the same (a reload ends them all), so the oldest is the one that would
+ * have ended first; its next message is a real attempt again. Logged at
+ * most once per DOWN_LOG_SECONDS, with how many were forgotten since.
+ */
+static void forget_oldest_down(struct outbound *o)
+{
+	struct dest *old = (struct dest *)(void *)((char *)o->down.next -
+						    offsetof(struct dest, down));
+	o->down_forgotten++;
+	double now = monotime();
+	if (o->down_logged == 0 || now >= o->down_logged + DOWN_LOG_SECONDS) {
+		struct log_line l;
+		log_begin(&l, LOG_WARNING, "down_forgotten");
+		log_str(&l, "destination", old->key);
+		log_int(&l, "down_max", DOWN_MAX);
+		log_int(&l, "forgotten", (long long)o->down_forgotten);
+		log_end(&l);
+		o->down_logged = now;
+		o->down_forgotten = 0;
+	}
+	dest_clear_down(old);
+	dest_maybe_free(old);
+}
+
+/*
  * No hop of d would take a connection (or its route failed for now): d
  * is down for half of queue.retry_first, so a dead host costs one round
  * of connection attempts per period instead of one per message. Half:
  * the jobs deferred now come back after retry_first, when d is up again
- * and their retry is a real attempt.
+ * and their retry is a real attempt. It keeps no resolved route (some 8
+ * KiB, most of what it would cost): the next attempt resolves again.
  */
 static void dest_mark_down(struct dest *d, const char *dsn, const char *relay,
 			   const char *detail)
@@ -342,7 +400,19 @@ static void dest_mark_down(struct dest *d, const char *dsn, const char *relay,
 	double period = o->cfg->queue.retry_first / 2;
 	if (period <= 0)
 		return;
+	if (d->down_until > 0)
+		down_unlink(d); /* down again: now the newest */
+	else if (o->ndown >= DOWN_MAX)
+		forget_oldest_down(o);
+	d->down.prev = o->down.prev;
+	d->down.next = &o->down;
+	o->down.prev->next = &d->down;
+	o->down.prev = &d->down;
+	o->ndown++;
 	d->down_until = monotime() + period;
+	free(d->cached);
+	d->cached = NULL;
+	d->cached_until = 0;
 	snprintf(d->down_dsn, sizeof(d->down_dsn), "%s", dsn);
 	snprintf(d->down_relay, sizeof(d->down_relay), "%s", relay);
 	free(d->down_detail);
@@ -906,6 +976,7 @@ struct outbound *outbound_new(struct event_base *base, struct queue *q, struct d
 	o->cfg = config_ref(cfg);
 	o->done = done;
 	o->arg = arg;
+	o->down.prev = o->down.next = &o->down;
 	char err[256];
 	o->tls_ctx = tls_client_ctx(err, sizeof(err));
 	if (o->tls_ctx == NULL)

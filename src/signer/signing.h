@@ -10,11 +10,14 @@
  * (queue_txn_set_prefix with signing_finish and signing_free), or the
  * session frees it with signing_free when the transaction is dropped.
  *
- * Memory: the signer is the session's (lib/mem.h). Mail that has a key
- * is never let go unsigned for want of memory: signing_start fails (the
- * session answers DATA 451), or signing_finish does on the commit worker
- * (the commit fails, the end of data gets 451). The keys themselves are
- * the configuration's, loaded at start-up.
+ * Memory: the signer is the session's (lib/mem.h). It keeps the header
+ * section (dkim_sign's copy, until signing_finish); the session feeds it
+ * from the one it holds to complete the header, and frees that one at
+ * once, so a transaction never keeps two. Mail that has a key is never
+ * let go unsigned for want of memory: signing_start fails (the session
+ * answers DATA 451), or signing_finish does on the commit worker (the
+ * commit fails, the end of data gets 451). The keys themselves are the
+ * configuration's, loaded at start-up.
  */
 #ifndef FULMAR_SIGNING_H
 #define FULMAR_SIGNING_H

@@ -24,7 +24,6 @@
 #include "verify/spf.h"
 #include "verify/spf_async.h"
 
-#define HDR_KEEP_MAX (64u * 1024) /* header octets kept to find From: */
 #define AR_MAX 4096               /* the Authentication-Results field */
 
 struct inbound_auth {
@@ -53,9 +52,7 @@ struct inbound_auth {
 	bool dkim_done;
 	bool dkim_started;
 	int dkim_n;              /* signatures, from dkim_verify_end */
-	/* the header section, for From: */
-	char *hdr;
-	size_t hdr_len;
+	/* the header section has been fed (From: is known) */
 	bool hdr_done;
 	/* DMARC */
 	struct dmarc *dmarc;
@@ -103,6 +100,15 @@ static void on_dkim(void *arg, struct dkim_verify *v)
 	a->dkim_done = true;
 	a->oom = a->oom || dkim_verify_out_of_memory(v);
 	maybe_done(a);
+}
+
+/* The key lookups. NULL without on_dkim having run: no memory to start,
+ * an out-of-memory verdict like the other checks' (dkim_verify_async.h). */
+static void dkim_start(struct inbound_auth *a)
+{
+	a->dkim_q = dkim_verify_async_start(a->dkim, a->dns, on_dkim, a);
+	if (a->dkim_q == NULL && !a->dkim_done)
+		a->oom = true;
 }
 
 static void on_dmarc(void *arg, struct dmarc *m)
@@ -175,20 +181,19 @@ nomem:
 	return NULL;
 }
 
-/* The header section is complete: From: and the lookups of keys and
- * policy can start while the body streams in. */
-static void headers_complete(struct inbound_auth *a)
+/* The header section is complete (hdr, borrowed for the call): From:
+ * and the lookups of keys and policy can start while the body streams
+ * in. */
+static void headers_complete(struct inbound_auth *a, const char *hdr, size_t len)
 {
 	a->hdr_done = true;
-	a->from_status = dmarc_from_domain(a->hdr ? a->hdr : "", a->hdr_len, a->from_domain,
+	a->from_status = dmarc_from_domain(hdr ? hdr : "", len, a->from_domain,
 					   sizeof(a->from_domain));
 	if (a->from_status != DMARC_FROM_OK)
 		a->from_domain[0] = '\0';
-	free(a->hdr);
-	a->hdr = NULL;
 	if (a->dns && dkim_verify_key_count(a->dkim) > 0 && !a->dkim_started) {
 		a->dkim_started = true;
-		a->dkim_q = dkim_verify_async_start(a->dkim, a->dns, on_dkim, a);
+		dkim_start(a);
 		if (a->dkim_q == NULL)
 			a->dkim_done = true;
 	}
@@ -206,30 +211,29 @@ static void headers_complete(struct inbound_auth *a)
 	}
 }
 
-int inbound_auth_feed(struct inbound_auth *a, const char *data, size_t len)
+/* 0, or -1 (ENOMEM) once a check has run out of memory. */
+static int feed_status(const struct inbound_auth *a)
 {
-	if (dkim_verify_feed(a->dkim, data, len) < 0 && dkim_verify_out_of_memory(a->dkim))
-		a->oom = true;
-	if (!a->hdr_done && !a->oom) {
-		size_t take = len;
-		if (a->hdr_len + take > HDR_KEEP_MAX)
-			take = HDR_KEEP_MAX - a->hdr_len;
-		if (take > 0) {
-			if (a->hdr == NULL && (a->hdr = mem_alloc(HDR_KEEP_MAX)) == NULL) {
-				a->oom = true;
-			} else {
-				memcpy(a->hdr + a->hdr_len, data, take);
-				a->hdr_len += take;
-			}
-		}
-		if (!a->oom && (dkim_verify_headers_done(a->dkim) || a->hdr_len == HDR_KEEP_MAX))
-			headers_complete(a);
-	}
 	if (a->oom) {
 		errno = ENOMEM;
 		return -1;
 	}
 	return 0;
+}
+
+int inbound_auth_feed(struct inbound_auth *a, const char *data, size_t len)
+{
+	if (dkim_verify_feed(a->dkim, data, len) < 0 && dkim_verify_out_of_memory(a->dkim))
+		a->oom = true;
+	return feed_status(a);
+}
+
+int inbound_auth_feed_header(struct inbound_auth *a, const char *hdr, size_t len)
+{
+	if (inbound_auth_feed(a, hdr, len) < 0)
+		return -1;
+	headers_complete(a, hdr, len);
+	return feed_status(a);
 }
 
 void inbound_auth_finish(struct inbound_auth *a, inbound_verdict_fn fn, void *arg)
@@ -238,13 +242,13 @@ void inbound_auth_finish(struct inbound_auth *a, inbound_verdict_fn fn, void *ar
 	a->arg = arg;
 	a->finishing = true;
 	if (!a->hdr_done)
-		headers_complete(a); /* a message that is all header */
+		headers_complete(a, "", 0); /* no header section was fed */
 	a->dkim_n = dkim_verify_end(a->dkim);
 	a->oom = a->oom || dkim_verify_out_of_memory(a->dkim);
 	if (!a->dkim_started) {
 		a->dkim_started = true;
 		if (a->dns && dkim_verify_key_count(a->dkim) > 0)
-			a->dkim_q = dkim_verify_async_start(a->dkim, a->dns, on_dkim, a);
+			dkim_start(a);
 		if (a->dkim_q == NULL)
 			a->dkim_done = true;
 	}
@@ -438,7 +442,6 @@ void inbound_auth_free(struct inbound_auth *a)
 	dmarc_free(a->dmarc);
 	if (a->later)
 		event_free(a->later);
-	free(a->hdr);
 	free(a);
 }
 

@@ -69,10 +69,13 @@ struct smtp_session {
 	struct signing *sign; /* DKIM for a submitted message, or NULL */
 	struct inbound_auth *inauth; /* SPF/DKIM/DMARC of an inbound message */
 	bool verifying;      /* S_COMMIT, waiting for inauth's verdict */
-	/* submission: the header section being held (see release_header) */
+	/* The header section being held (see release_header): the only copy
+	 * of it; the inbound checks read it there (inbound_auth_feed_header).
+	 * hdr_buf[0..hdr_len) of hdr_cap, grown up to HEADER_HOLD_MAX. */
 	bool hdr_done;
+	bool hdr_overlong;   /* checked inbound header past the hold: refused */
 	char *hdr_buf;
-	size_t hdr_len;
+	size_t hdr_len, hdr_cap;
 	char hdr_id[QUEUE_ID_LEN + 1];
 	struct event *auth_delay;     /* the delayed 535 */
 	/* A command line must be complete within timeouts.command of its

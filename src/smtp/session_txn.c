@@ -30,7 +30,16 @@
 #include "smtp/session.h"
 #include "smtp/smtp_server.h"
 
-#define HEADER_HOLD_MAX (64u * 1024) /* submission: header held to complete it */
+#define HEADER_HOLD_MAX (64u * 1024) /* header held to complete it, or to check it */
+#define HEADER_HOLD_FIRST 4096u       /* its buffer's first size (doubled as needed) */
+
+/* The held header section is no longer needed. */
+static void drop_header(struct smtp_session *s)
+{
+	free(s->hdr_buf);
+	s->hdr_buf = NULL;
+	s->hdr_len = s->hdr_cap = 0;
+}
 
 void session_txn_reset(struct smtp_session *s)
 {
@@ -48,9 +57,8 @@ void session_txn_reset(struct smtp_session *s)
 	s->inauth = NULL;
 	s->verifying = false;
 	envelope_reset(&s->env);
-	free(s->hdr_buf);
-	s->hdr_buf = NULL;
-	s->hdr_len = 0;
+	drop_header(s);
+	s->hdr_overlong = false;
 	s->rcpt_cmds = 0;
 	s->first_rcpt[0] = '\0';
 	s->bdat_left = 0;
@@ -124,26 +132,29 @@ static void write_header_without_our_ar(struct smtp_session *s, const char *h, s
 }
 
 /*
- * Submission (RFC 6409 8.2, 8.3): a message without Message-ID: or Date:
- * gets ours. The header section is held back (at most HEADER_HOLD_MAX
- * octets) until its end is seen, then the missing fields go in front of
- * it. A header section longer than that is passed on as it is.
+ * The header section is held back (at most HEADER_HOLD_MAX octets) until
+ * its end is seen, then released. Submission (RFC 6409 8.2, 8.3): a
+ * message without Message-ID: or Date: gets ours, in front of it.
+ * Inbound with checks: the checks read it from here (they keep no copy
+ * of their own), then it is written without our forged
+ * Authentication-Results. A header section longer than the hold is
+ * passed on as it is. -1 when the checks ran out of memory.
  */
-static void release_header(struct smtp_session *s)
+static int release_header(struct smtp_session *s)
 {
 	s->hdr_done = true;
 	const char *h = s->hdr_buf;
 	size_t len = s->hdr_len;
+	if (s->inauth && inbound_auth_feed_header(s->inauth, h, len) < 0)
+		return -1;
 	const char *end = len >= 2 && h[0] == '\r' && h[1] == '\n' ? h : NULL;
 	if (end == NULL && len >= 4)
 		end = memmem(h, len, "\r\n\r\n", 4);
 	size_t scope = end ? (size_t)(end - h) : (s->hdr_len < HEADER_HOLD_MAX ? len : 0);
 	if (s->listener->role == ROLE_MX) {
 		write_header_without_our_ar(s, h, len, scope);
-		free(s->hdr_buf);
-		s->hdr_buf = NULL;
-		s->hdr_len = 0;
-		return;
+		drop_header(s);
+		return 0;
 	}
 	char add[512];
 	size_t n = 0;
@@ -161,9 +172,65 @@ static void release_header(struct smtp_session *s)
 	if (n > 0)
 		write_content(s, add, n);
 	write_content(s, h, len);
-	free(s->hdr_buf);
-	s->hdr_buf = NULL;
-	s->hdr_len = 0;
+	drop_header(s);
+	return 0;
+}
+
+/* The octet at i of the held octets followed by buf. */
+static char held_then(const struct smtp_session *s, const char *buf, size_t i)
+{
+	return i < s->hdr_len ? s->hdr_buf[i] : buf[i - s->hdr_len];
+}
+
+/* How many octets of buf, after the held ones, end the header section
+ * with its empty line ("\r\n" at the very start, or "\r\n\r\n"); 0
+ * when it does not end in buf. */
+static size_t header_end(const struct smtp_session *s, const char *buf, size_t len)
+{
+	for (const char *lf = memchr(buf, '\n', len); lf != NULL;
+	     lf = memchr(lf + 1, '\n', len - (size_t)(lf + 1 - buf))) {
+		size_t past = s->hdr_len + (size_t)(lf - buf) + 1; /* octets through lf */
+		if (past >= 2 && held_then(s, buf, past - 2) == '\r' &&
+		    (past == 2 || (past >= 4 && held_then(s, buf, past - 3) == '\n' &&
+				   held_then(s, buf, past - 4) == '\r')))
+			return (size_t)(lf - buf) + 1;
+	}
+	return 0;
+}
+
+/* Appends buf to the held header section, its buffer grown as needed:
+ * twice its size or what is needed, at least HEADER_HOLD_FIRST, never
+ * past HEADER_HOLD_MAX (the caller takes no more). -1 when memory ran
+ * out. */
+static int hold(struct smtp_session *s, const char *buf, size_t n)
+{
+	size_t need = s->hdr_len + n;
+	if (n == 0)
+		return 0;
+	if (need > s->hdr_cap) {
+		size_t cap = 2 * s->hdr_cap > need ? 2 * s->hdr_cap : need;
+		if (cap < HEADER_HOLD_FIRST)
+			cap = HEADER_HOLD_FIRST;
+		if (cap > HEADER_HOLD_MAX)
+			cap = HEADER_HOLD_MAX;
+		char *grown = mem_realloc(s->hdr_buf, cap);
+		if (grown == NULL)
+			return -1;
+		s->hdr_buf = grown;
+		s->hdr_cap = cap;
+	}
+	memcpy(s->hdr_buf + s->hdr_len, buf, n);
+	s->hdr_len = need;
+	return 0;
+}
+
+/* Octets after the header section (or the hold): to the checks, then on. */
+static int pass_on(struct smtp_session *s, const char *buf, size_t len)
+{
+	if (s->inauth && inbound_auth_feed(s->inauth, buf, len) < 0)
+		return -1;
+	write_content(s, buf, len);
+	return 0;
 }
 
 /* Content octets, in order. -1 when memory ran out: data_reader then
@@ -171,28 +238,31 @@ static void release_header(struct smtp_session *s)
 int session_content_sink(void *arg, const char *buf, size_t len)
 {
 	struct smtp_session *s = arg;
-	if (s->inauth && inbound_auth_feed(s->inauth, buf, len) < 0)
+	if (s->hdr_overlong)
+		return 0;
+	if (s->hdr_done)
+		return pass_on(s, buf, len);
+	size_t end = header_end(s, buf, len);
+	size_t take = end > 0 ? end : len;
+	if (take > HEADER_HOLD_MAX - s->hdr_len)
+		take = HEADER_HOLD_MAX - s->hdr_len;
+	if (hold(s, buf, take) < 0)
 		return -1;
-	if (s->hdr_done) {
-		write_content(s, buf, len);
+	/* Ended, or the hold is full (when the end is past it). */
+	bool ended = end > 0 && end == take;
+	if (!ended && s->hdr_len < HEADER_HOLD_MAX)
+		return 0;
+	if (!ended && s->listener->role == ROLE_MX && s->inauth) {
+		/* Past the hold, a forged Authentication-Results field could
+		 * not be taken out: the rest is dropped, the message refused
+		 * at its end (session_content_done). */
+		s->hdr_done = s->hdr_overlong = true;
+		drop_header(s);
 		return 0;
 	}
-	size_t take = HEADER_HOLD_MAX - s->hdr_len;
-	if (take > len)
-		take = len;
-	if (s->hdr_buf == NULL && (s->hdr_buf = mem_alloc(HEADER_HOLD_MAX)) == NULL)
+	if (release_header(s) < 0)
 		return -1;
-	memcpy(s->hdr_buf + s->hdr_len, buf, take);
-	size_t from = s->hdr_len >= 3 ? s->hdr_len - 3 : 0;
-	s->hdr_len += take;
-	bool ended = (s->hdr_len >= 2 && s->hdr_buf[0] == '\r' && s->hdr_buf[1] == '\n') ||
-		     memmem(s->hdr_buf + from, s->hdr_len - from, "\r\n\r\n", 4) != NULL;
-	if (ended || s->hdr_len == HEADER_HOLD_MAX) {
-		release_header(s);
-		if (take < len)
-			write_content(s, buf + take, len - take);
-	}
-	return 0;
+	return take < len ? pass_on(s, buf + take, len - take) : 0;
 }
 
 /*
@@ -282,7 +352,7 @@ int session_open_txn(struct smtp_session *s)
 	s->log_from = from;
 	s->log_nrcpt = nrcpt;
 	/* Only submitted mail is completed; mail relayed to us is not ours
-	 * to change. */
+	 * to change (its header section is held only for the checks). */
 	s->hdr_done = s->listener->role == ROLE_MX && s->inauth == NULL;
 	s->hdr_len = 0;
 	strlcpy_safe(s->hdr_id, id, sizeof(s->hdr_id));
@@ -373,7 +443,7 @@ static void on_local_committed(void *arg, int err)
 			if (strcmp(r->orig, r->addr) != 0)
 				log_str(&l, "orig_to", r->orig);
 			log_str(&l, "relay", "local");
-			log_fmt(&l, "delay", "%.3f", delay < 0 ? 0.0 : delay);
+			log_seconds(&l, "delay", delay);
 			log_str(&l, "dsn", "2.0.0");
 			log_str(&l, "status", "sent");
 			log_str(&l, "detail", "delivered at receipt");
@@ -457,8 +527,15 @@ void session_content_done(struct smtp_session *s, const char *what, enum data_er
 {
 	switch (e) {
 	case DATA_ERR_NONE:
+		if (s->hdr_overlong) {
+			session_reply_error(s, what, "552 5.3.4 Message rejected: header section "
+					     "longer than 64 KiB");
+			break;
+		}
+		/* A message that is all header; the checks' lack of memory
+		 * also comes as their verdict. */
 		if (!s->hdr_done)
-			release_header(s); /* a message that is all header */
+			(void)release_header(s);
 		if (s->inauth) {
 			session_set_state(s, S_COMMIT);
 			s->paused = true;

@@ -127,3 +127,62 @@ def test_sigterm_with_a_destination_down(relay_factory, world):
     rc = relay.d.stop()
     assert rc == 0, rc
     assert time.monotonic() - t0 < 5
+
+
+DOWN_MAX = 1024             # destinations remembered down at once (outbound.c)
+FLOOD = DOWN_MAX + 50       # dead destinations in the flood
+FLOOD_RETRY = 30.0          # queue.retry_first: down for 15 s
+
+
+@pytest.mark.timeout(180)
+def test_down_destinations_are_capped(relay_factory, world):
+    # A flood of mail for more dead domains than DOWN_MAX: past it the
+    # destination that went down first is forgotten (its next message is
+    # a real attempt again, not deferred at once), so their number stays
+    # bounded; one down_forgotten line says so (at most one a minute,
+    # however many are forgotten). The mail is deferred as usual, and
+    # delivered on its retry once the hosts listen again.
+    relay = relay_factory({"queue": {"retry_first": FLOOD_RETRY,
+                                     "retry_max": FLOOD_RETRY}})
+    first_dom, first_addr = "first.flood.down.test", "127.0.0.34"
+    r1 = take_down(relay, world, first_dom, first_addr)
+    t_down = time.monotonic()
+    attempts = len(connect_failures(relay, first_addr))
+    flood_addr = "127.0.0.35"
+    world.a("mx.flood.down.test", flood_addr)
+    doms = ["f%04d.flood.down.test" % i for i in range(FLOOD)]
+    for dom in doms:
+        world.mx(dom, (10, "mx.flood.down.test"))
+    rcpts = ["%s@%s" % (unique("f"), dom) for dom in doms]
+    c = relay.connect()
+    try:
+        for i in range(0, FLOOD, 500):
+            relay.submit(rcpts[i:i + 500], client=c)
+    finally:
+        c.quit()
+    assert wait_until(lambda: len(relay.deliveries(status="deferred")) >= FLOOD + 1,
+                      60, 0.5), relay.d.log_tail(20)
+    t_flood = time.monotonic() - t_down
+    lines = relay.events("down_forgotten")
+    assert len(lines) == 1, [e["_line"] for e in lines]
+    assert lines[0]["destination"] == first_dom, lines[0]["_line"]
+    assert lines[0]["down_max"] == str(DOWN_MAX) and lines[0]["level"] == "warning"
+
+    # The first is forgotten though its period is not over: a new message
+    # for it is a real attempt. The last of the flood is still down.
+    _, ev = send_one(relay, first_dom, "again", timeout=10)
+    assert time.monotonic() - t_down < FLOOD_RETRY / 2, \
+        "the flood took %.1f s: the down period was over before the check" % t_flood
+    assert ev["status"] == "deferred" and "temporarily suspended" not in ev["detail"], ev
+    assert len(connect_failures(relay, first_addr)) > attempts
+    _, ev = send_one(relay, doms[-1], "last", timeout=10)
+    assert "temporarily suspended" in ev["detail"], ev
+
+    # The hosts come back: the mail goes on its retry.
+    world.sink(first_addr)
+    world.sink(flood_addr)
+    assert wait_until(lambda: len(relay.deliveries(status="sent")) >= FLOOD + 2,
+                      3 * FLOOD_RETRY + 30, 0.5), relay.d.log_tail(20)
+    assert relay.deliveries(to=r1, status="sent")
+    for r in (rcpts[0], rcpts[DOWN_MAX // 2], rcpts[-1]):
+        assert relay.deliveries(to=r, status="sent"), r

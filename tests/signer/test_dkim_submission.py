@@ -28,20 +28,6 @@ PASSWORD = "secret pass"
 REMOTE = "remote.test"
 
 
-def keygen(d, domain, selector, *extra):
-    keydir = os.path.join(d.root, "dkim")
-    r = subprocess.run([d.bin, "dkim", "keygen", domain, selector, "--dir", keydir] +
-                       list(extra), capture_output=True, timeout=60)
-    assert r.returncode == 0, r.stderr.decode()
-    m = re.search(r"IN TXT \((.*?)\)", r.stdout.decode(), re.S)
-    assert m, r.stdout.decode()
-    record = "".join(re.findall(r'"([^"]*)"', m.group(1)))
-    fulmar_test._chown_run_user(keydir)
-    path = os.path.join(keydir, "%s.%s.key" % (domain, selector))
-    fulmar_test._chown_run_user(path)
-    return path, record
-
-
 @pytest.fixture
 def setup(fulmar_factory):
     sink = SMTPSink(data_reply=["451 4.3.0 try again later", "250 2.0.0 ok"])
@@ -59,8 +45,9 @@ def setup(fulmar_factory):
     d.config["auth"] = {"users_file": users}
     d.config["routes"] = [{"domain": REMOTE, "host": "127.0.0.1", "port": sink.port}]
     d.config["queue"] = {"retry_first": 1.0, "retry_max": 1.0}
-    rsa, rsa_rec = keygen(d, "example.test", "rsa2026")
-    ed, ed_rec = keygen(d, "example.test", "ed2026", "--ed25519")
+    keydir = os.path.join(d.root, "dkim")
+    rsa, rsa_rec = fulmar_test.dkim_keygen(keydir, "example.test", "rsa2026")
+    ed, ed_rec = fulmar_test.dkim_keygen(keydir, "example.test", "ed2026", "--ed25519")
     d.config["dkim"] = [
         {"domain": "example.test", "selector": "rsa2026", "key": rsa},
         {"domain": "example.test", "selector": "ed2026", "key": ed},
@@ -174,3 +161,54 @@ def test_bad_key_is_a_config_error(fulmar_factory):
     assert r.returncode == 1
     err = r.stderr.decode()
     assert re.search(r"fulmar\.conf:\d+: dkim key: .*bad\.key", err), err
+
+
+HOLD = 64 * 1024   # the header section the session holds (session_txn.c)
+
+
+def big_header(total, rcpt):
+    """A message without Message-ID: or Date: whose header section,
+    through its empty line, is exactly total octets, its Subject (signed)
+    after the filler fields."""
+    top = b"From: Alice <alice@example.test>\r\nTo: " + rcpt.encode() + b"\r\n"
+    bottom = b"Subject: big header %d\r\n" % total
+    room = total - len(top) - len(bottom) - 2
+    fill = b"X-Filler: " + b"x" * 388 + b"\r\n"   # 400 octets, lines under 1000
+    n = (room - len(fill)) // len(fill)
+    pad = b"X-Pad: " + b"p" * (room - n * len(fill) - 9) + b"\r\n"
+    msg = top + fill * n + pad + bottom + b"\r\n" + b"body line\r\n" * 50
+    assert msg.index(b"\r\n\r\n") + 4 == total
+    return msg
+
+
+@pytest.mark.timeout(120)
+def test_large_header_is_completed_and_signed(setup):
+    # The header section is held once, by the session, to add Message-ID:
+    # and Date: in front of it; the signer is fed from that one copy.
+    # Near the end of the hold (the empty line cut by it in every place)
+    # and far past it, the message goes out byte for byte as submitted,
+    # completed when its header section fitted the hold, and both
+    # signatures verify.
+    d, sink, port, records = setup
+    sizes = [HOLD - 1, HOLD, HOLD + 1, HOLD + 2, HOLD + 3, 100 * 1024]
+    sent = {}
+    for total in sizes:
+        rcpt = "big%d@%s" % (total, REMOTE)
+        sent[rcpt] = (total, big_header(total, rcpt))
+        submit(port, USER, [rcpt], sent[rcpt][1])
+    deadline = time.time() + 60
+    for rcpt, (total, msg) in sent.items():
+        while time.time() < deadline and not sink.transactions(rcpt=rcpt):
+            time.sleep(0.1)
+        txns = sink.transactions(rcpt=rcpt)
+        assert txns, rcpt
+        data = txns[0].data
+        assert data.endswith(msg), "%d: not sent as submitted" % total
+        added = data[:len(data) - len(msg)]
+        completed = total <= HOLD
+        assert (b"\r\nMessage-ID: <" in added) == completed, (total, added[-300:])
+        assert (b"\r\nDate: " in added) == completed, (total, added[-300:])
+        for sel in ("rsa2026", "ed2026"):
+            one = only_signature(data, sel)
+            assert dkim.verify(one, dnsfunc=lambda name, timeout=5: records.get(name)), \
+                (total, sel)

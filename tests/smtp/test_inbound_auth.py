@@ -199,3 +199,69 @@ def test_helo_identity_checked_with_mail_from(fulmar_factory, world):
     a = ar_fields(wait_for_one(d.maildir("alice")))[0].decode()
     assert "spf=softfail smtp.mailfrom=x@soft.test" in a, a
     assert "spf=pass smtp.helo=helo.good.test" in a, a
+
+
+HOLD = 64 * 1024   # the header section the session holds (session_txn.c)
+
+
+def big_header_message(priv, total, forged=b""):
+    """A message of good.test signed by python3-dkim whose header section,
+    through its empty line, is exactly total octets: the signed Subject,
+    Date and Message-ID come after about total octets of unsigned filler
+    fields (added after signing: they are not in h=), so that they lie
+    past the session's hold when total is larger than it."""
+    top = (b"From: Someone <someone@good.test>\r\n"
+           b"To: alice@example.test\r\n")
+    bottom = (b"Subject: big header %d\r\n"
+              b"Date: Mon, 6 May 2024 10:00:00 +0000\r\n"
+              b"Message-ID: <big%d@x>\r\n" % (total, total))
+    body = b"body of the message\r\n" * 50
+    sig = dkim.sign(top + bottom + b"\r\n" + body, b"sel", b"good.test", priv,
+                    include_headers=[b"from", b"to", b"subject", b"date", b"message-id"])
+    room = total - len(sig) - len(top) - len(forged) - len(bottom) - 2
+    fill = b"X-Filler: " + b"x" * 388 + b"\r\n"   # 400 octets, lines under 1000
+    n = (room - len(fill)) // len(fill)
+    pad = b"X-Pad: " + b"p" * (room - n * len(fill) - 9) + b"\r\n"
+    msg = sig + top + forged + fill * n + pad + bottom + b"\r\n" + body
+    assert msg.index(b"\r\n\r\n") + 4 == total
+    return msg
+
+
+# The header section ends just before and at the end of the hold, and
+# just past it (the empty line cut by it in every place), and far past it.
+@pytest.mark.parametrize("total", [HOLD - 1, HOLD, HOLD + 1, HOLD + 2, HOLD + 3,
+                                   100 * 1024])
+def test_large_header_verified_from_the_held_copy(fulmar_factory, world, total):
+    # The checks read the header section where the session holds it (no
+    # copy of their own): From:, the DKIM-Signature and the signed fields
+    # are found, and the message is delivered byte for byte as sent, our
+    # fields in front and the forged Authentication-Results removed. A
+    # header section longer than the hold could hide a forged field past
+    # it: such a message is refused, and the server goes on.
+    srv, priv = world
+    forged = (b"Authentication-Results: " + AUTHSERV.encode() +
+              b"; dkim=pass header.d=good.test\r\n")
+    msg = big_header_message(priv, total, forged)
+    d = daemon(fulmar_factory, world)
+    code, lines = send(d, "someone@good.test", msg)
+    if total > HOLD:
+        assert code == 552 and lines[-1].startswith("5.3.4"), (code, lines)
+        assert "header section longer than 64 KiB" in lines[-1], lines
+        code, lines = send(d, "someone@good.test", big_header_message(priv, 2000))
+        assert code == 250, lines
+        got = wait_for_one(d.maildir("alice"))
+        assert b"Subject: big header 2000" in got  # only the second one
+        return
+    assert code == 250, lines
+    got = wait_for_one(d.maildir("alice"))
+    ar = ar_fields(got)
+    assert len(ar) == 1, ar
+    a = ar[0].decode()
+    assert "dkim=pass header.d=good.test header.s=sel" in a, a
+    assert re.search(r"dmarc=pass \(p=reject dis=none\) header.from=good.test", a), a
+    sent = msg.replace(forged, b"")
+    assert got.endswith(sent.replace(b"\r\n", b"\n")), "not delivered as sent"
+    # python3-dkim agrees on the delivered copy.
+    record = srv.records[("sel._domainkey.good.test", "TXT")][0].encode()
+    crlf = got.replace(b"\n", b"\r\n")
+    assert dkim.verify(crlf, dnsfunc=lambda name, timeout=5: record)
