@@ -292,6 +292,7 @@ int cmd_serve(int argc, char **argv)
 	if (log_flusher == NULL)
 		xfatal("cannot create the event loop");
 	log_batch_start(arm_log_flush, log_flusher);
+	log_flush_on_abort();
 	d.srv = smtp_server_bind(d.base, d.cfg, err, sizeof(err));
 	bool ok = d.srv != NULL;
 	if (ok && !load_users(&d, d.cfg)) {

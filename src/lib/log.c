@@ -8,6 +8,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -248,12 +250,29 @@ static void write_all(int fd, const char *buf, size_t len)
 	}
 }
 
+/* Whole lines to stderr, at most PIPE_BUF octets a write: a write that
+ * large to a pipe is atomic, so other threads' lines never land inside
+ * one (the log file is appended to, where every write is). */
+static void write_stderr(const char *buf, size_t len)
+{
+	while (len > 0) {
+		size_t n = len;
+		if (n > PIPE_BUF) {
+			const char *nl = memrchr(buf, '\n', PIPE_BUF);
+			n = nl ? (size_t)(nl - buf) + 1 : PIPE_BUF;
+		}
+		write_all(STDERR_FILENO, buf, n);
+		buf += n;
+		len -= n;
+	}
+}
+
 static void write_out(const char *buf, size_t len)
 {
 	if (file_fd >= 0)
 		write_all(file_fd, buf, len);
 	if (to_stderr || file_fd < 0)
-		write_all(STDERR_FILENO, buf, len);
+		write_stderr(buf, len);
 }
 
 void log_end(struct log_line *l)
@@ -291,6 +310,28 @@ void log_flush(void)
 		return;
 	write_out(batch, batch_len);
 	batch_len = 0;
+}
+
+/* An abort on any thread: the batch is written (write(2) is safe in a
+ * signal handler), then the abort goes on. A batch being added to at
+ * that instant may come out cut. */
+static void on_abort(int sig)
+{
+	if (batch_len > 0)
+		write_out(batch, batch_len);
+	batch_len = 0;
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+void log_flush_on_abort(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_abort;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESETHAND;
+	sigaction(SIGABRT, &sa, NULL);
 }
 
 void log_batch_stop(void)

@@ -5,7 +5,11 @@
  * The event loop's thread may batch its lines (log_batch_start): they
  * are gathered and written together when its turn's callbacks are done,
  * one write(2) for many lines. A warning or an error is written at once,
- * with everything gathered before it.
+ * with everything gathered before it; so is the batch on an abort
+ * (log_flush_on_abort). A kill -9 loses the lines of the turn it cuts
+ * (the log is no record of durability: the queue and the Maildirs are).
+ * Other threads' lines are written at once, so they may come before the
+ * loop's lines of the same instant: each line has its time stamp.
  *
  *   2026-11-29T09:00:00.123Z info event=queued id=0A1B... size=5120
  *
@@ -68,5 +72,8 @@ void log_batch_start(void (*arm)(void *arg), void *arg);
 void log_flush(void);
 /* Writes the batch and ends batching. */
 void log_batch_stop(void);
+/* Writes the batch when the process aborts (SIGABRT: xfatal, a failed
+ * internal check), before the abort goes on. */
+void log_flush_on_abort(void);
 
 #endif

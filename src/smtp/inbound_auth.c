@@ -445,22 +445,65 @@ void inbound_auth_free(struct inbound_auth *a)
 	free(a);
 }
 
+/* Past CFWS (RFC 5322 3.2.2): white space, folding, and comments, which
+ * nest and may hold quoted pairs. */
+static size_t skip_cfws(const char *s, size_t i, size_t len)
+{
+	int depth = 0;
+	while (i < len) {
+		char c = s[i];
+		if (depth > 0 && c == '\\' && i + 1 < len) {
+			i += 2;
+			continue;
+		}
+		if (c == '(')
+			depth++;
+		else if (c == ')' && depth > 0)
+			depth--;
+		else if (depth == 0 && c != ' ' && c != '\t' && c != '\r' && c != '\n')
+			break;
+		i++;
+	}
+	return i;
+}
+
+/* An octet that ends a token (RFC 2045 5.1: white space, controls and
+ * tspecials). */
+static bool ends_token(char c)
+{
+	return (unsigned char)c <= ' ' || c == 0x7f || strchr("()<>@,;:\\\"/[]?=", c) != NULL;
+}
+
 bool inbound_auth_is_ours(const char *field, size_t len, const char *authserv_id)
 {
-	static const char name[] = "authentication-results:";
+	static const char name[] = "authentication-results";
 	size_t nl = sizeof(name) - 1;
 	if (len < nl || strncasecmp(field, name, nl) != 0)
 		return false;
 	size_t i = nl;
-	/* Skip white space (folding included) and comments are rare here:
-	 * the authserv-id is the first token. */
-	while (i < len && (field[i] == ' ' || field[i] == '\t' || field[i] == '\r' ||
-			   field[i] == '\n'))
+	while (i < len && (field[i] == ' ' || field[i] == '\t')) /* obsolete form */
 		i++;
-	size_t start = i;
-	while (i < len && field[i] != ';' && field[i] != ' ' && field[i] != '\t' &&
-	       field[i] != '\r' && field[i] != '\n')
-		i++;
-	size_t idlen = strlen(authserv_id);
-	return i - start == idlen && strncasecmp(field + start, authserv_id, idlen) == 0;
+	if (i >= len || field[i] != ':')
+		return false;
+	/* The authserv-id (RFC 8601 2.2: a token or a quoted string) comes
+	 * first, after any comments and folding. */
+	i = skip_cfws(field, i + 1, len);
+	size_t idlen = strlen(authserv_id), matched = 0;
+	bool same = true;
+	if (i < len && field[i] == '"') {
+		for (i++; i < len && field[i] != '"'; i++) {
+			if (field[i] == '\\' && i + 1 < len)
+				i++;
+			same = same && matched < idlen &&
+			       tolower((unsigned char)field[i]) ==
+				       tolower((unsigned char)authserv_id[matched]);
+			matched++;
+		}
+	} else {
+		for (; i < len && !ends_token(field[i]); i++, matched++)
+			same = same && matched < idlen &&
+			       tolower((unsigned char)field[i]) ==
+				       tolower((unsigned char)authserv_id[matched]);
+	}
+	return same && matched == idlen && idlen > 0;
 }

@@ -143,7 +143,7 @@ static void write_header_without_our_ar(struct smtp_session *s, const char *h, s
 static int release_header(struct smtp_session *s)
 {
 	s->hdr_done = true;
-	const char *h = s->hdr_buf;
+	const char *h = s->hdr_buf ? s->hdr_buf : ""; /* none held: an empty message */
 	size_t len = s->hdr_len;
 	if (s->inauth && inbound_auth_feed_header(s->inauth, h, len) < 0)
 		return -1;

@@ -163,6 +163,28 @@ def test_forged_results_are_removed(fulmar_factory, world):
     assert d.log_lines_with("event=ar_removed")
 
 
+@pytest.mark.parametrize("claim", [
+    b"Authentication-Results: (a comment (nested)) " + AUTHSERV.encode() + b"; spf=pass",
+    b"Authentication-Results : " + AUTHSERV.encode() + b"; spf=pass",  # obsolete form
+    b"authentication-results:\r\n\t" + AUTHSERV.upper().encode() + b" 1; spf=pass",
+    b"Authentication-Results: \"" + AUTHSERV.encode() + b"\"; spf=pass",
+    b"Authentication-Results: " + AUTHSERV.encode() + b"(comment); spf=pass",
+], ids=["comment", "obsolete", "folded-upper-version", "quoted", "comment-after"])
+def test_forged_results_in_other_forms_are_removed(fulmar_factory, world, claim):
+    # RFC 8601 2.2: the authserv-id may follow comments and folding, be a
+    # quoted string, and the field name may have white space before its
+    # colon: each form claiming our id goes, a near miss stays.
+    d = daemon(fulmar_factory, world)
+    near = b"Authentication-Results: " + AUTHSERV.encode() + b".evil.example; spf=pass"
+    forged = claim + b" smtp.mailfrom=ceo@good.test\r\n" + near + b"\r\n"
+    code, _ = send(d, "x@soft.test", message("soft.test", extra=forged))
+    assert code == 250
+    got = wait_for_one(d.maildir("alice"))
+    assert b"ceo@good.test" not in got, got
+    assert AUTHSERV.encode() + b".evil.example" in got, "a different id stays"
+    assert d.log_lines_with("event=ar_removed")
+
+
 def test_null_sender_uses_helo(fulmar_factory, world):
     d = daemon(fulmar_factory, world)
     code, _ = send(d, "", message("good.test", subject="bounce"), helo="good.test")

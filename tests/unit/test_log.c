@@ -3,7 +3,8 @@
  * quoting of values, integers and seconds written without printf, and
  * batching: lines held until log_flush, armed once per batch, a warning
  * written at once with what came before it, a full batch written before
- * it overflows, and lines of other threads never held.
+ * it overflows, lines of other threads never held, a batch on stderr
+ * written whole in pieces, and the batch written when the process aborts.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,11 +14,13 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -204,6 +207,68 @@ static void test_other_threads_not_held(void **state)
 	assert_int_equal(count_lines(contents()), 2);
 }
 
+static void test_batch_to_stderr_whole(void **state)
+{
+	(void)state;
+	log_close_file(); /* stderr only */
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	int saved = dup(STDERR_FILENO);
+	dup2(p[1], STDERR_FILENO);
+	close(p[1]);
+	log_batch_start(count_arm, &arms);
+	char v[300];
+	memset(v, 'v', sizeof(v) - 1);
+	v[sizeof(v) - 1] = '\0';
+	for (int i = 0; i < 60; i++) { /* about 20 KiB: several pieces */
+		struct log_line l;
+		log_begin(&l, LOG_INFO, "e");
+		log_int(&l, "n", i);
+		log_str(&l, "v", v);
+		log_end(&l);
+	}
+	log_batch_stop();
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	static char got[64 * 1024];
+	size_t n = 0;
+	ssize_t r;
+	while ((r = read(p[0], got + n, sizeof(got) - 1 - n)) > 0)
+		n += (size_t)r;
+	close(p[0]);
+	got[n] = '\0';
+	assert_int_equal(count_lines(got), 60);
+	const char *at = got;
+	for (int i = 0; i < 60; i++) { /* each line whole, in order */
+		char want[32];
+		snprintf(want, sizeof(want), " n=%d v=vvv", i);
+		const char *hit = strstr(at, want);
+		assert_non_null(hit);
+		const char *eol = strchr(hit, '\n');
+		assert_int_equal(eol - hit, (long)(strlen(" n=") + (i < 10 ? 1 : 2) +
+						  strlen(" v=") + sizeof(v) - 1));
+		at = eol + 1;
+	}
+	assert_int_equal(log_open_file(path, false), 0); /* for the teardown */
+}
+
+static void test_batch_written_on_abort(void **state)
+{
+	(void)state;
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		log_batch_start(count_arm, &arms);
+		log_flush_on_abort();
+		log_n(42, LOG_INFO);
+		abort();
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+	assert_string_equal(contents() + 25, "info event=e n=42\n");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -213,6 +278,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_warning_written_at_once, open_log, close_log),
 		cmocka_unit_test_setup_teardown(test_full_batch_written_first, open_log, close_log),
 		cmocka_unit_test_setup_teardown(test_other_threads_not_held, open_log, close_log),
+		cmocka_unit_test_setup_teardown(test_batch_to_stderr_whole, open_log, close_log),
+		cmocka_unit_test_setup_teardown(test_batch_written_on_abort, open_log, close_log),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
