@@ -559,6 +559,10 @@ static int cmd_verify(int argc, char **argv)
 	bool done = false;
 	if (dkim_verify_async_start(dv, dns, verify_done, &done) != NULL)
 		event_base_dispatch(base);
+	else if (!done) { /* NULL without the callback: no memory to start */
+		fprintf(stderr, "fulmar: out of memory\n");
+		goto out;
+	}
 	if (!done) {
 		fprintf(stderr, "fulmar: the key lookups did not finish\n");
 		goto out;
