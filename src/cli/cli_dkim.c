@@ -523,6 +523,7 @@ static int cmd_verify(int argc, char **argv)
 		i++;
 	}
 
+	fsio_init_faults(); /* FULMAR_FAULT, for the out-of-memory tests */
 	struct dkim_verify *dv = dkim_verify_new(now);
 	char buf[65536], err[256];
 	int rc = 1;

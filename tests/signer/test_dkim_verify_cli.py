@@ -218,3 +218,43 @@ def test_unsigned(dns):
     out = subprocess.run([fulmar_test.fulmar_bin(), "dkim", "verify", "--dns", dns.address],
                          input=MSG, capture_output=True, timeout=60)
     assert out.returncode == 0 and out.stdout == b"none\n"
+
+
+def test_out_of_memory_at_each_allocation(keys, dns):
+    """Each allocation of a verification fails in turn (FULMAR_FAULT):
+    the command ends cleanly every time — the usual result line (the
+    verifier's own lack of memory is a temperror), or exit 1 with a
+    message — never a crash or a leak (LeakSanitizer in the test build)."""
+    signed = sign(keys, "rsa")
+    env = dict(os.environ)
+    opts = [o for o in env.get("ASAN_OPTIONS", "").split(":")
+            if o and not o.startswith("detect_leaks")]
+    env["ASAN_OPTIONS"] = ":".join(opts + ["detect_leaks=1"])
+    failed_runs = 0
+    messages = set()
+    for n in range(1, 400):
+        env["FULMAR_FAULT"] = "alloc:%d:ENOMEM:1" % n
+        r = subprocess.run([fulmar_test.fulmar_bin(), "dkim", "verify", "--dns", dns.address],
+                           input=signed, capture_output=True, timeout=60, env=env)
+        err = r.stderr.decode()
+        assert "Sanitizer" not in err, (n, err)
+        if "event=fault_injected" not in err:  # every allocation has failed once
+            assert r.returncode == 0, (n, err)
+            assert only([LINE.match(x).group(1) for x in r.stdout.decode().splitlines()
+                         if LINE.match(x)]) == "pass"
+            break
+        if r.returncode == 0:
+            results = r.stdout.decode().splitlines()
+            assert results and all(LINE.match(x) for x in results), (n, results)
+            assert all(LINE.match(x).group(1) in ("pass", "temperror") for x in results), \
+                (n, results)
+        else:
+            assert r.returncode == 1 and "fulmar: " in err, (n, r.returncode, err)
+            failed_runs += 1
+            messages.add(err.strip().splitlines()[-1])
+    else:
+        pytest.fail("the fault still lands after 400 allocations")
+    assert n > 5, "too few allocations to test anything: %d" % n
+    # The key lookups that cannot start say so (not "did not finish").
+    assert "fulmar: out of memory" in messages, messages
+    assert not any("did not finish" in m for m in messages), messages
