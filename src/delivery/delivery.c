@@ -29,6 +29,7 @@
 #include "delivery/maildir.h"
 #include "delivery/outbound.h"
 #include "lib/log.h"
+#include "lib/monotime.h"
 #include "lib/workpool.h"
 #include "lib/xalloc.h"
 #include "proto/smtp_cmd.h"
@@ -236,10 +237,7 @@ static void log_outcome(const struct qmsg *m, size_t idx, const char *relay,
 			const char *status, const char *dsn, const char *detail)
 {
 	const struct env_rcpt *r = &m->env.rcpts[idx];
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	double delay = ((double)tv.tv_sec * 1e6 + (double)tv.tv_usec -
-			(double)m->env.arrival_us) / 1e6;
+	double delay = (double)(walltime_us() - m->env.arrival_us) / 1e6;
 	struct log_line l;
 	log_begin(&l, strcmp(status, "sent") == 0 ? LOG_INFO : LOG_WARNING, "delivery");
 	log_str(&l, "id", m->env.id);
@@ -293,10 +291,7 @@ static void rcpt_deferred(struct delivery *d, struct qmsg *m, size_t idx, const 
 {
 	struct env_rcpt *r = &m->env.rcpts[idx];
 	int64_t now = now_s();
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	double age_exact = ((double)tv.tv_sec * 1e6 + (double)tv.tv_usec -
-			    (double)m->env.arrival_us) / 1e6;
+	double age_exact = (double)(walltime_us() - m->env.arrival_us) / 1e6;
 	int64_t age = (int64_t)age_exact;
 	if (age_exact >= d->cfg->queue.max_lifetime) {
 		char why[600];

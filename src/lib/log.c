@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
@@ -187,18 +188,24 @@ void log_str(struct log_line *l, const char *key, const char *value)
 	log_strn(l, key, value ? value : "", value ? strlen(value) : 0);
 }
 
+/* v in decimal, written backwards to end at *at (moved back to its
+ * first digit). */
+static void put_decimal(char *buf, size_t *at, unsigned long long v)
+{
+	do {
+		buf[--*at] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+}
+
 void log_int(struct log_line *l, const char *key, long long value)
 {
 	if (!l->active)
 		return;
 	char digits[24];
 	size_t at = sizeof(digits);
-	unsigned long long v = value < 0 ? 0 - (unsigned long long)value
-					 : (unsigned long long)value;
-	do {
-		digits[--at] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v > 0);
+	put_decimal(digits, &at, value < 0 ? 0 - (unsigned long long)value
+					   : (unsigned long long)value);
 	if (value < 0)
 		digits[--at] = '-';
 	log_strn(l, key, digits + at, sizeof(digits) - at);
@@ -213,11 +220,7 @@ void log_seconds(struct log_line *l, const char *key, double seconds)
 	size_t at = sizeof(digits) - 4;
 	put_digits(digits + at + 1, (unsigned)(ms % 1000), 3);
 	digits[at] = '.';
-	ms /= 1000;
-	do {
-		digits[--at] = (char)('0' + ms % 10);
-		ms /= 10;
-	} while (ms > 0);
+	put_decimal(digits, &at, ms / 1000);
 	log_strn(l, key, digits + at, sizeof(digits) - at);
 }
 
@@ -298,6 +301,8 @@ void log_end(struct log_line *l)
 
 void log_batch_start(void (*arm)(void *arg), void *arg)
 {
+	if (batch_arm != NULL && !batching)
+		abort(); /* the batch is one thread's: another has it */
 	batch_arm = arm;
 	batch_arm_arg = arg;
 	batch_len = 0;
@@ -312,16 +317,15 @@ void log_flush(void)
 	batch_len = 0;
 }
 
-/* An abort on any thread: the batch is written (write(2) is safe in a
- * signal handler), then the abort goes on. A batch being added to at
- * that instant may come out cut. */
+/* An abort on the batching thread: the batch is written (write(2) is
+ * safe in a signal handler), then the abort goes on. On another thread
+ * the batch may be in use: it is left. */
 static void on_abort(int sig)
 {
-	if (batch_len > 0)
+	if (batching && batch_len > 0)
 		write_out(batch, batch_len);
 	batch_len = 0;
-	signal(sig, SIG_DFL);
-	raise(sig);
+	raise(sig); /* SA_RESETHAND: the default action now */
 }
 
 void log_flush_on_abort(void)

@@ -72,8 +72,8 @@ void log_batch_start(void (*arm)(void *arg), void *arg);
 void log_flush(void);
 /* Writes the batch and ends batching. */
 void log_batch_stop(void);
-/* Writes the batch when the process aborts (SIGABRT: xfatal, a failed
- * internal check), before the abort goes on. */
+/* Writes the batch when the batching thread aborts (SIGABRT: xfatal, a
+ * failed internal check), before the abort goes on. */
 void log_flush_on_abort(void);
 
 #endif

@@ -43,28 +43,33 @@ static bool is_wsp(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/* White space and (nested) comments; false when a comment never ends. */
-static bool skip_cfws(struct lexer *lx)
+bool addr_list_skip_cfws(const char *s, size_t len, size_t *pos)
 {
-	size_t depth = 0;
-	while (lx->pos < lx->len) {
-		char c = lx->s[lx->pos];
+	size_t depth = 0, i = *pos;
+	while (i < len) {
+		char c = s[i];
 		if (depth == 0 && is_wsp(c)) {
-			lx->pos++;
+			i++;
 		} else if (c == '(') {
 			depth++;
-			lx->pos++;
+			i++;
 		} else if (depth == 0) {
 			break;
 		} else if (c == '\\') {
-			lx->pos += lx->pos + 1 < lx->len ? 2 : 1;
+			i += i + 1 < len ? 2 : 1;
 		} else {
 			if (c == ')')
 				depth--;
-			lx->pos++;
+			i++;
 		}
 	}
+	*pos = i < len ? i : len;
 	return depth == 0;
+}
+
+static bool skip_cfws(struct lexer *lx)
+{
+	return addr_list_skip_cfws(lx->s, lx->len, &lx->pos);
 }
 
 /* From an opening quote or bracket to its closing one (quoted pairs

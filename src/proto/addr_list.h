@@ -60,6 +60,10 @@ struct addr_list_field {
 bool addr_list_next_field(const char *hdr, size_t len, size_t *pos,
 			  struct addr_list_field *f);
 
+/* Past white space, folding and (nested) comments from *pos in
+ * s[0..len) (RFC 5322 3.2.2 CFWS); false when a comment never ends. */
+bool addr_list_skip_cfws(const char *s, size_t len, size_t *pos);
+
 /* Is the field's name `name` (ASCII, any case)? */
 bool addr_list_field_is(const struct addr_list_field *f, const char *name);
 

@@ -13,13 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include "lib/fsio.h"
 #include "lib/groupsync.h"
 #include "lib/log.h"
+#include "lib/monotime.h"
 #include "lib/mem.h"
 #include "lib/workpool.h"
 #include "lib/xalloc.h"
@@ -149,20 +149,13 @@ unsigned queue_commits_in_flight(const struct queue *q)
 
 /* ---- queue ids ---- */
 
-static int64_t wall_us(void)
-{
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
-}
-
 /* 16 upper-case hex digits: seconds (8), microseconds (5), sequence (3)
  * of the moment the id is minted (a prepared file's, before its message
  * arrives: the T record has the arrival); uniqueness is enforced by
  * O_EXCL at creation. */
 static void new_id(struct queue *q, char id[QUEUE_ID_LEN + 1], int64_t *now_us)
 {
-	*now_us = wall_us();
+	*now_us = walltime_us();
 	q->id_seq = (q->id_seq + 1) & 0xfff;
 	snprintf(id, QUEUE_ID_LEN + 1, "%08lX%05lX%03X",
 		 (unsigned long)(*now_us / 1000000) & 0xffffffffUL,
@@ -235,7 +228,7 @@ struct queue_txn *queue_txn_begin(struct queue *q, struct envelope *env,
 	int fd = -1;
 	t->name_durable = false;
 	if (q->prepared && prepared_take(q->prepared, t->env.id, &fd)) {
-		t->env.arrival_us = wall_us();
+		t->env.arrival_us = walltime_us();
 		snprintf(t->path, sizeof(t->path), "%s/%s", q->active, t->env.id);
 		t->name_durable = true;
 	}

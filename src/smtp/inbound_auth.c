@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "lib/log.h"
 #include "lib/mem.h"
+#include "proto/addr_list.h"
 #include "verify/dkim_verify.h"
 #include "verify/dkim_verify_async.h"
 #include "verify/dmarc.h"
@@ -102,13 +103,23 @@ static void on_dkim(void *arg, struct dkim_verify *v)
 	maybe_done(a);
 }
 
-/* The key lookups. NULL without on_dkim having run: no memory to start,
- * an out-of-memory verdict like the other checks' (dkim_verify_async.h). */
+/* The key lookups, once: as soon as signatures are known (the header
+ * section fed), or at the end (dkim_verify_end: a header section without
+ * its empty line); none to make is done at once. NULL from the start
+ * without on_dkim having run: no memory to start, an out-of-memory
+ * verdict like the other checks' (dkim_verify_async.h). */
 static void dkim_start(struct inbound_auth *a)
 {
-	a->dkim_q = dkim_verify_async_start(a->dkim, a->dns, on_dkim, a);
-	if (a->dkim_q == NULL && !a->dkim_done)
-		a->oom = true;
+	if (a->dkim_started)
+		return;
+	a->dkim_started = true;
+	if (a->dns && dkim_verify_key_count(a->dkim) > 0) {
+		a->dkim_q = dkim_verify_async_start(a->dkim, a->dns, on_dkim, a);
+		if (a->dkim_q == NULL && !a->dkim_done)
+			a->oom = true;
+	}
+	if (a->dkim_q == NULL)
+		a->dkim_done = true;
 }
 
 static void on_dmarc(void *arg, struct dmarc *m)
@@ -191,12 +202,8 @@ static void headers_complete(struct inbound_auth *a, const char *hdr, size_t len
 					   sizeof(a->from_domain));
 	if (a->from_status != DMARC_FROM_OK)
 		a->from_domain[0] = '\0';
-	if (a->dns && dkim_verify_key_count(a->dkim) > 0 && !a->dkim_started) {
-		a->dkim_started = true;
+	if (dkim_verify_key_count(a->dkim) > 0)
 		dkim_start(a);
-		if (a->dkim_q == NULL)
-			a->dkim_done = true;
-	}
 	if (a->from_status == DMARC_FROM_OK && a->psl && a->dns) {
 		a->dmarc = dmarc_new(a->psl, a->from_domain);
 		if (a->dmarc)
@@ -245,13 +252,7 @@ void inbound_auth_finish(struct inbound_auth *a, inbound_verdict_fn fn, void *ar
 		headers_complete(a, "", 0); /* no header section was fed */
 	a->dkim_n = dkim_verify_end(a->dkim);
 	a->oom = a->oom || dkim_verify_out_of_memory(a->dkim);
-	if (!a->dkim_started) {
-		a->dkim_started = true;
-		if (a->dns && dkim_verify_key_count(a->dkim) > 0)
-			dkim_start(a);
-		if (a->dkim_q == NULL)
-			a->dkim_done = true;
-	}
+	dkim_start(a);
 	maybe_done(a);
 }
 
@@ -445,28 +446,6 @@ void inbound_auth_free(struct inbound_auth *a)
 	free(a);
 }
 
-/* Past CFWS (RFC 5322 3.2.2): white space, folding, and comments, which
- * nest and may hold quoted pairs. */
-static size_t skip_cfws(const char *s, size_t i, size_t len)
-{
-	int depth = 0;
-	while (i < len) {
-		char c = s[i];
-		if (depth > 0 && c == '\\' && i + 1 < len) {
-			i += 2;
-			continue;
-		}
-		if (c == '(')
-			depth++;
-		else if (c == ')' && depth > 0)
-			depth--;
-		else if (depth == 0 && c != ' ' && c != '\t' && c != '\r' && c != '\n')
-			break;
-		i++;
-	}
-	return i;
-}
-
 /* An octet that ends a token (RFC 2045 5.1: white space, controls and
  * tspecials). */
 static bool ends_token(char c)
@@ -476,33 +455,31 @@ static bool ends_token(char c)
 
 bool inbound_auth_is_ours(const char *field, size_t len, const char *authserv_id)
 {
-	static const char name[] = "authentication-results";
-	size_t nl = sizeof(name) - 1;
-	if (len < nl || strncasecmp(field, name, nl) != 0)
-		return false;
-	size_t i = nl;
-	while (i < len && (field[i] == ' ' || field[i] == '\t')) /* obsolete form */
-		i++;
-	if (i >= len || field[i] != ':')
+	size_t pos = 0;
+	struct addr_list_field f;
+	if (!addr_list_next_field(field, len, &pos, &f) ||
+	    !addr_list_field_is(&f, "authentication-results"))
 		return false;
 	/* The authserv-id (RFC 8601 2.2: a token or a quoted string) comes
 	 * first, after any comments and folding. */
-	i = skip_cfws(field, i + 1, len);
+	const char *v = f.value;
+	size_t i = 0, vlen = f.value_len;
+	(void)addr_list_skip_cfws(v, vlen, &i);
 	size_t idlen = strlen(authserv_id), matched = 0;
 	bool same = true;
-	if (i < len && field[i] == '"') {
-		for (i++; i < len && field[i] != '"'; i++) {
-			if (field[i] == '\\' && i + 1 < len)
+	if (i < vlen && v[i] == '"') {
+		for (i++; i < vlen && v[i] != '"'; i++) {
+			if (v[i] == '\\' && i + 1 < vlen)
 				i++;
 			same = same && matched < idlen &&
-			       tolower((unsigned char)field[i]) ==
+			       tolower((unsigned char)v[i]) ==
 				       tolower((unsigned char)authserv_id[matched]);
 			matched++;
 		}
 	} else {
-		for (; i < len && !ends_token(field[i]); i++, matched++)
+		for (; i < vlen && !ends_token(v[i]); i++, matched++)
 			same = same && matched < idlen &&
-			       tolower((unsigned char)field[i]) ==
+			       tolower((unsigned char)v[i]) ==
 				       tolower((unsigned char)authserv_id[matched]);
 	}
 	return same && matched == idlen && idlen > 0;

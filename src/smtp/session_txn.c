@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/time.h>
 #include <time.h>
 
 #include "config/config.h"
@@ -20,6 +19,7 @@
 #include "lib/conn.h"
 #include "lib/log.h"
 #include "lib/mem.h"
+#include "lib/monotime.h"
 #include "lib/xalloc.h"
 #include "proto/data_reader.h"
 #include "queue/envelope.h"
@@ -242,14 +242,14 @@ int session_content_sink(void *arg, const char *buf, size_t len)
 		return 0;
 	if (s->hdr_done)
 		return pass_on(s, buf, len);
-	size_t end = header_end(s, buf, len);
-	size_t take = end > 0 ? end : len;
-	if (take > HEADER_HOLD_MAX - s->hdr_len)
-		take = HEADER_HOLD_MAX - s->hdr_len;
+	/* Only what fits the hold is looked at: an end past it is too far. */
+	size_t room = HEADER_HOLD_MAX - s->hdr_len;
+	size_t end = header_end(s, buf, len < room ? len : room);
+	size_t take = end > 0 ? end : (len < room ? len : room);
 	if (hold(s, buf, take) < 0)
 		return -1;
 	/* Ended, or the hold is full (when the end is past it). */
-	bool ended = end > 0 && end == take;
+	bool ended = end > 0;
 	if (!ended && s->hdr_len < HEADER_HOLD_MAX)
 		return 0;
 	if (!ended && s->listener->role == ROLE_MX && s->inauth) {
@@ -430,10 +430,7 @@ static void on_local_committed(void *arg, int err)
 {
 	struct smtp_session *s = arg;
 	if (err == 0) {
-		struct timeval tv;
-		gettimeofday(&tv, NULL);
-		double delay = ((double)tv.tv_sec * 1e6 + (double)tv.tv_usec -
-				(double)s->ltxn_arrival_us) / 1e6;
+		double delay = (double)(walltime_us() - s->ltxn_arrival_us) / 1e6;
 		for (size_t i = 0; i < s->env.nrcpts; i++) {
 			const struct env_rcpt *r = &s->env.rcpts[i];
 			struct log_line l;
@@ -528,8 +525,10 @@ void session_content_done(struct smtp_session *s, const char *what, enum data_er
 	switch (e) {
 	case DATA_ERR_NONE:
 		if (s->hdr_overlong) {
-			session_reply_error(s, what, "552 5.3.4 Message rejected: header section "
-					     "longer than 64 KiB");
+			char line[96];
+			snprintf(line, sizeof(line), "552 5.3.4 Message rejected: header section "
+				 "longer than %u KiB", HEADER_HOLD_MAX / 1024);
+			session_reply_error(s, what, line);
 			break;
 		}
 		/* A message that is all header; the checks' lack of memory

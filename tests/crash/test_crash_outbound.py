@@ -97,6 +97,7 @@ def test_kill9_during_remote_delivery(request):
         run.start()
         for t in run.clients:
             t.join(90)
+        assert not any(t.is_alive() for t in run.clients), "a client did not finish"
         # let the killer hit the deliveries still running, then stop it
         run.killer.join(max(0.0, KILLS * KILL_GAP[1] - (time.monotonic() - t0)))
         run.done.set()

@@ -25,6 +25,16 @@ def run_as_unprivileged(d):
     d.bin = wrapper
 
 
+def alloc_fault_env(base, n):
+    """base (an environment) with the nth fallible allocation failing and
+    leak checking on."""
+    e = dict(base, FULMAR_FAULT="alloc:%d:ENOMEM:1" % n)
+    opts = [o for o in e.get("ASAN_OPTIONS", "").split(":")
+            if o and not o.startswith("detect_leaks")]
+    e["ASAN_OPTIONS"] = ":".join(opts + ["detect_leaks=1"])
+    return e
+
+
 def start_with_alloc_fault(fulmar_factory, n, overrides):
     overrides = dict(overrides)
     extra = overrides.pop("extra_listeners", [])
@@ -36,11 +46,7 @@ def start_with_alloc_fault(fulmar_factory, n, overrides):
     plain_env = d.env
 
     def env():
-        e = dict(plain_env(), FULMAR_FAULT="alloc:%d:ENOMEM:1" % n)
-        opts = [o for o in e.get("ASAN_OPTIONS", "").split(":")
-                if o and not o.startswith("detect_leaks")]
-        e["ASAN_OPTIONS"] = ":".join(opts + ["detect_leaks=1"])
-        return e
+        return alloc_fault_env(plain_env(), n)
 
     d.env = env
     d.start()

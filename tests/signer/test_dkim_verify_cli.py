@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 "lib"))
 
 import fulmar_test  # noqa: E402
+from alloc_faults import alloc_fault_env  # noqa: E402
 from dns_server import DNSServer  # noqa: E402
 
 dkim = pytest.importorskip("dkim")
@@ -226,14 +227,10 @@ def test_out_of_memory_at_each_allocation(keys, dns):
     verifier's own lack of memory is a temperror), or exit 1 with a
     message — never a crash or a leak (LeakSanitizer in the test build)."""
     signed = sign(keys, "rsa")
-    env = dict(os.environ)
-    opts = [o for o in env.get("ASAN_OPTIONS", "").split(":")
-            if o and not o.startswith("detect_leaks")]
-    env["ASAN_OPTIONS"] = ":".join(opts + ["detect_leaks=1"])
     failed_runs = 0
     messages = set()
     for n in range(1, 400):
-        env["FULMAR_FAULT"] = "alloc:%d:ENOMEM:1" % n
+        env = alloc_fault_env(os.environ, n)
         r = subprocess.run([fulmar_test.fulmar_bin(), "dkim", "verify", "--dns", dns.address],
                            input=signed, capture_output=True, timeout=60, env=env)
         err = r.stderr.decode()

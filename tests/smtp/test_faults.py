@@ -60,7 +60,8 @@ def queue_files(d):
     just like one (so the prepared-file cases count their files instead,
     test_prepared_file_commit_fault)."""
     keeps_prepared = d.config.get("queue", {}).get("prepared_files") != 0
-    return queue_dir_messages(d.state_dir, skip_prepared=keeps_prepared)
+    return (queue_dir_messages(d.state_dir, "incoming", skip_prepared=keeps_prepared) +
+            queue_dir_messages(d.state_dir, "active", skip_prepared=keeps_prepared))
 
 
 def prepared_files(d):

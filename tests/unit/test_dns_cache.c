@@ -215,6 +215,11 @@ static void test_replace_out_of_memory(void **state)
 		assert_memory_equal(got, old, (size_t)old_len);
 		free(got);
 	}
+	/* Those three are all the put's: a fault at the fourth is left. */
+	alloc_fault_at(4);
+	dns_cache_put(c, 16, "example.test", ARES_SUCCESS, old, old_len, 0.0);
+	assert_true(alloc_fault_left());
+	alloc_fault_at(0);
 	/* A negative answer in place of it, without memory: the same. */
 	alloc_fault_at(1);
 	dns_cache_put(c, 16, "example.test", ARES_ENOTFOUND, NULL, 0, 10.0);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -37,6 +38,23 @@ static int open_log(void **state)
 	return 0;
 }
 
+static int arms;
+
+static void count_arm(void *arg)
+{
+	assert_ptr_equal(arg, &arms);
+	arms++;
+}
+
+/* open_log, then batching on this thread with arms counted from 0. */
+static int open_log_batched(void **state)
+{
+	open_log(state);
+	arms = 0;
+	log_batch_start(count_arm, &arms);
+	return 0;
+}
+
 static int close_log(void **state)
 {
 	(void)state;
@@ -57,6 +75,15 @@ static const char *contents(void)
 	assert_true(n >= 0);
 	buf[n] = '\0';
 	return buf;
+}
+
+/* Both a and b are in s, a before b. */
+static void assert_in_order(const char *s, const char *a, const char *b)
+{
+	const char *pa = strstr(s, a), *pb = strstr(s, b);
+	assert_non_null(pa);
+	assert_non_null(pb);
+	assert_true(pa < pb);
 }
 
 static size_t count_lines(const char *s)
@@ -84,7 +111,7 @@ static void test_line_shape(void **state)
 	log_end(&l);
 	const char *s = contents();
 	/* 2026-11-29T09:00:00.123Z info event=queued */
-	assert_int_equal(strlen(s) > 24, true);
+	assert_true(strlen(s) > 24);
 	assert_true(s[4] == '-' && s[7] == '-' && s[10] == 'T' && s[13] == ':' &&
 		    s[16] == ':' && s[19] == '.' && s[23] == 'Z' && s[24] == ' ');
 	for (int i = 0; i < 23; i++)
@@ -106,14 +133,6 @@ static void test_filtered_level(void **state)
 	assert_string_equal(contents(), "");
 }
 
-static int arms;
-
-static void count_arm(void *arg)
-{
-	assert_ptr_equal(arg, &arms);
-	arms++;
-}
-
 static void log_n(int n, enum log_level level)
 {
 	struct log_line l;
@@ -125,8 +144,6 @@ static void log_n(int n, enum log_level level)
 static void test_batch_held_until_flush(void **state)
 {
 	(void)state;
-	arms = 0;
-	log_batch_start(count_arm, &arms);
 	log_n(1, LOG_INFO);
 	log_n(2, LOG_INFO);
 	log_n(3, LOG_INFO);
@@ -135,8 +152,8 @@ static void test_batch_held_until_flush(void **state)
 	log_flush();
 	const char *s = contents();
 	assert_int_equal(count_lines(s), 3);
-	assert_true(strstr(s, "n=1\n") < strstr(s, "n=2\n"));
-	assert_true(strstr(s, "n=2\n") < strstr(s, "n=3\n"));
+	assert_in_order(s, "n=1\n", "n=2\n");
+	assert_in_order(s, "n=2\n", "n=3\n");
 	log_n(4, LOG_INFO);
 	assert_int_equal(arms, 2); /* armed again for the next batch */
 	log_batch_stop(); /* writes what is left */
@@ -149,13 +166,11 @@ static void test_batch_held_until_flush(void **state)
 static void test_warning_written_at_once(void **state)
 {
 	(void)state;
-	arms = 0;
-	log_batch_start(count_arm, &arms);
 	log_n(1, LOG_INFO);
 	log_n(2, LOG_WARNING);
 	const char *s = contents();
 	assert_int_equal(count_lines(s), 2);
-	assert_true(strstr(s, "info event=e n=1\n") < strstr(s, "warning event=e n=2\n"));
+	assert_in_order(s, "info event=e n=1\n", "warning event=e n=2\n");
 	log_n(3, LOG_ERROR); /* an empty batch: the error alone, no arming */
 	assert_int_equal(count_lines(contents()), 3);
 	assert_int_equal(arms, 1);
@@ -164,8 +179,6 @@ static void test_warning_written_at_once(void **state)
 static void test_full_batch_written_first(void **state)
 {
 	(void)state;
-	arms = 0;
-	log_batch_start(count_arm, &arms);
 	char big[1500];
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
@@ -196,8 +209,6 @@ static void *log_from_thread(void *arg)
 static void test_other_threads_not_held(void **state)
 {
 	(void)state;
-	arms = 0;
-	log_batch_start(count_arm, &arms);
 	log_n(1, LOG_INFO);
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, log_from_thread, NULL), 0);
@@ -216,7 +227,6 @@ static void test_batch_to_stderr_whole(void **state)
 	int saved = dup(STDERR_FILENO);
 	dup2(p[1], STDERR_FILENO);
 	close(p[1]);
-	log_batch_start(count_arm, &arms);
 	char v[300];
 	memset(v, 'v', sizeof(v) - 1);
 	v[sizeof(v) - 1] = '\0';
@@ -227,6 +237,12 @@ static void test_batch_to_stderr_whole(void **state)
 		log_str(&l, "v", v);
 		log_end(&l);
 	}
+	/* Held until now: nothing in the pipe yet. */
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	char probe;
+	assert_int_equal(read(p[0], &probe, 1), -1);
+	assert_int_equal(errno, EAGAIN);
+	fcntl(p[0], F_SETFL, 0);
 	log_batch_stop();
 	dup2(saved, STDERR_FILENO);
 	close(saved);
@@ -274,11 +290,11 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_line_shape, open_log, close_log),
 		cmocka_unit_test_setup_teardown(test_filtered_level, open_log, close_log),
-		cmocka_unit_test_setup_teardown(test_batch_held_until_flush, open_log, close_log),
-		cmocka_unit_test_setup_teardown(test_warning_written_at_once, open_log, close_log),
-		cmocka_unit_test_setup_teardown(test_full_batch_written_first, open_log, close_log),
-		cmocka_unit_test_setup_teardown(test_other_threads_not_held, open_log, close_log),
-		cmocka_unit_test_setup_teardown(test_batch_to_stderr_whole, open_log, close_log),
+		cmocka_unit_test_setup_teardown(test_batch_held_until_flush, open_log_batched, close_log),
+		cmocka_unit_test_setup_teardown(test_warning_written_at_once, open_log_batched, close_log),
+		cmocka_unit_test_setup_teardown(test_full_batch_written_first, open_log_batched, close_log),
+		cmocka_unit_test_setup_teardown(test_other_threads_not_held, open_log_batched, close_log),
+		cmocka_unit_test_setup_teardown(test_batch_to_stderr_whole, open_log_batched, close_log),
 		cmocka_unit_test_setup_teardown(test_batch_written_on_abort, open_log, close_log),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
