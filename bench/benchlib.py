@@ -39,6 +39,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
+from fulmar_test import is_prepared_queue_file  # noqa: E402
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -161,18 +164,14 @@ def sink_count(path):
 
 def queue_files(dirs):
     """Regular files under the queue directories (hashed subfolders too),
-    but for empty files of mode 0600: Fulmar's prepared queue files
-    (src/queue/prepared.h), made ahead of need, are not messages."""
+    but for Fulmar's prepared queue files (src/queue/prepared.h), made
+    ahead of need or recycled, which are not messages."""
     n = 0
     for d in dirs:
         for root, _, files in os.walk(d):
-            for f in files:
-                try:
-                    st = os.stat(os.path.join(root, f))
-                except FileNotFoundError:
-                    continue
-                if not (st.st_size == 0 and st.st_mode & 0o777 == 0o600):
-                    n += 1
+            n += sum(1 for f in files
+                     if os.path.exists(os.path.join(root, f)) and
+                     not is_prepared_queue_file(os.path.join(root, f)))
     return n
 
 

@@ -11,7 +11,7 @@
 #include "lib/log.h"
 
 static const char *const op_names[FAULT_OP_COUNT] = { "write", "fsync", "rename", "link",
-						      "open",  "alloc", "chmod" };
+						      "open",  "alloc", "chmod", "truncate" };
 static int fault_op = -1;
 static long fault_after;
 static long fault_count; /* 0: every call from fault_after on */

@@ -7,7 +7,8 @@
  * fsio_init_faults() at start-up), has the form "OP:N:ERRNO[:COUNT]": the
  * Nth call of OP and every later one fail with ERRNO; with COUNT > 0 only
  * calls N .. N+COUNT-1 fail and the later ones succeed again. OP is one of
- * write, fsync, rename, link, open, chmod (see fsio.h) or alloc (see mem.h);
+ * write, fsync, rename, link, open, chmod, truncate (see fsio.h) or alloc
+ * (see mem.h);
  * ERRNO one of EIO, ENOSPC, EDQUOT, EROFS, EACCES, ENOMEM (an unknown name
  * is EIO). Calls are counted process-wide, from every thread, and only for
  * OP. Unset or malformed: no faults. Every injected failure is logged
@@ -26,6 +27,7 @@ enum fault_op {
 	FAULT_OPEN,
 	FAULT_ALLOC,
 	FAULT_CHMOD,
+	FAULT_TRUNCATE,
 	FAULT_OP_COUNT
 };
 

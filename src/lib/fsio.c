@@ -43,6 +43,13 @@ int fsio_fsync(int fd)
 	return fsync(fd);
 }
 
+int fsio_fdatasync(int fd)
+{
+	if (fault_inject(FAULT_FSYNC))
+		return -1;
+	return fdatasync(fd);
+}
+
 int fsio_fsync_dir(const char *path)
 {
 	if (fault_inject(FAULT_FSYNC))
@@ -62,6 +69,13 @@ int fsio_fchmod(int fd, mode_t mode)
 	if (fault_inject(FAULT_CHMOD))
 		return -1;
 	return fchmod(fd, mode);
+}
+
+int fsio_ftruncate(int fd, off_t len)
+{
+	if (fault_inject(FAULT_TRUNCATE))
+		return -1;
+	return ftruncate(fd, len);
 }
 
 int fsio_rename(const char *from, const char *to)

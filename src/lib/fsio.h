@@ -9,8 +9,8 @@
  * one fail with ERRNO; with COUNT > 0, only COUNT calls fail (N ..
  * N+COUNT-1) and the later ones succeed again, as when space comes back.
  * OP is one of write, fsync (fsio_fsync and fsio_fsync_dir, counted
- * together), rename, link, open, chmod, or alloc for the fallible allocations of
- * lib/mem.h; ERRNO one of EIO, ENOSPC, EDQUOT, EROFS, EACCES, ENOMEM.
+ * together), rename, link, open, chmod, truncate, or alloc for the fallible
+ * allocations of lib/mem.h; ERRNO one of EIO, ENOSPC, EDQUOT, EROFS, EACCES, ENOMEM.
  * Calls are counted process-wide, from every thread, and only for OP.
  * Unset: no faults.
  */
@@ -27,12 +27,16 @@ void fsio_init_faults(void);
 /* Writes all of buf, retrying short writes and EINTR. 0 or -1 (errno). */
 int fsio_write_all(int fd, const void *buf, size_t len);
 int fsio_fsync(int fd);
+/* The file's octets and what reading them needs (its length, its blocks),
+ * not its times: no journal commit for a file written over in place. */
+int fsio_fdatasync(int fd);
 /* fsync the directory at path. */
 int fsio_fsync_dir(const char *path);
 int fsio_rename(const char *from, const char *to);
 int fsio_link(const char *from, const char *to);
 int fsio_open(const char *path, int flags, mode_t mode);
 int fsio_fchmod(int fd, mode_t mode);
+int fsio_ftruncate(int fd, off_t len);
 /* pread everything asked for unless EOF comes first; returns octets read
  * or -1. */
 ssize_t fsio_pread_all(int fd, void *buf, size_t len, off_t off);

@@ -58,6 +58,7 @@ struct queue_txn {
 	char path[PATH_MAX];
 	off_t content_off;
 	bool name_durable;     /* a prepared file: no directory fsync needed */
+	off_t old_size;        /* a recycled prepared file's length, else 0 */
 	struct qfile_writer w; /* last: large */
 };
 
@@ -227,7 +228,8 @@ struct queue_txn *queue_txn_begin(struct queue *q, struct envelope *env,
 	}
 	int fd = -1;
 	t->name_durable = false;
-	if (q->prepared && prepared_take(q->prepared, t->env.id, &fd)) {
+	t->old_size = 0;
+	if (q->prepared && prepared_take(q->prepared, t->env.id, &fd, &t->old_size)) {
 		t->env.arrival_us = walltime_us();
 		snprintf(t->path, sizeof(t->path), "%s/%s", q->active, t->env.id);
 		t->name_durable = true;
@@ -366,6 +368,7 @@ static void finish_commit(struct commit_job *job, int err)
 		envelope_init(&t->env);
 		m->env.content_size = t->w.content_len;
 		m->content_off = t->content_off;
+		m->file_size = (off_t)t->w.file_len;
 		keep_content(q, m, job);
 		m->next = q->msgs;
 		if (q->msgs)
@@ -445,7 +448,11 @@ static void commit_work(void *arg)
 	/* No prefix (a signature, say) when one was due: no message. */
 	if (job->err == 0 && qfile_write_end(&t->w) < 0)
 		job->err = t->w.error;
-	else if (job->err == 0 && fsio_fsync(t->w.fd) < 0)
+	/* A recycled file: what the message did not cover goes. */
+	else if (job->err == 0 && t->old_size > (off_t)t->w.file_len &&
+		 fsio_ftruncate(t->w.fd, (off_t)t->w.file_len) < 0)
+		job->err = errno;
+	else if (job->err == 0 && fsio_fdatasync(t->w.fd) < 0)
 		job->err = errno;
 	/* Only after the fsync: a file with the mark is whole (queue.h). */
 	else if (job->err == 0 && fsio_fchmod(t->w.fd, QUEUE_MODE_COMMITTED) < 0)
@@ -683,9 +690,12 @@ void queue_msg_remove(struct queue *q, struct qmsg *msg)
 	char path[PATH_MAX];
 	struct log_line l;
 	/* Message first, journal second: a crash in between leaves a
-	 * journal without a message, which recovery removes. */
+	 * journal without a message, which recovery removes. Without a
+	 * journal the file is reused (prepared.h) when the pool has room. */
 	queue_msg_path(q, msg->env.id, path, sizeof(path));
-	if (unlink(path) < 0 && errno != ENOENT)
+	bool reused = !msg->has_journal && q->prepared &&
+		      prepared_recycle(q->prepared, msg->env.id, msg->file_size);
+	if (!reused && unlink(path) < 0 && errno != ENOENT)
 		log_msg(LOG_ERROR, "queue_unlink_failed", "%s: %s", path,
 			strerror_safe(errno));
 	if (msg->has_journal) {
@@ -725,31 +735,61 @@ static void quarantine(struct queue *q, const char *id, const char *why)
 	rename(from, to);
 }
 
-/* Read one active file with its journal. 0, or -1 with err set. */
-static int load_one(const char *active_dir, const char *journal_dir,
-		    const char *id, struct envelope *env, off_t *content_off,
-		    bool *has_journal, char *err, size_t errlen)
+static int skip_content(void *arg, const char *data, size_t len)
+{
+	(void)arg;
+	(void)data;
+	(void)len;
+	return 0;
+}
+
+/* What reading one active file found. */
+enum loaded {
+	LOADED,
+	LOAD_FAILED,   /* err says why */
+	LOAD_OTHER_ID, /* well-formed, but its I record names another id */
+};
+
+/*
+ * Read one active file with its journal. A file without the committed
+ * mark must also read back whole, content and CRC: a prepared file being
+ * written over (prepared.h) can hold a new envelope in front of the end
+ * of an old message.
+ */
+static enum loaded load_one(const char *active_dir, const char *journal_dir,
+			    const char *id, struct envelope *env, off_t *content_off,
+			    off_t *size, bool *has_journal, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
+	struct stat sb;
 	snprintf(path, sizeof(path), "%s/%s", active_dir, id);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		snprintf(err, errlen, "open: %s", strerror_safe(errno));
-		return -1;
+		return LOAD_FAILED;
 	}
 	enum qfile_status st = qfile_read_envelope(fd, env, content_off, err, errlen);
+	if (st == QFILE_OK && strcmp(env->id, id) != 0) {
+		snprintf(err, errlen, "queue id does not match the file name");
+		close(fd);
+		return LOAD_OTHER_ID;
+	}
+	if (st == QFILE_OK && fstat(fd, &sb) < 0) {
+		snprintf(err, errlen, "fstat: %s", strerror_safe(errno));
+		st = QFILE_IO;
+	}
+	if (st == QFILE_OK && (sb.st_mode & 0777) != QUEUE_MODE_COMMITTED)
+		st = qfile_read_content(fd, *content_off, skip_content, NULL, err, errlen);
 	close(fd);
 	if (st != QFILE_OK)
-		return -1;
-	if (strcmp(env->id, id) != 0) {
-		snprintf(err, errlen, "queue id does not match the file name");
-		return -1;
-	}
+		return LOAD_FAILED;
 	snprintf(path, sizeof(path), "%s/%s", journal_dir, id);
 	bool j = apply_journal(path, env);
 	if (has_journal)
 		*has_journal = j;
-	return 0;
+	if (size)
+		*size = sb.st_size;
+	return LOADED;
 }
 
 static void clean_incoming(struct queue *q)
@@ -771,26 +811,32 @@ static void clean_incoming(struct queue *q)
 }
 
 /*
- * active/id failed to load. With the committed mark (queue.h) it was
- * whole once: aside to corrupt/. Without it, it was never acknowledged
- * and is removed, with a stray journal of its id: silently when it is
- * empty (an unused prepared file, prepared.h, left by a crash), logged
- * otherwise (it was being received when the server stopped).
+ * active/id failed to load. Well-formed under another id, it is a
+ * recycled prepared file (prepared.h), marked still when the crash came
+ * between its rename and its unmarking: removed, silently. Otherwise,
+ * with the committed mark (queue.h) it was whole once: aside to corrupt/.
+ * Without it, it was never acknowledged and is removed, with a stray
+ * journal of its id: silently when it is empty (an unused new prepared
+ * file), logged otherwise (it was being received when the server
+ * stopped).
  */
-static void set_aside_unloadable(struct queue *q, const char *id, const char *why)
+static void set_aside_unloadable(struct queue *q, const char *id, enum loaded how,
+				 const char *why)
 {
 	char path[PATH_MAX];
 	struct stat sb;
 	snprintf(path, sizeof(path), "%s/%s", q->active, id);
 	bool have = stat(path, &sb) == 0;
-	if (have && (sb.st_mode & 0777) == QUEUE_MODE_COMMITTED) {
+	if (how != LOAD_OTHER_ID && have && (sb.st_mode & 0777) == QUEUE_MODE_COMMITTED) {
 		quarantine(q, id, why);
 		return;
 	}
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/%s", q->journal, id);
 	unlink(path);
-	if (!(have && sb.st_size == 0 && (sb.st_mode & 0777) == QUEUE_MODE_WRITING))
+	bool unused = how == LOAD_OTHER_ID ||
+		      (have && sb.st_size == 0 && (sb.st_mode & 0777) == QUEUE_MODE_WRITING);
+	if (!unused)
 		log_msg(LOG_INFO, "incoming_discarded",
 			"%s was never acknowledged (%s); removed", id, why);
 }
@@ -813,9 +859,11 @@ void queue_recover(struct queue *q)
 		struct qmsg *m = xcalloc(1, sizeof(*m));
 		envelope_init(&m->env);
 		char err[128] = "";
-		if (load_one(q->active, q->journal, e->d_name, &m->env, &m->content_off,
-			     &m->has_journal, err, sizeof(err)) < 0) {
-			set_aside_unloadable(q, e->d_name, err);
+		enum loaded how = load_one(q->active, q->journal, e->d_name, &m->env,
+					   &m->content_off, &m->file_size, &m->has_journal, err,
+					   sizeof(err));
+		if (how != LOADED) {
+			set_aside_unloadable(q, e->d_name, how, err);
 			msg_free(m);
 			continue;
 		}
@@ -892,8 +940,8 @@ long queue_list_dir(const char *state_dir, queue_list_fn fn, void *arg,
 		envelope_init(&env);
 		off_t off;
 		char why[128];
-		if (load_one(active, journal, e->d_name, &env, &off, NULL, why,
-			     sizeof(why)) == 0) {
+		if (load_one(active, journal, e->d_name, &env, &off, NULL, NULL, why,
+			     sizeof(why)) == LOADED) {
 			fn(arg, &env);
 			count++;
 		}

@@ -2,19 +2,24 @@
  * queue: the durable message queue. It owns the queue directories under
  * state_dir/queue and every message in them:
  *
- *   active/ID     created here with mode QUEUE_MODE_WRITING while it is
+ *   active/ID     created here (or taken from the prepared pool,
+ *                 prepared.h) with mode QUEUE_MODE_WRITING while it is
  *                 received; committed: fsynced, then given the mode
- *                 QUEUE_MODE_COMMITTED, the directory fsynced, and only
- *                 then acknowledged with 250 (see docs/queue.md)
+ *                 QUEUE_MODE_COMMITTED, the directory fsynced (unless
+ *                 prepared), and only then acknowledged with 250 (see
+ *                 docs/queue.md); once finished, unlinked or recycled
  *   journal/ID    per-recipient state changes of active/ID, appended
  *   corrupt/ID    files that failed validation, moved aside, never read
  *   incoming/     where earlier versions received; emptied at start-up
  *
  * At start-up a file with the committed mode must read back whole, or it
  * goes to corrupt/ (the mark is set only after the fsync). A file without
- * it that reads back whole is kept (a commit that crashed after its
- * fsync, or a file of an earlier version, which had no mark); one that
- * does not was never acknowledged and is removed.
+ * it that reads back whole, CRC and all, is kept (a commit that crashed
+ * after its fsync, or a file of an earlier version, which had no mark);
+ * one that does not was never acknowledged and is removed, silently when
+ * it is an unused prepared file (prepared.h: empty). A file whose I
+ * record names another id is a recycled prepared file, marked or not:
+ * removed, silently.
  *
  * Commit is asynchronous and grouped: the file fsyncs run on worker
  * threads, and one directory fsync covers every file committed since the
@@ -44,6 +49,7 @@ struct queue;
 struct qmsg {
 	struct envelope env;
 	off_t content_off;      /* where the content records start */
+	off_t file_size;        /* the queue file's length */
 	bool recovered;         /* loaded from disk at start-up */
 	unsigned busy;          /* delivery attempts (or a bounce) running */
 	struct event *retry;    /* the delivery engine's timer, or NULL */

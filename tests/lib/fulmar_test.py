@@ -730,15 +730,36 @@ def make_message(subject="test", body="Hello.\n", sender="sender@client.test",
 # ---------------------------------------------------------------------------
 # Queue
 
+def queue_file_id(path):
+    """The id in the I record of the queue file at path (the second
+    record, after V), or None when the file does not start that way."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except FileNotFoundError:
+        return None
+    if head[:1] != b"V" or len(head) < 5:
+        return None
+    at = 5 + int.from_bytes(head[1:5], "big")
+    if head[at:at + 1] != b"I" or len(head) < at + 5:
+        return None
+    n = int.from_bytes(head[at + 1:at + 5], "big")
+    return head[at + 5:at + 5 + n].decode("ascii", "replace")
+
+
 def is_prepared_queue_file(path):
-    """An empty queue file without the committed mark (mode 0600): one of
-    the files the queue makes ahead of need (src/queue/prepared.h), not a
-    message."""
+    """One of the files the queue keeps ahead of need
+    (src/queue/prepared.h), not a message: empty without the committed
+    mark (mode 0600), or recycled, holding a finished message under
+    another id (its I record)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return False
-    return st.st_size == 0 and (st.st_mode & 0o777) == 0o600
+    if st.st_size == 0:
+        return (st.st_mode & 0o777) == 0o600
+    fid = queue_file_id(path)
+    return fid is not None and fid != os.path.basename(path)
 
 
 def queue_dir_messages(state_dir, sub="active", skip_prepared=True):

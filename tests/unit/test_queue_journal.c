@@ -128,8 +128,11 @@ static void list(struct listing *l)
 	assert_int_equal(n, l->calls);
 }
 
-/* active/ID: a valid queue file with three recipients. */
-static void write_active(const char *id)
+/* active/NAME: a valid queue file of id ID with three recipients and
+ * the given content, written from offset 0 over what the file holds (not
+ * truncated), with the given mode. */
+static void write_qfile(const char *name, const char *id, const char *content, size_t len,
+			mode_t mode)
 {
 	char p[PATH_MAX + 64];
 	pathf(p, sizeof(p), "%s/queue", root);
@@ -138,12 +141,11 @@ static void write_active(const char *id)
 	mkdir(p, 0700);
 	pathf(p, sizeof(p), "%s/queue/journal", root);
 	mkdir(p, 0700);
-	pathf(p, sizeof(p), "%s/queue/active/%s", root, id);
-	/* Committed: the mark of queue.h (umask cannot take the x bit off a
-	 * mode set with fchmod). */
-	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, QUEUE_MODE_WRITING);
+	pathf(p, sizeof(p), "%s/queue/active/%s", root, name);
+	/* umask cannot take the x bit off a mode set with fchmod */
+	int fd = open(p, O_WRONLY | O_CREAT, QUEUE_MODE_WRITING);
 	assert_true(fd >= 0);
-	assert_int_equal(fchmod(fd, QUEUE_MODE_COMMITTED), 0);
+	assert_int_equal(fchmod(fd, mode), 0);
 	struct envelope env;
 	envelope_init(&env);
 	snprintf(env.id, sizeof(env.id), "%s", id);
@@ -155,11 +157,17 @@ static void write_active(const char *id)
 	assert_non_null(w);
 	qfile_writer_init(w, fd);
 	qfile_write_envelope(w, &env);
-	qfile_write_content(w, "x\r\n", 3);
+	qfile_write_content(w, content, len);
 	assert_int_equal(qfile_write_end(w), 0);
 	free(w);
 	envelope_free(&env);
 	close(fd);
+}
+
+/* active/ID: a committed queue file (the mark of queue.h). */
+static void write_active(const char *id)
+{
+	write_qfile(id, id, "x\r\n", 3, QUEUE_MODE_COMMITTED);
 }
 
 /* One journal record, as queue.c documents it. */
@@ -451,7 +459,7 @@ static void close_queue(struct run *r)
 	event_base_free(r->base);
 }
 
-static struct qmsg *receive(struct run *r)
+static struct qmsg *receive_content(struct run *r, const char *content, size_t len)
 {
 	struct envelope env;
 	envelope_init(&env);
@@ -468,19 +476,27 @@ static struct qmsg *receive(struct run *r)
 		fail_msg("queue_txn_begin: %s", err);
 	assert_int_equal(env.nrcpts, 0); /* taken over */
 	assert_string_equal(env.helo, "client.example"); /* kept */
-	queue_txn_write(t, "Subject: x\r\n\r\nbody\r\n", 20);
+	queue_txn_write(t, content, len);
+	int before = r->commits;
 	queue_txn_commit(t, on_commit, r);
-	for (int i = 0; i < 1000 && r->commits == 0; i++)
+	for (int i = 0; i < 1000 && r->commits == before; i++)
 		event_base_loop(r->base, EVLOOP_ONCE);
-	assert_int_equal(r->commits, 1);
+	assert_int_equal(r->commits, before + 1);
 	assert_int_equal(r->commit_err, 0);
-	assert_int_equal(r->nready, 1);
-	assert_int_equal(queue_count(r->q), 1);
+	assert_true(r->nready >= 1);
 	envelope_free(&env);
-	struct qmsg *m = r->ready[0];
+	struct qmsg *m = r->ready[r->nready - 1];
 	assert_string_equal(m->env.id, r->id);
 	assert_int_equal(m->env.nrcpts, 3);
-	assert_int_equal(m->env.content_size, 20);
+	assert_int_equal(m->env.content_size, len);
+	return m;
+}
+
+static struct qmsg *receive(struct run *r)
+{
+	struct qmsg *m = receive_content(r, "Subject: x\r\n\r\nbody\r\n", 20);
+	assert_int_equal(r->nready, 1);
+	assert_int_equal(queue_count(r->q), 1);
 	return m;
 }
 
@@ -622,8 +638,29 @@ static void test_recover_cleans_up(void **state)
 	log_set_level(LOG_INFO);
 }
 
-/* Names of the empty, unmarked files of active/ (prepared ones). */
-static size_t prepared_names(char names[][QUEUE_ID_LEN + 1], size_t max)
+/* The id in the I record of active/NAME, or "" (a file that does not
+ * start with V then I). */
+static void file_id(const char *name, char id[QUEUE_ID_LEN + 1])
+{
+	char p[PATH_MAX + 64];
+	unsigned char head[64];
+	pathf(p, sizeof(p), "%s/queue/active/%s", root, name);
+	id[0] = '\0';
+	int fd = open(p, O_RDONLY);
+	assert_true(fd >= 0);
+	ssize_t n = read(fd, head, sizeof(head));
+	close(fd);
+	size_t at = n >= 5 ? 5 + ((size_t)head[3] << 8 | head[4]) : 0;
+	if (n < 5 || head[0] != 'V' || (size_t)n < at + 5 + QUEUE_ID_LEN || head[at] != 'I')
+		return;
+	memcpy(id, head + at + 5, QUEUE_ID_LEN);
+	id[QUEUE_ID_LEN] = '\0';
+}
+
+/* Names of the pool's files in active/ (prepared.h), all unmarked: the
+ * new ones (empty) or the recycled ones (not empty, their I record
+ * naming another id). */
+static size_t pool_names(char names[][QUEUE_ID_LEN + 1], size_t max, bool recycled)
 {
 	char p[PATH_MAX + 64];
 	pathf(p, sizeof(p), "%s/queue/active", root);
@@ -633,15 +670,29 @@ static size_t prepared_names(char names[][QUEUE_ID_LEN + 1], size_t max)
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL) {
 		struct stat sb;
+		char id[QUEUE_ID_LEN + 1];
 		if (e->d_name[0] == '.')
 			continue;
 		pathf(p, sizeof(p), "%s/queue/active/%s", root, e->d_name);
 		assert_int_equal(stat(p, &sb), 0);
-		if (sb.st_size == 0 && (sb.st_mode & 0777) == QUEUE_MODE_WRITING && n < max)
+		if ((sb.st_mode & 0777) != QUEUE_MODE_WRITING || (sb.st_size > 0) != recycled)
+			continue;
+		if (recycled) {
+			file_id(e->d_name, id);
+			if (strcmp(id, e->d_name) == 0)
+				continue;
+		}
+		if (n < max)
 			snprintf(names[n++], QUEUE_ID_LEN + 1, "%s", e->d_name);
 	}
 	closedir(d);
 	return n;
+}
+
+/* Names of the new (empty) prepared files of active/. */
+static size_t prepared_names(char names[][QUEUE_ID_LEN + 1], size_t max)
+{
+	return pool_names(names, max, false);
 }
 
 /* Prepared files (prepared.h): made ahead, taken by a message, the
@@ -679,6 +730,146 @@ static void test_prepared_files(void **state)
 	assert_int_equal(prepared_names(names, 8), 0);
 }
 
+/* Names of the recycled files of active/: unmarked, not empty, their I
+ * record naming another id (prepared.h). */
+static size_t recycled_names(char names[][QUEUE_ID_LEN + 1], size_t max)
+{
+	return pool_names(names, max, true);
+}
+
+/* Turns of the loop, long enough for a worker's batch to be made and
+ * handed over. */
+static void settle(struct run *r, int ms)
+{
+	for (int i = 0; i < ms / 5; i++) {
+		event_base_loop(r->base, EVLOOP_NONBLOCK);
+		usleep(5000);
+	}
+}
+
+struct collected {
+	char buf[256];
+	size_t len;
+};
+
+static int collect(void *arg, const char *data, size_t len)
+{
+	struct collected *c = arg;
+	if (c->len + len > sizeof(c->buf))
+		return -1;
+	memcpy(c->buf + c->len, data, len);
+	c->len += len;
+	return 0;
+}
+
+/* A finished message's file is recycled: unmarked, renamed to a fresh id
+ * (within RECYCLE_WAIT_MS when alone), and the next message written over
+ * it is truncated to its own length and reads back whole. */
+static void test_recycled_files(void **state)
+{
+	(void)state;
+	log_set_level(LOG_ERROR);
+	struct run r;
+	open_queue(&r);
+	queue_recover(r.q);
+	queue_prepare_files(r.q, 8);
+	char names[8][QUEUE_ID_LEN + 1];
+	for (int i = 0; i < 200 && prepared_names(names, 8) < 8; i++)
+		usleep(10000);
+	settle(&r, 100);
+
+	size_t big_len = 100 * 1000;
+	char *big = malloc(big_len);
+	assert_non_null(big);
+	for (size_t i = 0; i < big_len; i += 100) {
+		memset(big + i, 'a' + (int)(i / 100 % 26), 98);
+		memcpy(big + i + 98, "\r\n", 2);
+	}
+	struct qmsg *m = receive_content(&r, big, big_len);
+	free(big);
+	char old[QUEUE_ID_LEN + 1], p[PATH_MAX + 64];
+	snprintf(old, sizeof(old), "%s", m->env.id);
+	struct stat sb;
+	pathf(p, sizeof(p), "%s/queue/active/%s", root, old);
+	assert_int_equal(stat(p, &sb), 0);
+	off_t old_size = sb.st_size;
+	assert_true(old_size > (off_t)big_len);
+	for (size_t i = 0; i < 3; i++)
+		queue_rcpt_update(r.q, m, i, RCPT_DELIVERED, 0, NULL);
+	queue_msg_release(r.q, m); /* frees m */
+	assert_int_equal(queue_count(r.q), 0);
+
+	/* Alone, it waits for company, then goes by itself. */
+	settle(&r, 900);
+	assert_false(qexists("active", old));
+	assert_int_equal(recycled_names(names, 8), 1);
+	char recycled[QUEUE_ID_LEN + 1], id[QUEUE_ID_LEN + 1];
+	snprintf(recycled, sizeof(recycled), "%s", names[0]);
+	file_id(recycled, id);
+	assert_string_equal(id, old);
+	pathf(p, sizeof(p), "%s/queue/active/%s", root, recycled);
+	assert_int_equal(stat(p, &sb), 0);
+	assert_int_equal(sb.st_size, old_size);
+	assert_int_equal(sb.st_mode & 0777, QUEUE_MODE_WRITING);
+
+	/* The last file in is the first out. */
+	static const char small[] = "Subject: y\r\n\r\nsmall\r\n";
+	m = receive_content(&r, small, sizeof(small) - 1);
+	assert_string_equal(m->env.id, recycled);
+	assert_int_equal(stat(p, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, QUEUE_MODE_COMMITTED);
+	assert_true(sb.st_size < 1000);
+	int fd = open(p, O_RDONLY);
+	assert_true(fd >= 0);
+	struct envelope env;
+	envelope_init(&env);
+	off_t off;
+	char err[128] = "";
+	assert_int_equal(qfile_read_envelope(fd, &env, &off, err, sizeof(err)), QFILE_OK);
+	assert_string_equal(env.id, recycled);
+	struct collected c = { .len = 0 };
+	assert_int_equal(qfile_read_content(fd, off, collect, &c, err, sizeof(err)), QFILE_OK);
+	close(fd);
+	envelope_free(&env);
+	assert_int_equal(c.len, sizeof(small) - 1);
+	assert_memory_equal(c.buf, small, c.len);
+	close_queue(&r);
+	/* The message stays; the pool's files go. */
+	assert_true(exists(p));
+	assert_int_equal(prepared_names(names, 8), 0);
+	assert_int_equal(recycled_names(names, 8), 0);
+	log_set_level(LOG_INFO);
+}
+
+/* Start-up finds recycled files a crash left: unused ones (the I record
+ * naming another id), unmarked or not yet, are removed; one a new message
+ * was being written over (its envelope in front of the old message's end)
+ * is removed, never taken for a message. */
+static void test_recover_recycled(void **state)
+{
+	(void)state;
+	log_set_level((enum log_level)(LOG_ERROR + 1));
+	static const char long_body[] = "a long old message\r\nwith two lines\r\n";
+	write_qfile("00000001000000C1", "00000001000000C0", "x\r\n", 3, QUEUE_MODE_WRITING);
+	write_qfile("00000001000000C2", "00000001000000C9", "x\r\n", 3, QUEUE_MODE_COMMITTED);
+	write_qfile("00000001000000C3", "00000001000000C8", long_body, sizeof(long_body) - 1,
+		    QUEUE_MODE_WRITING);
+	write_qfile("00000001000000C3", "00000001000000C3", "x\r\n", 3, QUEUE_MODE_WRITING);
+	struct run r;
+	open_queue(&r);
+	queue_recover(r.q);
+	assert_int_equal(queue_count(r.q), 0);
+	assert_int_equal(r.nready, 0);
+	assert_false(qexists("active", "00000001000000C1"));
+	assert_false(qexists("corrupt", "00000001000000C1"));
+	assert_false(qexists("active", "00000001000000C2"));
+	assert_false(qexists("corrupt", "00000001000000C2"));
+	assert_false(qexists("active", "00000001000000C3"));
+	assert_false(qexists("corrupt", "00000001000000C3"));
+	close_queue(&r);
+	log_set_level(LOG_INFO);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -695,6 +886,8 @@ int main(void)
 		T(test_journal_round_trip),
 		T(test_recover_cleans_up),
 		T(test_prepared_files),
+		T(test_recycled_files),
+		T(test_recover_recycled),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
