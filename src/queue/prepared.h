@@ -56,6 +56,10 @@ void prepared_refill(struct prepared *p);
  * (the caller creates its own file). */
 bool prepared_take(struct prepared *p, char id[QUEUE_ID_LEN + 1], int *fd,
 		   off_t *old_size);
+/* The largest file recycled: the pool holds at most max times this much
+ * disk space in old octets. */
+#define PREPARED_RECYCLE_MAX (256 * 1024)
+
 /* Gives the pool the file dir/id, of length size, of a finished message
  * (every recipient final, no journal): renamed to a fresh id here, then
  * unmarked by a worker, within RECYCLE_WAIT_MS, with a batch whose

@@ -690,11 +690,11 @@ void queue_msg_remove(struct queue *q, struct qmsg *msg)
 	char path[PATH_MAX];
 	struct log_line l;
 	/* Message first, journal second: a crash in between leaves a
-	 * journal without a message, which recovery removes. Without a
-	 * journal the file is reused (prepared.h) when the pool has room. */
+	 * journal without a message, which recovery removes. A small file
+	 * without a journal is reused (prepared.h) when the pool has room. */
 	queue_msg_path(q, msg->env.id, path, sizeof(path));
-	bool reused = !msg->has_journal && q->prepared &&
-		      prepared_recycle(q->prepared, msg->env.id, msg->file_size);
+	bool reused = !msg->has_journal && msg->file_size <= PREPARED_RECYCLE_MAX &&
+		      q->prepared && prepared_recycle(q->prepared, msg->env.id, msg->file_size);
 	if (!reused && unlink(path) < 0 && errno != ENOENT)
 		log_msg(LOG_ERROR, "queue_unlink_failed", "%s: %s", path,
 			strerror_safe(errno));

@@ -30,6 +30,7 @@
 
 #include "lib/log.h"
 #include "queue/envelope.h"
+#include "queue/prepared.h"
 #include "queue/qfile.h"
 #include "queue/queue.h"
 
@@ -762,6 +763,43 @@ static int collect(void *arg, const char *data, size_t len)
 	return 0;
 }
 
+/* Receives a message of len octets of content into a queue with a
+ * prepared pool, then finishes it (every recipient delivered): its id in
+ * old, the length of its file returned. */
+static off_t receive_and_finish(struct run *r, size_t len, char old[QUEUE_ID_LEN + 1])
+{
+	char *big = malloc(len);
+	assert_non_null(big);
+	for (size_t i = 0; i + 100 <= len; i += 100) {
+		memset(big + i, 'a' + (int)(i / 100 % 26), 98);
+		memcpy(big + i + 98, "\r\n", 2);
+	}
+	struct qmsg *m = receive_content(r, big, len);
+	free(big);
+	char p[PATH_MAX + 64];
+	struct stat sb;
+	snprintf(old, QUEUE_ID_LEN + 1, "%s", m->env.id);
+	pathf(p, sizeof(p), "%s/queue/active/%s", root, old);
+	assert_int_equal(stat(p, &sb), 0);
+	assert_true(sb.st_size > (off_t)len);
+	for (size_t i = 0; i < 3; i++)
+		queue_rcpt_update(r->q, m, i, RCPT_DELIVERED, 0, NULL);
+	queue_msg_release(r->q, m); /* frees m */
+	assert_int_equal(queue_count(r->q), 0);
+	return sb.st_size;
+}
+
+static void open_with_pool(struct run *r, size_t n)
+{
+	char names[8][QUEUE_ID_LEN + 1];
+	open_queue(r);
+	queue_recover(r->q);
+	queue_prepare_files(r->q, n);
+	for (int i = 0; i < 200 && prepared_names(names, 8) < n; i++)
+		usleep(10000);
+	settle(r, 100);
+}
+
 /* A finished message's file is recycled: unmarked, renamed to a fresh id
  * (within RECYCLE_WAIT_MS when alone), and the next message written over
  * it is truncated to its own length and reads back whole. */
@@ -770,38 +808,18 @@ static void test_recycled_files(void **state)
 	(void)state;
 	log_set_level(LOG_ERROR);
 	struct run r;
-	open_queue(&r);
-	queue_recover(r.q);
-	queue_prepare_files(r.q, 8);
+	open_with_pool(&r, 8);
 	char names[8][QUEUE_ID_LEN + 1];
-	for (int i = 0; i < 200 && prepared_names(names, 8) < 8; i++)
-		usleep(10000);
-	settle(&r, 100);
-
 	size_t big_len = 100 * 1000;
-	char *big = malloc(big_len);
-	assert_non_null(big);
-	for (size_t i = 0; i < big_len; i += 100) {
-		memset(big + i, 'a' + (int)(i / 100 % 26), 98);
-		memcpy(big + i + 98, "\r\n", 2);
-	}
-	struct qmsg *m = receive_content(&r, big, big_len);
-	free(big);
 	char old[QUEUE_ID_LEN + 1], p[PATH_MAX + 64];
-	snprintf(old, sizeof(old), "%s", m->env.id);
+	off_t old_size = receive_and_finish(&r, big_len, old);
 	struct stat sb;
-	pathf(p, sizeof(p), "%s/queue/active/%s", root, old);
-	assert_int_equal(stat(p, &sb), 0);
-	off_t old_size = sb.st_size;
-	assert_true(old_size > (off_t)big_len);
-	for (size_t i = 0; i < 3; i++)
-		queue_rcpt_update(r.q, m, i, RCPT_DELIVERED, 0, NULL);
-	queue_msg_release(r.q, m); /* frees m */
-	assert_int_equal(queue_count(r.q), 0);
+	struct qmsg *m;
 
-	/* Alone, it waits for company, then goes by itself. */
-	settle(&r, 900);
+	/* Renamed at once: a kill -9 cannot bring the message back. Alone,
+	 * it waits for company, then goes by itself. */
 	assert_false(qexists("active", old));
+	settle(&r, 900);
 	assert_int_equal(recycled_names(names, 8), 1);
 	char recycled[QUEUE_ID_LEN + 1], id[QUEUE_ID_LEN + 1];
 	snprintf(recycled, sizeof(recycled), "%s", names[0]);
@@ -838,6 +856,27 @@ static void test_recycled_files(void **state)
 	assert_true(exists(p));
 	assert_int_equal(prepared_names(names, 8), 0);
 	assert_int_equal(recycled_names(names, 8), 0);
+	log_set_level(LOG_INFO);
+}
+
+/* A file longer than PREPARED_RECYCLE_MAX is removed, not recycled: the
+ * pool holds little disk space. */
+static void test_large_file_not_recycled(void **state)
+{
+	(void)state;
+	log_set_level(LOG_ERROR);
+	struct run r;
+	open_with_pool(&r, 8);
+	char old[QUEUE_ID_LEN + 1], names[8][QUEUE_ID_LEN + 1];
+	receive_and_finish(&r, PREPARED_RECYCLE_MAX, old);
+	assert_false(qexists("active", old));
+	settle(&r, 900);
+	assert_int_equal(recycled_names(names, 8), 0);
+	/* One just under the cap is recycled. */
+	receive_and_finish(&r, PREPARED_RECYCLE_MAX - 1000, old);
+	settle(&r, 900);
+	assert_int_equal(recycled_names(names, 8), 1);
+	close_queue(&r);
 	log_set_level(LOG_INFO);
 }
 
@@ -887,6 +926,7 @@ int main(void)
 		T(test_recover_cleans_up),
 		T(test_prepared_files),
 		T(test_recycled_files),
+		T(test_large_file_not_recycled),
 		T(test_recover_recycled),
 	};
 
