@@ -85,6 +85,13 @@ int fsio_rename(const char *from, const char *to)
 	return rename(from, to);
 }
 
+int fsio_rename_noreplace(const char *from, const char *to)
+{
+	if (fault_inject(FAULT_RENAME))
+		return -1;
+	return renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
+}
+
 int fsio_link(const char *from, const char *to)
 {
 	if (fault_inject(FAULT_LINK))

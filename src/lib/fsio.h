@@ -33,6 +33,9 @@ int fsio_fdatasync(int fd);
 /* fsync the directory at path. */
 int fsio_fsync_dir(const char *path);
 int fsio_rename(const char *from, const char *to);
+/* rename that never replaces: -1 (EEXIST) when to exists; counted as a
+ * rename. */
+int fsio_rename_noreplace(const char *from, const char *to);
 int fsio_link(const char *from, const char *to);
 int fsio_open(const char *path, int flags, mode_t mode);
 int fsio_fchmod(int fd, mode_t mode);

@@ -244,7 +244,9 @@ bool prepared_recycle(struct prepared *p, const char *id, off_t size)
 	p->mint(p->mint_arg, s->id);
 	slot_path(p, id, from, sizeof(from));
 	slot_path(p, s->id, to, sizeof(to));
-	if (fsio_rename(from, to) < 0)
+	/* Never over a file of the same name: ids come from the clock, which
+	 * can step back. */
+	if (fsio_rename_noreplace(from, to) < 0)
 		return false;
 	s->recycled = true;
 	s->size = size;

@@ -230,6 +230,25 @@ def test_recycled_file_truncate_fault(fulmar_factory, errname, want):
     assert name not in prepared_files(d)
 
 
+def test_recycle_rename_fault(fulmar_factory):
+    """The rename of a finished message's file into the pool fails: the
+    file is removed instead, nothing is left in the queue, and the next
+    finished file is recycled."""
+    d = start_prepared(fulmar_factory, "rename:1:EIO:1")
+    accepted_and_delivered(d, make_message(subject="not recycled"))
+    assert wait_until(lambda: "event=fault_injected" in d.log_text(), timeout=10)
+    assert wait_until(lambda: queue_files(d) == [], timeout=10), queue_files(d)
+    time.sleep(0.8)  # a recycled file would have joined the pool by now
+    active = os.path.join(d.state_dir, "queue", "active")
+    assert [n for n in prepared_files(d) if os.path.getsize(os.path.join(active, n))] == []
+    with SMTPClient(d.port) as c:
+        c.ehlo()
+        expect(transaction(c, make_message(subject="recycled")), 250, "2.0.0")
+        c.quit()
+    wait_recycled(d)
+    assert queue_files(d) == []
+
+
 def test_prepared_files_lifecycle(fulmar_factory):
     """Made at start-up; each message takes one and the pool is refilled;
     removed at a clean stop; removed at start-up after a crash."""

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/fsio.h"
@@ -143,6 +144,40 @@ static void test_rename_link_open(void **state)
 	close(g);
 }
 
+/* A rename that would replace a file fails instead (EEXIST); truncate
+ * takes faults like the rest. */
+static void test_rename_noreplace_truncate(void **state)
+{
+	(void)state;
+	char other[PATH_MAX + 8];
+	snprintf(other, sizeof(other), "%s/g", dir);
+	int g = open(other, O_WRONLY | O_CREAT, 0600);
+	assert_true(g >= 0);
+	close(g);
+	errno = 0;
+	assert_int_equal(fsio_rename_noreplace(file, other), -1);
+	assert_int_equal(errno, EEXIST);
+	assert_int_equal(access(file, F_OK), 0);
+	unlink(other);
+	faults("rename:1:EIO:1");
+	assert_int_equal(fsio_rename_noreplace(file, other), -1);
+	assert_int_equal(errno, EIO);
+	assert_int_equal(fsio_rename_noreplace(file, other), 0);
+	assert_int_not_equal(access(file, F_OK), 0);
+	assert_int_equal(rename(other, file), 0);
+
+	assert_int_equal(write(fd, "abc", 3), 3);
+	faults("truncate:1:EIO:1");
+	assert_int_equal(fsio_ftruncate(fd, 1), -1);
+	assert_int_equal(errno, EIO);
+	struct stat sb;
+	assert_int_equal(fstat(fd, &sb), 0);
+	assert_int_equal(sb.st_size, 3);
+	assert_int_equal(fsio_ftruncate(fd, 1), 0);
+	assert_int_equal(fstat(fd, &sb), 0);
+	assert_int_equal(sb.st_size, 1);
+}
+
 static void test_reinit_forgets(void **state)
 {
 	(void)state;
@@ -183,6 +218,7 @@ int main(void)
 		T(test_count_recovers),
 		T(test_only_op_is_counted),
 		T(test_rename_link_open),
+		T(test_rename_noreplace_truncate),
 		T(test_reinit_forgets),
 		T(test_malformed_specs),
 	};
