@@ -713,6 +713,20 @@ def dkim_keygen(keydir, domain, selector, *extra):
     return path, record
 
 
+HEADER_HOLD = 64 * 1024   # the header section a session holds (session_txn.c)
+
+
+def header_filler(room):
+    """Unsigned filler header fields of exactly room octets (at least
+    about 420), each line under 1,000 octets."""
+    fill = b"X-Filler: " + b"x" * 388 + b"\r\n"   # 400 octets
+    n = (room - len(fill)) // len(fill)
+    pad = b"X-Pad: " + b"p" * (room - n * len(fill) - 9) + b"\r\n"
+    out = fill * n + pad
+    assert len(out) == room
+    return out
+
+
 def make_message(subject="test", body="Hello.\n", sender="sender@client.test",
                  to="alice@example.test", msgid=None, extra_headers=()):
     """An RFC 5322 message with CRLF line endings and a unique Message-ID."""

@@ -163,9 +163,6 @@ def test_bad_key_is_a_config_error(fulmar_factory):
     assert re.search(r"fulmar\.conf:\d+: dkim key: .*bad\.key", err), err
 
 
-HOLD = 64 * 1024   # the header section the session holds (session_txn.c)
-
-
 def big_header(total, rcpt):
     """A message without Message-ID: or Date: whose header section,
     through its empty line, is exactly total octets, its Subject (signed)
@@ -173,10 +170,7 @@ def big_header(total, rcpt):
     top = b"From: Alice <alice@example.test>\r\nTo: " + rcpt.encode() + b"\r\n"
     bottom = b"Subject: big header %d\r\n" % total
     room = total - len(top) - len(bottom) - 2
-    fill = b"X-Filler: " + b"x" * 388 + b"\r\n"   # 400 octets, lines under 1000
-    n = (room - len(fill)) // len(fill)
-    pad = b"X-Pad: " + b"p" * (room - n * len(fill) - 9) + b"\r\n"
-    msg = top + fill * n + pad + bottom + b"\r\n" + b"body line\r\n" * 50
+    msg = top + fulmar_test.header_filler(room) + bottom + b"\r\n" + b"body line\r\n" * 50
     assert msg.index(b"\r\n\r\n") + 4 == total
     return msg
 
@@ -190,7 +184,8 @@ def test_large_header_is_completed_and_signed(setup):
     # completed when its header section fitted the hold, and both
     # signatures verify.
     d, sink, port, records = setup
-    sizes = [HOLD - 1, HOLD, HOLD + 1, HOLD + 2, HOLD + 3, 100 * 1024]
+    hold = fulmar_test.HEADER_HOLD
+    sizes = [hold - 1, hold, hold + 1, hold + 2, hold + 3, 100 * 1024]
     sent = {}
     for total in sizes:
         rcpt = "big%d@%s" % (total, REMOTE)
@@ -205,7 +200,7 @@ def test_large_header_is_completed_and_signed(setup):
         data = txns[0].data
         assert data.endswith(msg), "%d: not sent as submitted" % total
         added = data[:len(data) - len(msg)]
-        completed = total <= HOLD
+        completed = total <= hold
         assert (b"\r\nMessage-ID: <" in added) == completed, (total, added[-300:])
         assert (b"\r\nDate: " in added) == completed, (total, added[-300:])
         for sel in ("rsa2026", "ed2026"):

@@ -16,7 +16,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 "lib"))
 
 from dns_server import DNSServer  # noqa: E402
-from fulmar_test import SMTPClient, dkim_rsa_key, wait_for_one  # noqa: E402
+from fulmar_test import (HEADER_HOLD, SMTPClient, dkim_rsa_key, header_filler,  # noqa: E402
+                         wait_for_one)
 
 dkim = pytest.importorskip("dkim")
 
@@ -223,9 +224,6 @@ def test_helo_identity_checked_with_mail_from(fulmar_factory, world):
     assert "spf=pass smtp.helo=helo.good.test" in a, a
 
 
-HOLD = 64 * 1024   # the header section the session holds (session_txn.c)
-
-
 def big_header_message(priv, total, forged=b""):
     """A message of good.test signed by python3-dkim whose header section,
     through its empty line, is exactly total octets: the signed Subject,
@@ -241,18 +239,14 @@ def big_header_message(priv, total, forged=b""):
     sig = dkim.sign(top + bottom + b"\r\n" + body, b"sel", b"good.test", priv,
                     include_headers=[b"from", b"to", b"subject", b"date", b"message-id"])
     room = total - len(sig) - len(top) - len(forged) - len(bottom) - 2
-    fill = b"X-Filler: " + b"x" * 388 + b"\r\n"   # 400 octets, lines under 1000
-    n = (room - len(fill)) // len(fill)
-    pad = b"X-Pad: " + b"p" * (room - n * len(fill) - 9) + b"\r\n"
-    msg = sig + top + forged + fill * n + pad + bottom + b"\r\n" + body
+    msg = sig + top + forged + header_filler(room) + bottom + b"\r\n" + body
     assert msg.index(b"\r\n\r\n") + 4 == total
     return msg
 
 
 # The header section ends just before and at the end of the hold, and
 # just past it (the empty line cut by it in every place), and far past it.
-@pytest.mark.parametrize("total", [HOLD - 1, HOLD, HOLD + 1, HOLD + 2, HOLD + 3,
-                                   100 * 1024])
+@pytest.mark.parametrize("total", [HEADER_HOLD + k for k in (-1, 0, 1, 2, 3)] + [100 * 1024])
 def test_large_header_verified_from_the_held_copy(fulmar_factory, world, total):
     # The checks read the header section where the session holds it (no
     # copy of their own): From:, the DKIM-Signature and the signed fields
@@ -266,7 +260,7 @@ def test_large_header_verified_from_the_held_copy(fulmar_factory, world, total):
     msg = big_header_message(priv, total, forged)
     d = daemon(fulmar_factory, world)
     code, lines = send(d, "someone@good.test", msg)
-    if total > HOLD:
+    if total > HEADER_HOLD:
         assert code == 552 and lines[-1].startswith("5.3.4"), (code, lines)
         assert "header section longer than 64 KiB" in lines[-1], lines
         code, lines = send(d, "someone@good.test", big_header_message(priv, 2000))
