@@ -274,17 +274,32 @@ def test_prepared_files_lifecycle(fulmar_factory):
     assert os.listdir(os.path.join(d.state_dir, "queue", "active")) == []
     d.start()
     assert wait_until(lambda: len(prepared_files(d)) == PREPARED_FILES, timeout=10)
+    # A few more, so that the crash leaves recycled files (finished
+    # messages under new ids) as well as new ones.
+    with SMTPClient(d.port) as c:
+        c.ehlo()
+        for i in range(3):
+            expect(transaction(c, make_message(subject="before the crash %d" % i)),
+                   250, "2.0.0")
+        c.quit()
+    assert wait_until(lambda: len(maildir_files(d.maildir("alice"))) == 23, timeout=20)
+    recycled = wait_recycled(d)
+    assert wait_until(lambda: queue_files(d) == [], timeout=10), queue_files(d)
     left = set(prepared_files(d))
+    assert recycled in left
     d.kill9()
     d.start()
     assert wait_until(lambda: len(prepared_files(d)) == PREPARED_FILES, timeout=10)
     assert not left & set(prepared_files(d)), "a crash's prepared files were kept"
     log = d.log_text()
     assert "incoming_discarded" not in log, log
-    # Three starts, each with nothing to resume (the leftovers were not
-    # taken for messages).
+    assert "quarantined" not in log, log
+    assert os.listdir(os.path.join(d.state_dir, "queue", "corrupt")) == []
+    # Three starts, each with nothing to resume (the leftovers, recycled
+    # ones included, were not taken for messages).
     assert len(re.findall(r"(?<![0-9])0 messages in the queue", log)) == 3, log
-    assert len(maildir_files(d.maildir("alice"))) == 20
+    time.sleep(0.5)  # a message brought back would be delivered again now
+    assert len(maildir_files(d.maildir("alice"))) == 23
 
 
 @pytest.mark.parametrize("spec", ["open:1:EIO:1", "fsync:1:EIO:1", "open:1:ENOSPC"])

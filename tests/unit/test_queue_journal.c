@@ -88,6 +88,13 @@ static bool qexists(const char *sub, const char *name)
 	return exists(p);
 }
 
+/* active/name was removed at start-up, not set aside in corrupt/. */
+static void assert_removed(const char *name)
+{
+	assert_false(qexists("active", name));
+	assert_false(qexists("corrupt", name));
+}
+
 /* ---- offline listing ---- */
 
 #define MAXR 8
@@ -625,11 +632,9 @@ static void test_recover_cleans_up(void **state)
 		    (strcmp(b, ID) == 0 && strcmp(a, "00000001000000B1") == 0));
 	assert_false(r.ready[0]->has_journal);
 	assert_false(r.ready[1]->has_journal);
-	assert_false(qexists("active", "00000001000000B2"));
+	assert_removed("00000001000000B2");
 	assert_false(qexists("journal", "00000001000000B2"));
-	assert_false(qexists("corrupt", "00000001000000B2"));
-	assert_false(qexists("active", "00000001000000B3"));
-	assert_false(qexists("corrupt", "00000001000000B3"));
+	assert_removed("00000001000000B3");
 	assert_true(qexists("corrupt", "00000001000000AB"));
 	assert_true(qexists("corrupt", "00000001000000AB.journal"));
 	assert_false(qexists("active", "00000001000000AB"));
@@ -899,12 +904,9 @@ static void test_recover_recycled(void **state)
 	queue_recover(r.q);
 	assert_int_equal(queue_count(r.q), 0);
 	assert_int_equal(r.nready, 0);
-	assert_false(qexists("active", "00000001000000C1"));
-	assert_false(qexists("corrupt", "00000001000000C1"));
-	assert_false(qexists("active", "00000001000000C2"));
-	assert_false(qexists("corrupt", "00000001000000C2"));
-	assert_false(qexists("active", "00000001000000C3"));
-	assert_false(qexists("corrupt", "00000001000000C3"));
+	assert_removed("00000001000000C1");
+	assert_removed("00000001000000C2");
+	assert_removed("00000001000000C3");
 	close_queue(&r);
 	log_set_level(LOG_INFO);
 }
