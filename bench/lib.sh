@@ -346,15 +346,22 @@ virtual_gid_maps = static:$PF_UID
 ${1:-}" "${2:-}"
 }
 
+# fulmar_owned_maildir DIR: makes DIR/mail/example.test/bench with cur/,
+# new/ and tmp/, owned by the fulmar user, and prints its path.
+fulmar_owned_maildir() {
+    local md=$1/mail/example.test/bench
+    mkdir -p "$md"/{cur,new,tmp}
+    chmod 0755 "$1" "$1/mail"
+    chown -R fulmar: "$1/mail"
+    echo "$md"
+}
+
 # start_fulmar_maildir [LISTENER_SETTINGS]: start_fulmar with the same job
 # (one local domain, one mailbox) on an mx listener with these settings
 # added (tls_cert = ...;). Sets FULMAR_MAILDIR.
 start_fulmar_maildir() {
     local d=$D/fulmar
-    FULMAR_MAILDIR=$d/mail/example.test/bench
-    mkdir -p "$FULMAR_MAILDIR"/{cur,new,tmp}
-    chmod 0755 "$d" "$d/mail"
-    chown -R fulmar: "$d/mail"
+    FULMAR_MAILDIR=$(fulmar_owned_maildir "$d")
     start_fulmar "" "${1:-}" <<EOF
 # No client name lookups (Postfix's are off too): the idle test connects
 # from 127.0.0.2-9, whose PTR queries would leave this machine.
@@ -374,11 +381,46 @@ local = {
 EOF
 }
 
-server_maildir() { [ "$1" = fulmar ] && echo "$FULMAR_MAILDIR" || echo "$PF_MAILDIR"; }
+# start_floor_maildir: bench/floor_server.c (the least CPU this job can
+# cost: its system calls and little else) built here and run as the
+# fulmar user on 127.0.0.1:$FLOOR_PORT with its own Maildir. Sets
+# FLOOR_PID and FLOOR_MAILDIR.
+start_floor_maildir() {
+    local d=$D/floor
+    FLOOR_MAILDIR=$(fulmar_owned_maildir "$d")
+    "${CC:-cc}" -std=c17 -O2 -Wall -Wextra -Werror -o "$d/floor_server" \
+        "$BENCH/floor_server.c" || die "cannot build bench/floor_server.c"
+    setpriv --reuid fulmar --regid fulmar --clear-groups \
+        "$d/floor_server" "$FLOOR_PORT" "$FLOOR_MAILDIR" 2>"$d/stderr.log" &
+    FLOOR_PID=$!
+    bench_track "$FLOOR_PID"
+    wait_greeting "$FLOOR_PORT" || die "the floor server does not answer on port $FLOOR_PORT"
+    log "floor server up: pid $FLOOR_PID, 127.0.0.1:$FLOOR_PORT"
+}
+
+server_maildir() {
+    case $1 in
+        fulmar) echo "$FULMAR_MAILDIR" ;;
+        floor) echo "$FLOOR_MAILDIR" ;;
+        *) echo "$PF_MAILDIR" ;;
+    esac
+}
 
 # ---------------------------------------------------------------- servers
-server_pid() { [ "$1" = fulmar ] && echo "$FULMAR_PID" || echo "$PF_PID"; }
-server_port() { [ "$1" = fulmar ] && echo "$FULMAR_PORT" || echo "$POSTFIX_PORT"; }
+server_pid() {
+    case $1 in
+        fulmar) echo "$FULMAR_PID" ;;
+        floor) echo "$FLOOR_PID" ;;
+        *) echo "$PF_PID" ;;
+    esac
+}
+server_port() {
+    case $1 in
+        fulmar) echo "$FULMAR_PORT" ;;
+        floor) echo "$FLOOR_PORT" ;;
+        *) echo "$POSTFIX_PORT" ;;
+    esac
+}
 
 check_alive() {
     local s=$1 pid
@@ -398,6 +440,7 @@ bench_log_problems() {
         case $s in
             fulmar) f=("$D/fulmar/fulmar.log" "$D/fulmar/stderr.log") ;;
             postfix) f=("$D/postfix/maillog") ;;
+            floor) f=("$D/floor/stderr.log") ;;
         esac
         n=$(cat "${f[@]}" 2>/dev/null | grep -Eci "$BENCH_PROBLEM_RE" || true)
         log "$s: $n warning/error log lines"

@@ -9,6 +9,10 @@ means Fulmar is cheaper for CPU and memory.  For the throughput figures it
 is the median of the per-round ratios (each round runs both servers back
 to back), which holds better than the ratio of medians when the machine's
 speed drifts during the run.
+
+When the run included the floor server (bench/floor_server.c: the job's
+system calls and nothing else), a second table sets both servers' CPU
+per message and rates against it.
 """
 
 import argparse
@@ -40,11 +44,11 @@ def ratio(a, b):
     return f"{r:.2f}" if r >= 0.1 else f"{r:.2g}"
 
 
-def paired_ratio(loads, n, key):
-    """Median over the rounds of Fulmar/Postfix within each round: robust
-    to the machine's speed drifting during the run. loads maps (server,
-    sessions) to the runs' results, in round order."""
-    f_, p_ = loads.get(("fulmar", n), []), loads.get(("postfix", n), [])
+def paired_ratio(loads, n, key, top="fulmar", bottom="postfix"):
+    """Median over the rounds of top/bottom (Fulmar/Postfix) within each
+    round: robust to the machine's speed drifting during the run. loads
+    maps (server, sessions) to the runs' results, in round order."""
+    f_, p_ = loads.get((top, n), []), loads.get((bottom, n), [])
     rs = [a[key] / b[key] for a, b in zip(f_, p_) if a.get(key) and b.get(key)]
     return statistics.median(rs) if rs else None
 
@@ -123,6 +127,31 @@ def render(rows, note=None, problems=(), out=None):
             f.write(text)
 
 
+def floor_table(loads, out=None):
+    """The second table: the floor server's CPU per message and accepted
+    rate at each level, and each server against it (paired ratios)."""
+    levels = sorted(n for (s, n) in loads if s == "floor")
+    if not levels:
+        return
+    lines = ["| figure | floor | Fulmar/floor | Postfix/floor |",
+             "|---|---:|---:|---:|"]
+    for key, label, digits in (("cpu_per_1000", "server CPU s per 1,000 messages", 2),
+                               ("accept_rate", "messages/s accepted", 0)):
+        for n in levels:
+            sess = "session" if n == 1 else "sessions"
+            v = med(r[key] for r in loads[("floor", n)])
+            rf = paired_ratio(loads, n, key, "fulmar", "floor")
+            rp = paired_ratio(loads, n, key, "postfix", "floor")
+            lines.append(f"| {label}, {n} {sess} | {fmt(v, digits)} "
+                         f"| {fmt(rf, 2)} | {fmt(rp, 2)} |")
+    text = ("\nAgainst the floor (bench/floor_server.c: the job's system calls, "
+            "nothing else):\n\n" + "\n".join(lines) + "\n")
+    sys.stdout.write(text)
+    if out:
+        with open(out, "a") as f:
+            f.write(text)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
@@ -189,6 +218,7 @@ def main():
                     f"{r.get('not_attempted', 0)} not tried after that)")
 
     render(rows, a.note, problems, a.out)
+    floor_table(loads, a.out)
 
 
 if __name__ == "__main__":

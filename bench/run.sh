@@ -2,7 +2,7 @@
 # Fulmar vs Postfix on this machine, in one run: the benchmark table of
 # docs/benchmarks.md.
 #
-#   bench/run.sh [--servers fulmar,postfix] [--counts 1=N,10=N,100=N]
+#   bench/run.sh [--servers fulmar,postfix,floor] [--counts 1=N,10=N,100=N]
 #                [--idle N] [--repeat R] [--fs loop|tmp] [--quick] [--keep]
 #                [--out FILE]
 #
@@ -15,6 +15,11 @@
 # connection with N (default 10,000) idle connections.  Prints the table;
 # --out also writes it (markdown) to FILE, and the raw figures to FILE.json.
 #
+# The third server, floor (bench/floor_server.c, on $FLOOR_PORT, default
+# 10027), does the same job with the fewest system calls and nothing
+# else: its CPU per message is the least this machine charges for the
+# job, the yardstick for both servers (load runs only, no idle test).
+#
 # Both servers write to the same file system: by default a fresh,
 # journaled ext4 in a loop-mounted image (--fs loop); --fs tmp uses /tmp.
 #
@@ -23,7 +28,8 @@
 # instance has its own config and queue directories under a temp dir and
 # is stopped on exit, failure included.  Traffic goes to 127.0.0.0/8 only.
 #
-# Environment: FULMAR_BIN (default build/fulmar), FULMAR_PORT, POSTFIX_PORT.
+# Environment: FULMAR_BIN (default build/fulmar), FULMAR_PORT, POSTFIX_PORT,
+# FLOOR_PORT, CC (default cc).
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,10 +37,11 @@ ROOT=$(cd "$BENCH/.." && pwd)
 FULMAR_BIN=${FULMAR_BIN:-$ROOT/build/fulmar}
 FULMAR_PORT=${FULMAR_PORT:-10026}
 POSTFIX_PORT=${POSTFIX_PORT:-10025}
+FLOOR_PORT=${FLOOR_PORT:-10027}
 PY=${PYTHON:-python3}
 export PYTHONDONTWRITEBYTECODE=1   # no __pycache__ in bench/
 
-SERVERS="fulmar,postfix"
+SERVERS="fulmar,postfix,floor"
 COUNTS="1=2000,10=5000,100=10000"
 IDLE=10000
 REPEAT=3
@@ -42,7 +49,7 @@ KEEP=0
 OUT=""
 FS=loop
 
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -67,6 +74,7 @@ bench_check_tools
 ports=()
 has_server fulmar && ports+=("$FULMAR_PORT")
 has_server postfix && ports+=("$POSTFIX_PORT")
+has_server floor && ports+=("$FLOOR_PORT")
 bench_check_ports "${ports[@]}"
 
 IDLE_PID=""
@@ -117,14 +125,16 @@ print("  %-7s s=%-3d m=%-5d accepted %.1f/s (%.2fs)  delivered %s  cpu %.2fs/100
 order=()
 has_server fulmar && order+=(fulmar)
 has_server postfix && order+=(postfix)
+has_server floor && order+=(floor)
 [ ${#order[@]} -gt 0 ] || die "no server selected"
 
 has_server postfix && start_postfix_maildir
 has_server fulmar && start_fulmar_maildir
+has_server floor && start_floor_maildir
 
 # 1. Idle connections, on freshly started servers.
 if [ "$IDLE" -gt 0 ]; then
-    for s in "${order[@]}"; do idle_test "$s"; done
+    for s in "${order[@]}"; do [ "$s" = floor ] || idle_test "$s"; done
 fi
 
 # 2. Warm-up (not counted): page cache, Postfix's process pool.

@@ -65,11 +65,7 @@ bench_workdir fulmar-soak   # also raises ulimit -n to the hard limit
 log "descriptors: soft $(ulimit -n), hard $(ulimit -Hn); $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # start_fulmar_maildir's job, with bounded timeouts.
-d=$D/fulmar
-FULMAR_MAILDIR=$d/mail/example.test/bench
-mkdir -p "$FULMAR_MAILDIR"/{cur,new,tmp}
-chmod 0755 "$d" "$d/mail"
-chown -R fulmar: "$d/mail"
+FULMAR_MAILDIR=$(fulmar_owned_maildir "$D/fulmar")
 soak_fulmar() {
     start_fulmar <<EOF
 dns = {
@@ -96,7 +92,7 @@ soak_run() {
     "$PY" "$BENCH/soak.py" --port "$FULMAR_PORT" --pid "$FULMAR_PID" \
         --maildir "$FULMAR_MAILDIR" --phases "$1" --soak-seconds "$SOAK_SECONDS" \
         --slow-seconds "$((SESSION_TIMEOUT + 20))" --json "$2" "${EXTRA[@]}" || rc=$?
-    local logf=$d/fulmar.log
+    local logf=$D/fulmar/fulmar.log
     log "fulmar.log (phases $1): $(grep -c 'session deadline' "$logf" || true) session deadlines, $(grep -c '4.4.2 timeout' "$logf" || true) command timeouts, $(grep -c 'event=connect' "$logf" || true) connects"
     bench_log_problems fulmar
     log "Fulmar VmRSS after phases $1: $(grep VmRSS "/proc/$FULMAR_PID/status" | tr -s ' \t' ' ')"
