@@ -34,6 +34,7 @@ struct conn {
 	int fd;
 	int file;               /* the tmp/ copy while in data, else -1 */
 	bool committing;        /* data ended: in the turn's commit */
+	bool durable;           /* the commit: fsynced and renamed */
 	struct conn *next;      /* in the turn's commit */
 	size_t len;             /* octets in buf */
 	char name[64];
@@ -77,12 +78,6 @@ static void begin_data(struct conn *c)
 	reply(c, "354 End data with <CR><LF>.<CR><LF>\r\n");
 }
 
-static void path_pair(struct conn *c, char *from, char *to, size_t len)
-{
-	path_of(from, len, "tmp", c->name);
-	path_of(to, len, "new", c->name);
-}
-
 /* The turn's group commit: every copy written back and fsynced, renamed
  * into new/, one fsync of new/, then the replies. */
 static void commit_turn(void)
@@ -92,23 +87,22 @@ static void commit_turn(void)
 		(void)sync_file_range(c->file, 0, 0, SYNC_FILE_RANGE_WRITE);
 	bool any = false;
 	for (struct conn *c = to_commit; c; c = c->next) {
-		int rc = fsync(c->file);
-		rc |= close(c->file);
-		c->file = rc;   /* 0: durable; renamed below */
-		path_pair(c, from, to, sizeof(from));
-		if (rc == 0 && rename(from, to) < 0)
-			c->file = -1;
-		any |= c->file == 0;
+		bool synced = fsync(c->file) == 0;
+		synced &= close(c->file) == 0;
+		c->file = -1;
+		path_of(from, sizeof(from), "tmp", c->name);
+		path_of(to, sizeof(to), "new", c->name);
+		c->durable = synced && rename(from, to) == 0;
+		any |= c->durable;
 	}
 	bool dir_ok = !any || fsync(new_dir) == 0;
 	for (struct conn *c = to_commit; c; c = c->next) {
-		if (c->file == 0 && dir_ok) {
+		if (c->durable && dir_ok) {
 			reply(c, "250 2.0.0 Ok: queued\r\n");
 		} else {
 			perror("floor_server: commit");
 			reply(c, "451 4.3.0 Local error\r\n");
 		}
-		c->file = -1;
 		c->committing = false;
 	}
 }

@@ -28,8 +28,9 @@ bench_build_fulmar() {
     cmake --build "$b" -j2 >&2
 }
 
-# Root, python3, smtp-source (SMTP_SOURCE), postfix, the Fulmar binary and
-# its system user, as the selected servers need.
+# Root, python3, smtp-source (SMTP_SOURCE), postfix, the Fulmar binary, a
+# C compiler for the floor server, and the fulmar system user (both run
+# as it), as the selected servers need.
 bench_check_tools() {
     [ "$(id -u)" = 0 ] || die "run as root"
     SMTP_SOURCE=""
@@ -44,6 +45,11 @@ bench_check_tools() {
     fi
     if has_server fulmar; then
         [ -x "$FULMAR_BIN" ] || die "no Fulmar binary at $FULMAR_BIN (build it: cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DFULMAR_TESTS=OFF && cmake --build build -j2), or use --servers postfix"
+    fi
+    if has_server floor; then
+        command -v "${CC:-cc}" >/dev/null || die "no C compiler (${CC:-cc}) for bench/floor_server.c"
+    fi
+    if has_server fulmar || has_server floor; then
         getent passwd fulmar >/dev/null || useradd --system --no-create-home --shell /usr/sbin/nologin fulmar
     fi
 }

@@ -210,7 +210,7 @@ static void start_batch(struct prepared *p)
 			p->mint(p->mint_arg, s->id);
 		s->fd = -1;
 	}
-	p->nwaiting = 0;
+	p->nwaiting -= recycled; /* all of them or none (above) */
 	p->in_batch = n;
 	workpool_submit(p->pool, batch_work, batch_done, b);
 }
